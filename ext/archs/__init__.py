@@ -1,0 +1,1 @@
+"""Network architectures (``*_arch.py``), registered into BasicSR ARCH_REGISTRY and MMEngine MODELS."""

@@ -1,0 +1,329 @@
+"""Every fix this package makes to BasicSR 1.4.2 on today's stack, in one place.
+
+BasicSR 1.4.2 is the newest release; on torch >= 2.6 / torchvision >= 0.17 it cannot be
+imported, cannot resume or run DDP without CUDA, restarts from iteration 0 when launched
+from another directory, writes checkpoints non-atomically and restarts the epoch's data
+order on resume. Each fix below is small, named after what it fixes, and has a test in
+``tests/test_compat.py`` that fails without it. The originals are kept in ``ORIGINALS``.
+
+Importing this module applies the import shim; :func:`apply` (called by ``import ext``)
+applies the rest. Both are idempotent.
+"""
+import os
+import random
+import re
+import sys
+import types
+import warnings
+from os import path as osp
+
+import numpy as np
+import torch
+
+
+# --- 1. torchvision >= 0.17 removed transforms.functional_tensor ---------------------------
+# basicsr/data/degradations.py imports rgb_to_grayscale from it, and basicsr/__init__.py imports
+# everything, so `import basicsr` fails. Must run before the first basicsr import.
+def install_functional_tensor_shim():
+    name = 'torchvision.transforms.functional_tensor'
+    if name in sys.modules:
+        return
+    try:
+        import torchvision.transforms.functional_tensor  # noqa: F401  (old torchvision has it)
+        return
+    except ImportError:
+        pass
+    from torchvision.transforms import functional
+    shim = types.ModuleType(name)
+    shim.rgb_to_grayscale = functional.rgb_to_grayscale
+    sys.modules[name] = shim
+
+
+install_functional_tensor_shim()
+
+import basicsr.train  # noqa: E402
+import basicsr.test  # noqa: E402
+from basicsr.archs import vgg_arch  # noqa: E402
+from basicsr.data.data_sampler import EnlargedSampler  # noqa: E402
+from basicsr.models import base_model, realesrgan_model, realesrnet_model  # noqa: E402
+from basicsr.utils import dist_util, img_process_util, options  # noqa: E402
+from basicsr.utils.misc import check_resume  # noqa: E402
+
+from ext.utils.atomic_io import atomic_torch_save  # noqa: E402
+from ext.utils.pretrained import find_vgg_weights  # noqa: E402
+
+ORIGINALS = {}
+_applied = False
+
+
+def _replace(owner, attr, new):
+    key = f'{getattr(owner, "__name__", owner)}.{attr}'
+    ORIGINALS.setdefault(key, getattr(owner, attr))
+    setattr(owner, attr, new)
+
+
+def _rank():
+    return dist_util.get_dist_info()[0]
+
+
+# --- 2. torch >= 2.0's launcher passes --local-rank; BasicSR only accepts --local_rank --------
+def normalize_local_rank_argv(argv):
+    """Rewrite ``--local-rank[=N]`` into BasicSR's ``--local_rank[=N]``."""
+    return [re.sub(r'^--local-rank(?==|$)', '--local_rank', arg) for arg in argv]
+
+
+def _parse_options_accepting_local_rank(root_path, is_train=True):
+    sys.argv = normalize_local_rank_argv(sys.argv)
+    return ORIGINALS['basicsr.utils.options.parse_options'](root_path, is_train)
+
+
+# --- 3. DDP without CUDA: BasicSR hard-codes NCCL, set_device and device_ids ----------------
+def _init_dist_pytorch_cpu_aware(backend, **kwargs):
+    import torch.distributed as dist
+    if torch.cuda.is_available() and torch.cuda.device_count() > 0:
+        local_rank = int(os.environ.get('LOCAL_RANK', os.environ['RANK']))
+        torch.cuda.set_device(local_rank % torch.cuda.device_count())
+    else:
+        backend = 'gloo'  # NCCL needs GPUs
+    dist.init_process_group(backend=backend, **kwargs)
+
+
+def _model_to_device_cpu_ddp(self, net):
+    if self.opt['dist'] and self.device.type == 'cpu':
+        from torch.nn.parallel import DistributedDataParallel
+        return DistributedDataParallel(
+            net.to(self.device), device_ids=None, find_unused_parameters=self.opt.get('find_unused_parameters', False))
+    return ORIGINALS['BaseModel.model_to_device'](self, net)
+
+
+# --- 4. filter2D on channels_last tensors (DiffJPEG output; CPU reflect-pad keeps the layout) --
+def _filter2d_any_memory_format(img, kernel):
+    return ORIGINALS['basicsr.utils.img_process_util.filter2D'](img.contiguous(), kernel)
+
+
+# --- 5. VGG weights offline: BasicSR downloads them when a cwd-relative file is missing -------
+def _vgg_init_offline(self, layer_name_list, vgg_type='vgg19', *args, **kwargs):
+    vgg_arch.VGG_PRETRAIN_PATH = find_vgg_weights(vgg_type)  # raises with instructions when absent
+    ORIGINALS['VGGFeatureExtractor.__init__'](self, layer_name_list, vgg_type, *args, **kwargs)
+
+
+# --- 6. checkpoints written atomically (a kill mid-write used to leave a torn newest file) ----
+def _save_with_retry(obj, path, what):
+    for attempt in range(3):
+        try:
+            atomic_torch_save(obj, path)
+            return
+        except OSError as error:  # e.g. a full disk or a flaky network file system
+            last_error = error
+    from basicsr.utils import get_root_logger
+    get_root_logger().error(f'Could not save {what} to {path}: {last_error}. The previous checkpoint is intact.')
+
+
+@dist_util.master_only
+def _save_network_atomically(self, net, net_label, current_iter, param_key='params'):
+    label = 'latest' if current_iter == -1 else current_iter
+    nets = net if isinstance(net, list) else [net]
+    keys = param_key if isinstance(param_key, list) else [param_key]
+    if len(nets) != len(keys):
+        raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
+    save_dict = {}
+    for each_net, key in zip(nets, keys):
+        state = self.get_bare_model(each_net).state_dict()
+        save_dict[key] = {k[len('module.'):] if k.startswith('module.') else k: v.cpu() for k, v in state.items()}
+    path = osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
+    _save_with_retry(save_dict, path, f'network {net_label}')
+
+
+# --- 7. exact resume: BasicSR restarts the epoch's data order and drops the random states -----
+# The .state now also holds every rank's RNG states, the loader length and a model's own extra
+# state (e.g. a training-pair queue) if it defines extra_training_state()/load_extra_training_state().
+# On resume the sampler skips the batches already consumed in that epoch and restores the RNG
+# states right before the first batch is drawn, which is where the killed run saved them.
+def _rng_state():
+    kind, key, pos, has_gauss, cached = np.random.get_state()
+    state = {'python': random.getstate(),
+             'numpy': (kind, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, cached),
+             'torch': torch.get_rng_state()}
+    if torch.cuda.is_available():
+        state['cuda'] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state):
+    random.setstate(state['python'])
+    kind, key, pos, has_gauss, cached = state['numpy']
+    np.random.set_state((kind, key.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state['torch'])
+    if 'cuda' in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state['cuda'])
+
+
+def _all_ranks_rng_states():
+    import torch.distributed as dist
+    mine = _rng_state()
+    if not (dist.is_available() and dist.is_initialized()):
+        return [mine]
+    gathered = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, mine)  # collective: every rank calls save_training_state
+    return gathered
+
+
+class TrainProgress:
+    """What the running job knows about its data loader and a pending resume."""
+    iters_per_epoch = None
+    batch_size = None
+    pending_resume = None  # the loaded .state until its position is handed to the sampler
+
+
+PROGRESS = TrainProgress()
+
+
+def _save_training_state_resumable(self, epoch, current_iter):
+    if current_iter == -1:
+        return
+    rng_states = _all_ranks_rng_states()
+    if _rank() != 0:
+        return
+    state = {
+        'epoch': epoch,
+        'iter': current_iter,
+        'optimizers': [o.state_dict() for o in self.optimizers],
+        'schedulers': [s.state_dict() for s in self.schedulers],
+        'rng': rng_states,
+        'iters_per_epoch': PROGRESS.iters_per_epoch,
+    }
+    if hasattr(self, 'extra_training_state'):
+        state['extra'] = self.extra_training_state()
+    path = osp.join(self.opt['path']['training_states'], f'{current_iter}.state')
+    _save_with_retry(state, path, 'training state')
+
+
+def _resume_training_with_extra(self, resume_state):
+    ORIGINALS['BaseModel.resume_training'](self, resume_state)
+    if 'extra' in resume_state and hasattr(self, 'load_extra_training_state'):
+        self.load_extra_training_state(resume_state['extra'])
+
+
+class ResumableEnlargedSampler(EnlargedSampler):
+    """EnlargedSampler that can continue an epoch in the middle, at the sample a run stopped."""
+
+    _resume_point = None  # (epoch, samples to skip, callback run before the first sample)
+
+    def resume_within_epoch(self, epoch, skip_samples, on_first_sample=None):
+        self._resume_point = (epoch, skip_samples, on_first_sample)
+
+    def __iter__(self):
+        indices = list(super().__iter__())
+        if self._resume_point is not None and self._resume_point[0] == self.epoch:
+            _, skip, on_first_sample = self._resume_point
+            self._resume_point = None
+            indices = indices[skip:]
+            if on_first_sample is not None:
+                on_first_sample()
+        yield from indices
+
+
+def _create_dataloaders_resumable(opt, logger):
+    result = ORIGINALS['basicsr.train.create_train_val_dataloader'](opt, logger)
+    train_loader, train_sampler = result[0], result[1]
+    PROGRESS.iters_per_epoch, PROGRESS.batch_size = len(train_loader), train_loader.batch_size
+    state, PROGRESS.pending_resume = PROGRESS.pending_resume, None
+    if state is None:
+        return result
+    consumed = state['iter'] - state['epoch'] * PROGRESS.iters_per_epoch
+    rng = state.get('rng')
+    if state.get('iters_per_epoch') != PROGRESS.iters_per_epoch or not 0 <= consumed <= PROGRESS.iters_per_epoch:
+        logger.warning(f"Resume: the data loader has {PROGRESS.iters_per_epoch} iterations per epoch, the saved "
+                       f"run had {state.get('iters_per_epoch')}; epoch {state['epoch']} restarts from its first "
+                       f'batch and the random states are not restored.')
+        return result
+    rank_rng = rng[opt['rank']] if rng and opt['rank'] < len(rng) else None
+    train_sampler.resume_within_epoch(
+        state['epoch'], consumed * PROGRESS.batch_size,
+        on_first_sample=(lambda: _set_rng_state(rank_rng)) if rank_rng else None)
+    logger.info(f"Resume: skipping the {consumed} batches already trained in epoch {state['epoch']}"
+                f"{'' if rank_rng else ' (no random states in this .state file)'}.")
+    return result
+
+
+# --- 8. resume: states found from the experiment path, loaded on CPU, a torn newest state skipped
+_STATE_FILE = re.compile(r'^(\d+)\.state$')
+
+
+def load_state_file(path):
+    """Load a ``.state`` file on any machine, allowing only tensors and plain containers."""
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def _networks_of_state(opt, iteration):
+    return [osp.join(opt['path']['models'], f"net_{key[len('network_'):]}_{iteration}.pth")
+            for key in opt if key.startswith('network_')
+            and key not in (opt['path'].get('ignore_resume_networks') or [])]
+
+
+def _looks_complete(path):
+    import zipfile
+    return osp.isfile(path) and zipfile.is_zipfile(path)
+
+
+def find_resume_state(opt):
+    """Newest readable ``.state`` under ``opt['path']['training_states']`` whose networks exist."""
+    state_dir = opt['path']['training_states']
+    if not osp.isdir(state_dir):
+        return None, None
+    iterations = sorted((int(m.group(1)) for m in map(_STATE_FILE.match, os.listdir(state_dir)) if m),
+                        reverse=True)
+    for iteration in iterations:
+        path = osp.join(state_dir, f'{iteration}.state')
+        try:
+            state = load_state_file(path)
+        except Exception as error:  # torn or foreign file: fall back to the previous one
+            warnings.warn(f'auto_resume: skipping unreadable training state {path} ({type(error).__name__}: {error})')
+            continue
+        missing = [p for p in _networks_of_state(opt, iteration) if not _looks_complete(p)]
+        if missing:
+            warnings.warn(f'auto_resume: skipping {path}: its network files are missing or incomplete: {missing}')
+            continue
+        return path, state
+    return None, None
+
+
+def load_resume_state(opt):
+    if opt['auto_resume']:
+        path, state = find_resume_state(opt)
+        if path is not None:
+            opt['path']['resume_state'] = path
+    elif opt['path'].get('resume_state'):
+        path = opt['path']['resume_state']
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'path.resume_state: {path} does not exist')
+        state = load_state_file(path)
+    else:
+        return None
+    if path is None:
+        return None
+    check_resume(opt, state['iter'])
+    PROGRESS.pending_resume = state
+    return state
+
+
+def apply():
+    """Apply every fix (idempotent)."""
+    global _applied
+    if _applied:
+        return
+    _applied = True
+    install_functional_tensor_shim()
+    _replace(options, 'parse_options', _parse_options_accepting_local_rank)
+    basicsr.train.parse_options = basicsr.test.parse_options = _parse_options_accepting_local_rank
+    _replace(dist_util, '_init_dist_pytorch', _init_dist_pytorch_cpu_aware)
+    _replace(base_model.BaseModel, 'model_to_device', _model_to_device_cpu_ddp)
+    _replace(img_process_util, 'filter2D', _filter2d_any_memory_format)
+    realesrgan_model.filter2D = realesrnet_model.filter2D = _filter2d_any_memory_format  # imported by name
+    _replace(vgg_arch.VGGFeatureExtractor, '__init__', _vgg_init_offline)
+    _replace(base_model.BaseModel, 'save_network', _save_network_atomically)
+    _replace(base_model.BaseModel, 'save_training_state', _save_training_state_resumable)
+    _replace(base_model.BaseModel, 'resume_training', _resume_training_with_extra)
+    _replace(basicsr.train, 'EnlargedSampler', ResumableEnlargedSampler)
+    _replace(basicsr.train, 'create_train_val_dataloader', _create_dataloaders_resumable)
+    _replace(basicsr.train, 'load_resume_state', load_resume_state)

@@ -1,0 +1,1 @@
+"""Metrics (``*_metric.py``), registered into BasicSR METRIC_REGISTRY and MMEngine METRICS."""

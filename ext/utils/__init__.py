@@ -1,0 +1,1 @@
+"""Helpers shared by components, entry points and scripts."""

@@ -1,0 +1,86 @@
+"""Find pretrained weight files on disk; nothing is ever downloaded at run time.
+
+VGG weights (perceptual losses, TTSR's texture extractor) are looked up, in order, at:
+
+1. the option ``path.vgg_weights`` of the running YAML (a file, or a folder holding
+   torchvision's file name), set through :func:`configure_vgg_weights`;
+2. the environment variable ``SRGAN_TOOLKIT_VGG_WEIGHTS`` (file or folder);
+3. ``<repository>/experiments/pretrained_models/<torchvision file name>``;
+4. torch hub's cache, ``$TORCH_HOME/hub/checkpoints/<torchvision file name>``.
+
+A place given explicitly (1 or 2) that does not hold the file is an error, not a fall-through,
+so a typo in a path is never silently replaced by another file.
+"""
+import os
+import os.path as osp
+
+import torch
+
+VGG_WEIGHTS_ENV = 'SRGAN_TOOLKIT_VGG_WEIGHTS'
+VGG_WEIGHTS_OPTION = 'path.vgg_weights'
+REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
+
+_configured = {'vgg': None, 'source': None}
+
+
+class PretrainedWeightsNotFound(FileNotFoundError):
+    """A weight file is needed but is not on disk; the message says where to put it."""
+
+    def __str__(self):
+        return self.args[0]
+
+
+def configure_vgg_weights(path, source=None):
+    """Use ``path`` (file or folder) for VGG weights in this process; None clears it."""
+    _configured['vgg'] = None if path is None else osp.expanduser(str(path))
+    _configured['source'] = source
+
+
+def torchvision_weights_url(arch):
+    """Download address of torchvision's ImageNet weights for ``arch`` (e.g. 'vgg19')."""
+    import torchvision
+    return torchvision.models.get_model_weights(arch).IMAGENET1K_V1.url
+
+
+def torchvision_file_name(arch):
+    return osp.basename(torchvision_weights_url(arch))
+
+
+def _resolve_explicit(path, file_name, what):
+    candidate = osp.join(path, file_name) if osp.isdir(path) else path
+    if not osp.isfile(candidate):
+        raise PretrainedWeightsNotFound(
+            f'{what} points to {candidate!r}, which does not exist. Put the file there or fix the setting.')
+    return candidate
+
+
+def default_locations(file_name):
+    return [
+        osp.join(REPO_ROOT, 'experiments', 'pretrained_models', file_name),
+        osp.join(torch.hub.get_dir(), 'checkpoints', file_name),
+    ]
+
+
+def find_vgg_weights(vgg_type='vgg19'):
+    """Return the path of torchvision's ImageNet weights for ``vgg_type``.
+
+    Raises:
+        PretrainedWeightsNotFound: naming every place looked at and where the file comes from.
+    """
+    file_name = torchvision_file_name(vgg_type)
+    if _configured['vgg']:
+        where = f"option {VGG_WEIGHTS_OPTION}{' in ' + _configured['source'] if _configured['source'] else ''}"
+        return _resolve_explicit(_configured['vgg'], file_name, where)
+    if os.environ.get(VGG_WEIGHTS_ENV):
+        return _resolve_explicit(os.environ[VGG_WEIGHTS_ENV], file_name, f'${VGG_WEIGHTS_ENV}')
+    locations = default_locations(file_name)
+    for candidate in locations:
+        if osp.isfile(candidate):
+            return candidate
+    looked = '\n'.join(f'  - {p}' for p in locations)
+    raise PretrainedWeightsNotFound(
+        f'{vgg_type.upper()} weights ({file_name}) not found. Nothing is downloaded at run time; looked at:\n'
+        f'{looked}\n'
+        f'Get the file (torchvision ImageNet weights) from {torchvision_weights_url(vgg_type)} and put it at '
+        f'one of these places, or point the option {VGG_WEIGHTS_OPTION} or the environment variable '
+        f'{VGG_WEIGHTS_ENV} at it.')

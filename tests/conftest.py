@@ -1,0 +1,31 @@
+"""Session fixtures shared by the test suite (CPU only, everything generated locally)."""
+import os
+import os.path as osp
+
+import pytest
+import torch
+
+os.environ.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(scope='session')
+def vgg19_weights(tmp_path_factory):
+    """A randomly initialised torchvision VGG19 state dict saved under torchvision's file name.
+
+    Stands in for the ImageNet weights, which are never downloaded: the loading code is the real one.
+    """
+    import torchvision
+    folder = tmp_path_factory.mktemp('pretrained')
+    path = osp.join(folder, 'vgg19-dcbb9e9d.pth')
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg19(weights=None).state_dict(), path)
+    return path
+
+
+@pytest.fixture
+def vgg19_env(vgg19_weights, monkeypatch):
+    """Point this process and its subprocesses at :func:`vgg19_weights` through the environment."""
+    from ext.utils.pretrained import VGG_WEIGHTS_ENV
+    monkeypatch.setenv(VGG_WEIGHTS_ENV, vgg19_weights)
+    return {VGG_WEIGHTS_ENV: vgg19_weights}

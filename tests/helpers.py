@@ -1,0 +1,132 @@
+"""Shared test utilities: real images from scikit-image, option files, training runs in a subprocess."""
+import copy
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import yaml
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+PYTHON = sys.executable
+TRAIN_PY = osp.join(REPO_ROOT, 'ext', 'train.py')
+TEST_PY = osp.join(REPO_ROOT, 'ext', 'test.py')
+
+# Real photos and textures shipped inside the scikit-image wheel (no download).
+SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera')
+
+
+def skimage_rgb(name):
+    """A scikit-image sample as an RGB uint8 array (grayscale samples are stacked to 3 channels)."""
+    import skimage.data
+    image = getattr(skimage.data, name)()
+    if image.ndim == 2:
+        image = np.stack([image] * 3, axis=-1)
+    return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
+
+
+def write_image_folder(folder, count, size, names=SKIMAGE_PHOTOS, seed=0, suffix='.png'):
+    """Write ``count`` ``size``x``size`` BGR PNG crops of real photos into ``folder``; return the paths."""
+    os.makedirs(folder, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    paths = []
+    for index in range(count):
+        image = skimage_rgb(names[index % len(names)])
+        h, w = image.shape[:2]
+        if min(h, w) < size:
+            scale = size / min(h, w)
+            image = cv2.resize(image, (int(np.ceil(w * scale)), int(np.ceil(h * scale))), interpolation=cv2.INTER_CUBIC)
+            h, w = image.shape[:2]
+        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
+        crop = image[top:top + size, left:left + size]
+        path = osp.join(folder, f'{index:04d}{suffix}')
+        cv2.imwrite(path, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+        paths.append(path)
+    return paths
+
+
+def write_paired_folders(root, count, gt_size, scale=4, seed=0):
+    """GT crops and their bicubic x``scale`` downscales under ``root/gt`` and ``root/lq``."""
+    gt_dir, lq_dir = osp.join(root, 'gt'), osp.join(root, 'lq')
+    os.makedirs(lq_dir, exist_ok=True)
+    for path in write_image_folder(gt_dir, count, gt_size, seed=seed):
+        gt = cv2.imread(path)
+        lq = cv2.resize(gt, (gt_size // scale, gt_size // scale), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(osp.join(lq_dir, osp.basename(path)), lq)
+    return gt_dir, lq_dir
+
+
+def write_options(path, opt):
+    with open(path, 'w') as handle:
+        yaml.safe_dump(opt, handle, sort_keys=False)
+    return path
+
+
+def subprocess_env(extra=None):
+    env = dict(os.environ)
+    env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
+    env.setdefault('OMP_NUM_THREADS', '2')
+    env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
+    env.update(extra or {})
+    return env
+
+
+def run_script(args, cwd, env=None, timeout=600, check=True):
+    """Run ``python *args`` and return the CompletedProcess; on failure the error shows the output."""
+    result = subprocess.run([PYTHON, *args], cwd=cwd, env=subprocess_env(env), capture_output=True, text=True,
+                            timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(f'command failed ({result.returncode}): {" ".join(args)}\n'
+                             f'--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}')
+    return result
+
+
+def run_train(opt, workdir, extra_args=(), env=None, timeout=600, check=True):
+    """Write ``opt`` to ``workdir/<name>.yml`` and run ``ext/train.py`` on it from ``workdir``."""
+    opt = copy.deepcopy(opt)
+    yml = write_options(osp.join(workdir, f"{opt['name']}.yml"), opt)
+    return run_script([TRAIN_PY, '-opt', yml, *extra_args], cwd=workdir, env=env, timeout=timeout, check=check)
+
+
+def experiment_dir(opt, workdir):
+    """Where a run of ``opt`` writes (``path.experiments_root`` is set by :func:`base_train_options`)."""
+    return opt['path']['experiments_root']
+
+
+def base_train_options(name, workdir, train_gt, train_lq, val_gt=None, val_lq=None, gt_size=32, total_iter=4):
+    """A small ESRGAN-style option dict on paired folders; tests override what they need."""
+    opt = {
+        'name': name,
+        'model_type': 'SRModel',
+        'scale': 4,
+        'num_gpu': 'auto',
+        'manual_seed': 0,
+        'datasets': {
+            'train': {
+                'name': 'train', 'type': 'PairedImageDataset', 'dataroot_gt': train_gt, 'dataroot_lq': train_lq,
+                'io_backend': {'type': 'disk'}, 'gt_size': gt_size, 'use_hflip': True, 'use_rot': True,
+                'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1, 'prefetch_mode': None,
+            },
+        },
+        'network_g': {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                      'num_grow_ch': 4},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                 'experiments_root': osp.join(workdir, 'experiments', name)},
+        'train': {
+            'ema_decay': 0,
+            'optim_g': {'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.99]},
+            'scheduler': {'type': 'MultiStepLR', 'milestones': [100000], 'gamma': 0.5},
+            'total_iter': total_iter, 'warmup_iter': -1,
+            'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0, 'reduction': 'mean'},
+        },
+        'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False},
+        'dist_params': {'backend': 'nccl', 'port': 29500},
+    }
+    if val_gt is not None:
+        opt['datasets']['val'] = {'name': 'val', 'type': 'PairedImageDataset', 'dataroot_gt': val_gt,
+                                  'dataroot_lq': val_lq, 'io_backend': {'type': 'disk'}}
+        opt['val'] = {'val_freq': 2, 'save_img': False,
+                      'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': False}}}
+    return opt

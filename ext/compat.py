@@ -96,6 +96,14 @@ def _model_to_device_cpu_ddp(self, net):
     return ORIGINALS['BaseModel.model_to_device'](self, net)
 
 
+# --- 3b. BasicSR 1.4.2's get_optimizer knows only Adam ------------------------------------
+def _get_optimizer_from_torch(self, optim_type, params, lr, **kwargs):
+    optimizer_class = getattr(torch.optim, optim_type, None)
+    if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
+        raise NotImplementedError(f"optimizer '{optim_type}' is not a torch.optim optimizer")
+    return optimizer_class(params, lr, **kwargs)
+
+
 # --- 4. filter2D on channels_last tensors (DiffJPEG output; CPU reflect-pad keeps the layout) --
 def _filter2d_any_memory_format(img, kernel):
     return ORIGINALS['basicsr.utils.img_process_util.filter2D'](img.contiguous(), kernel)
@@ -318,6 +326,7 @@ def apply():
     basicsr.train.parse_options = basicsr.test.parse_options = _parse_options_accepting_local_rank
     _replace(dist_util, '_init_dist_pytorch', _init_dist_pytorch_cpu_aware)
     _replace(base_model.BaseModel, 'model_to_device', _model_to_device_cpu_ddp)
+    _replace(base_model.BaseModel, 'get_optimizer', _get_optimizer_from_torch)
     _replace(img_process_util, 'filter2D', _filter2d_any_memory_format)
     realesrgan_model.filter2D = realesrnet_model.filter2D = _filter2d_any_memory_format  # imported by name
     _replace(vgg_arch.VGGFeatureExtractor, '__init__', _vgg_init_offline)

@@ -1,0 +1,32 @@
+# `make demo` and `make test` set everything up on a fresh machine (Python 3.9+ with venv).
+# The virtual environment is keyed by setup.py, so it is reused until the dependencies change.
+PYTHON ?= python3
+ENV_KEY := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('setup.py','rb').read()).hexdigest()[:12])")
+VENV ?= $(HOME)/.cache/sr-gan-toolkit/venv-$(ENV_KEY)
+PY := $(VENV)/bin/python
+export OPENCV_LOG_LEVEL ?= ERROR
+
+.PHONY: env demo test bench print-venv
+
+env: $(VENV)/.deps-installed
+	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . >/dev/null
+
+$(VENV)/.deps-installed: setup.py
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
+	$(PY) -m pip install --quiet -e '.[test]'
+	@# optional mmcv: install the lite build only when no mmcv (full or lite) is importable
+	$(PY) -c "import mmcv" 2>/dev/null || $(PY) -m pip install --quiet 'mmcv-lite>=2.0'
+	touch $@
+
+demo: env
+	$(PY) scripts/run_demo.py
+
+test: env
+	$(PY) -m pytest tests -q --durations=15
+
+bench: env
+	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
+
+print-venv:
+	@echo $(VENV)

@@ -1,0 +1,232 @@
+"""TTSR's hard/soft-attention texture search and transfer, chunked so that memory stays bounded.
+
+Yang et al., "Learning Texture Transformer Network for Image Super-Resolution", CVPR 2020.
+
+Notation (feature maps from the texture extractor, coarse to fine):
+
+* ``query``  = level-3 features of LR upsampled x4, ``[N, 256, H, W]``;
+* ``key``    = level-3 features of Ref down x4 then up x4, ``[N, 256, Hr, Wr]``;
+* ``values`` = level-3, -2, -1 features of Ref, ``[N, 256, Hr, Wr]``, ``[N, 128, 2Hr, 2Wr]``,
+  ``[N, 64, 4Hr, 4Wr]``.
+
+Relevance is the cosine similarity of 3x3 patches (unfold with padding 1, L2-normalised) between
+every query and every key position. For every query position the best key (hard attention) and
+its relevance (soft attention ``S``) are kept; the value patches at that key (3x3/s1 at level 3,
+6x6/s2 at level 2, 12x12/s4 at level 1) are folded back and divided by 9, as upstream does.
+
+:func:`search_transfer_plain` is the upstream computation (it materialises the ``[N, HrWr, HW]``
+relevance matrix and the unfolded values: ~1.4 GB at LR 96^2 / Ref 384^2).
+:func:`search_transfer_chunked` gives the same result but walks query positions in chunks, key
+positions in chunks with a running max/argmax, and gathers/scatters the matching value patches by
+index, so it never holds the relevance matrix or an unfolded value tensor.
+"""
+import torch
+import torch.nn.functional as F
+
+# (kernel, padding, stride) of the value patches at levels 3, 2, 1 (coarse to fine).
+LEVEL_GEOMETRY = ((3, 1, 1), (6, 2, 2), (12, 4, 4))
+DEFAULT_MEMORY_BUDGET_MB = 256
+_NORM_EPS = 1e-12  # as F.normalize
+
+
+def search_transfer_plain(query, key, values):
+    """Upstream TTSR search and transfer (reference implementation, O(HW * HrWr) memory).
+
+    Args:
+        query (Tensor): ``[N, C, H, W]``.
+        key (Tensor): ``[N, C, Hr, Wr]``.
+        values (Sequence[Tensor]): level 3, 2, 1 features of Ref (coarse to fine).
+
+    Returns:
+        tuple: soft attention ``[N, 1, H, W]`` and the textures at levels 3, 2, 1.
+    """
+    n, _, h, w = query.shape
+    query_unfold = F.normalize(F.unfold(query, kernel_size=3, padding=1), dim=1)
+    key_unfold = F.normalize(F.unfold(key, kernel_size=3, padding=1).permute(0, 2, 1), dim=2)
+    relevance = torch.bmm(key_unfold, query_unfold)  # [N, HrWr, HW]
+    soft, hard = torch.max(relevance, dim=1)
+    textures = []
+    for value, (k, p, s) in zip(values, LEVEL_GEOMETRY):
+        value_unfold = F.unfold(value, kernel_size=k, padding=p, stride=s)
+        index = hard.unsqueeze(1).expand(-1, value_unfold.size(1), -1)
+        gathered = torch.gather(value_unfold, 2, index)
+        textures.append(F.fold(gathered, output_size=(h * s, w * s), kernel_size=k, padding=p, stride=s) / 9.)
+    return soft.view(n, 1, h, w), textures
+
+
+def _patch_pixel_offsets(kernel, padded_width, device):
+    """Flat offsets of a ``kernel`` x ``kernel`` patch's pixels in a map of width ``padded_width``."""
+    rows = torch.arange(kernel, device=device).view(-1, 1) * padded_width
+    cols = torch.arange(kernel, device=device).view(1, -1)
+    return (rows + cols).view(-1)
+
+
+def _patch_pixel_index(positions, grid_width, kernel, stride, padded_width):
+    """Flat pixel indices ``[len(positions) * kernel**2]`` of the patches at ``positions``.
+
+    ``positions`` index a grid of patch positions of width ``grid_width``; the patch at grid
+    position (i, j) covers rows ``i*stride .. i*stride+kernel-1`` of the padded map.
+    """
+    top_left = (positions // grid_width) * stride * padded_width + (positions % grid_width) * stride
+    offsets = _patch_pixel_offsets(kernel, padded_width, positions.device)
+    return (top_left.unsqueeze(-1) + offsets).flatten(-2)
+
+
+def _gather_patches(padded_flat, pixel_index, kernel):
+    """Patches ``[N, C*k*k, P]`` (unfold layout) from a padded map flattened to ``[N, C, L]``.
+
+    ``pixel_index`` is ``[N, P*k*k]`` (or ``[P*k*k]`` for all samples alike).
+    """
+    n, c, _ = padded_flat.shape
+    if pixel_index.dim() == 1:
+        pixel_index = pixel_index.unsqueeze(0).expand(n, -1)
+    patches = torch.gather(padded_flat, 2, pixel_index.unsqueeze(1).expand(-1, c, -1))
+    num = pixel_index.size(1) // (kernel * kernel)
+    return patches.view(n, c, num, kernel * kernel).permute(0, 1, 3, 2).reshape(n, c * kernel * kernel, num)
+
+
+def _normalize_columns(patches):
+    return patches / patches.norm(dim=1, keepdim=True).clamp_min(_NORM_EPS)
+
+
+def plan_chunks(batch, channels, num_query, num_key, value_channels=(256, 128, 64), element_size=4,
+                memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
+    """Query and key chunk sizes whose working set fits ``memory_budget_mb``.
+
+    Per query chunk the working set is the query patches (``C*9`` per position) and the gathered
+    value patches at every level (``C_l * k_l^2``); per (query, key) chunk pair it is the key patches
+    and the relevance block. Half the budget goes to each.
+    """
+    budget = memory_budget_mb * 2**20 / (batch * element_size)
+    patch_len = channels * 9
+    per_query = patch_len + max(c * k * k for c, (k, _, _) in zip(value_channels, LEVEL_GEOMETRY))
+    query_chunk = int(max(1, min(num_query, budget / 2 // per_query)))
+    key_chunk = int(max(1, min(num_key, budget / 2 // (patch_len + query_chunk))))
+    return query_chunk, key_chunk
+
+
+def search_transfer_chunked(query, key, values, chunk_size=None, key_chunk_size=None,
+                            memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
+    """Same result as :func:`search_transfer_plain` in bounded memory.
+
+    Args:
+        query, key, values: as :func:`search_transfer_plain`.
+        chunk_size (int | None): query positions per chunk; None sizes it from ``memory_budget_mb``.
+        key_chunk_size (int | None): key positions per relevance block; None sizes it likewise.
+        memory_budget_mb (float): working-set budget used when a chunk size is None.
+
+    The search (max/argmax over keys) runs without autograd; the soft attention is then recomputed
+    from the selected patch pairs and the textures are gathered/scattered by index, both
+    differentiable, so gradients reach ``query``, ``key`` and ``values`` as upstream.
+    """
+    n, c, h, w = query.shape
+    _, _, hr, wr = key.shape
+    num_query, num_key = h * w, hr * wr
+    auto_query, auto_key = plan_chunks(n, c, num_query, num_key, [v.size(1) for v in values],
+                                       query.element_size(), memory_budget_mb)
+    chunk_size = min(num_query, chunk_size or auto_query)
+    key_chunk_size = min(num_key, key_chunk_size or auto_key)
+    device = query.device
+
+    query_flat = F.pad(query, (1, 1, 1, 1)).flatten(2)
+    key_flat = F.pad(key, (1, 1, 1, 1)).flatten(2)
+    query_offsets = _patch_pixel_offsets(3, w + 2, device)
+    key_offsets = _patch_pixel_offsets(3, wr + 2, device)
+
+    def key_block(start, stop):
+        positions = torch.arange(start, stop, device=device)
+        index = ((positions // wr) * (wr + 2) + positions % wr).unsqueeze(-1) + key_offsets
+        return _normalize_columns(_gather_patches(key_flat, index.flatten(), 3)).transpose(1, 2)
+
+    # 1. hard attention: running max/argmax over key blocks, never the whole relevance matrix.
+    key_starts = list(range(0, num_key, key_chunk_size))
+    cached_key = None
+    hard = torch.empty(n, num_query, dtype=torch.long, device=device)
+    with torch.no_grad():
+        if len(key_starts) == 1:  # all keys fit the budget: unfold them once
+            cached_key = key_block(0, num_key)
+        for q_start in range(0, num_query, chunk_size):
+            q_stop = min(num_query, q_start + chunk_size)
+            positions = torch.arange(q_start, q_stop, device=device)
+            index = ((positions // w) * (w + 2) + positions % w).unsqueeze(-1) + query_offsets
+            query_patches = _normalize_columns(_gather_patches(query_flat.detach(), index.flatten(), 3))
+            best_value = best_index = None
+            for k_start in key_starts:
+                k_stop = min(num_key, k_start + key_chunk_size)
+                keys = cached_key if cached_key is not None else key_block(k_start, k_stop).detach()
+                block_value, block_index = torch.max(torch.bmm(keys.detach(), query_patches), dim=1)
+                block_index += k_start
+                if best_value is None:
+                    best_value, best_index = block_value, block_index
+                else:
+                    better = block_value > best_value  # strict: the first maximum wins, as torch.max
+                    best_value = torch.where(better, block_value, best_value)
+                    best_index = torch.where(better, block_index, best_index)
+            hard[:, q_start:q_stop] = best_index
+
+    # 2. soft attention and textures from the selected patches only (differentiable).
+    soft_chunks = []
+    outputs = []
+    for value, (k, p, s) in zip(values, LEVEL_GEOMETRY):
+        vw = value.shape[-1]
+        out_h, out_w = h * s + 2 * p, w * s + 2 * p  # fold's padded canvas
+        outputs.append((F.pad(value, (p, p, p, p)).flatten(2), vw + 2 * p,
+                        value.new_zeros(n, value.size(1), out_h * out_w), out_w, k, s, p))
+    for q_start in range(0, num_query, chunk_size):
+        q_stop = min(num_query, q_start + chunk_size)
+        positions = torch.arange(q_start, q_stop, device=device)
+        chosen = hard[:, q_start:q_stop]  # [N, Q]
+        q_index = ((positions // w) * (w + 2) + positions % w).unsqueeze(-1) + query_offsets
+        query_patches = _gather_patches(query_flat, q_index.flatten(), 3)
+        k_index = ((chosen // wr) * (wr + 2) + chosen % wr).unsqueeze(-1) + key_offsets
+        key_patches = _gather_patches(key_flat, k_index.flatten(1), 3)
+        soft_chunks.append((_normalize_columns(query_patches) * _normalize_columns(key_patches)).sum(1))
+        for level, (value_flat, padded_width, canvas, canvas_width, k, s, p) in enumerate(outputs):
+            src = _patch_pixel_index(chosen, wr, k, s, padded_width)  # [N, Q*k*k]
+            dst = _patch_pixel_index(positions, w, k, s, canvas_width)  # [Q*k*k]
+            gathered = torch.gather(value_flat, 2, src.unsqueeze(1).expand(-1, value_flat.size(1), -1))
+            canvas = canvas.index_add(2, dst, gathered)
+            outputs[level] = (value_flat, padded_width, canvas, canvas_width, k, s, p)
+    soft = torch.cat(soft_chunks, dim=1).view(n, 1, h, w)
+    textures = []
+    for value_flat, _, canvas, canvas_width, k, s, p in outputs:
+        canvas = canvas.view(n, canvas.size(1), -1, canvas_width)[:, :, p:p + h * s, p:p + w * s]
+        textures.append(canvas / 9.)
+    return soft, textures
+
+
+class SearchTransfer(torch.nn.Module):
+    """TTSR's search and transfer (no parameters).
+
+    Args:
+        mode (str): 'chunked' (default, bounded memory) or 'plain' (upstream's computation).
+        chunk_size (int | None): query positions per chunk; None: sized from ``memory_budget_mb``.
+        memory_budget_mb (float): working-set budget of the chunked search.
+    """
+
+    def __init__(self, mode='chunked', chunk_size=None, memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
+        super().__init__()
+        if mode not in ('chunked', 'plain'):
+            raise ValueError(f"SearchTransfer: mode must be 'chunked' or 'plain', got {mode!r}")
+        if chunk_size is not None and (not isinstance(chunk_size, int) or chunk_size < 1):
+            raise ValueError(f'SearchTransfer: chunk_size must be a positive int or None, got {chunk_size!r}')
+        if not memory_budget_mb > 0:
+            raise ValueError(f'SearchTransfer: memory_budget_mb must be > 0, got {memory_budget_mb!r}')
+        self.mode, self.chunk_size, self.memory_budget_mb = mode, chunk_size, memory_budget_mb
+
+    def forward(self, query, key, values):
+        if self.mode == 'plain':
+            return search_transfer_plain(query, key, values)
+        return search_transfer_chunked(query, key, values, self.chunk_size, memory_budget_mb=self.memory_budget_mb)
+
+    def extra_repr(self):
+        return f'mode={self.mode!r}, chunk_size={self.chunk_size}, memory_budget_mb={self.memory_budget_mb}'
+
+
+def relevance_bytes(batch, num_query, num_key, element_size=4):
+    """Size of upstream's full relevance matrix, for messages and the benchmark."""
+    return batch * num_query * num_key * element_size
+
+
+__all__ = ['SearchTransfer', 'search_transfer_plain', 'search_transfer_chunked', 'plan_chunks',
+           'relevance_bytes', 'LEVEL_GEOMETRY']

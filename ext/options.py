@@ -1,0 +1,340 @@
+"""Option parsing for ``ext/train.py`` and ``ext/test.py``: BasicSR's, plus three things.
+
+1. Relative paths in an option file (data roots, meta info, pretrained networks, experiment
+   roots) are taken relative to the repository root, so a command works from any directory.
+2. ``path.experiments_root`` (train) and ``path.results_root`` (test) are honoured; BasicSR
+   1.4.2 always uses ``<root>/experiments/<name>``.
+3. The options are validated before any data is read: unknown keys in known sections,
+   misspelled component types and missing files fail with one message that names the file,
+   the key and the closest valid name.
+"""
+import difflib
+import inspect
+import os.path as osp
+import sys
+
+import torch
+import yaml
+
+from ext import compat  # noqa: F401  (shims before basicsr)
+from basicsr.utils import options as basicsr_options
+from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
+                                    MODEL_REGISTRY)
+from ext.utils import pretrained
+
+LOADER_KEYS = frozenset({
+    'name', 'type', 'phase', 'scale', 'io_backend', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
+    'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers', 'num_prefetch_queue'})
+_KERNEL_KEYS = frozenset({
+    'blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range', 'betap_range', 'sinc_prob',
+    'blur_kernel_size2', 'kernel_list2', 'kernel_prob2', 'blur_sigma2', 'betag_range2', 'betap_range2',
+    'sinc_prob2', 'final_sinc_prob'})
+# Keys BasicSR's own datasets read (they take an opt dict, so they cannot be introspected).
+BASICSR_DATASET_KEYS = {
+    'PairedImageDataset': frozenset({'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'gt_size',
+                                     'use_hflip', 'use_rot', 'mean', 'std', 'color'}),
+    'SingleImageDataset': frozenset({'dataroot_lq', 'meta_info_file', 'mean', 'std', 'color'}),
+    'RealESRGANDataset': frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'use_hflip', 'use_rot'}) | _KERNEL_KEYS,
+    'RealESRGANPairedDataset': frozenset({'dataroot_gt', 'dataroot_lq', 'meta_info', 'filename_tmpl', 'gt_size',
+                                          'use_hflip', 'use_rot', 'mean', 'std'}),
+}
+TRAIN_KEYS = frozenset({'ema_decay', 'scheduler', 'total_iter', 'warmup_iter', 'net_d_iters', 'net_d_init_iters'})
+SECTION_KEYS = {
+    'logger': frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}),
+    'val': frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar'}),
+    'dist_params': frozenset({'backend', 'port'}),
+}
+PATH_KEYS = frozenset({'resume_state', 'experiments_root', 'results_root', 'models', 'training_states', 'log',
+                       'visualization', 'ignore_resume_networks', 'vgg_weights'})
+PATH_KEY_PREFIXES = ('pretrain_network_', 'param_key_', 'strict_load_')
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
+# Where well-known pretrained files come from, for the missing-file message.
+PRETRAINED_SOURCES = {
+    'RealESRNet_x4plus.pth': 'train options/train_realesrnet_x4plus.yml first and copy its '
+                             'experiments/<name>/models/net_g_latest.pth here, or download it by hand from the '
+                             'Real-ESRGAN release page (xinntao/Real-ESRGAN, v0.1.0)',
+    'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth': 'download it by hand from the Real-ESRGAN release page '
+                                                 '(xinntao/Real-ESRGAN, v0.1.1) or the BasicSR model zoo',
+    'A_ESRGAN_Multi.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_g_latest.pth), or download it '
+                          'by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
+    'A_ESRGAN_Multi_D.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_d_latest.pth), or download '
+                            'it by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
+}
+
+
+class OptionError(ValueError):
+    """One or more problems in an option file; the message lists each with its key."""
+
+
+def closest(name, candidates):
+    matches = difflib.get_close_matches(str(name), [str(c) for c in candidates], n=1, cutoff=0.5)
+    return f"; did you mean '{matches[0]}'?" if matches else ''
+
+
+def _registry_get(registry, name):
+    """BasicSR's lookup (including its ``_basicsr`` fallback) without its print."""
+    return registry._obj_map.get(name) or registry._obj_map.get(f'{name}_basicsr')
+
+
+def _uses_vgg_weights(loss_class):
+    from basicsr.losses.basic_loss import PerceptualLoss
+    return getattr(loss_class, 'uses_vgg_weights', False) or (
+        inspect.isclass(loss_class) and issubclass(loss_class, PerceptualLoss))
+
+
+def _parameters(obj):
+    """Keyword names ``obj`` accepts, or None when it takes ``**kwargs``."""
+    target = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        signature = inspect.signature(target)
+    except (TypeError, ValueError):
+        return None
+    names = set()
+    for parameter in signature.parameters.values():
+        if parameter.kind is inspect.Parameter.VAR_KEYWORD:
+            return None
+        if parameter.kind is not inspect.Parameter.VAR_POSITIONAL and parameter.name != 'self':
+            names.add(parameter.name)
+    return names
+
+
+class _Validator:
+
+    def __init__(self, opt, source, root_path):
+        self.opt, self.source, self.root_path, self.errors = opt, source, root_path, []
+
+    def error(self, key, message):
+        self.errors.append(f'  {key}: {message}')
+
+    def unknown_keys(self, section_key, section, allowed, extra_ok=lambda key: False):
+        for key in section:
+            if key not in allowed and not extra_ok(key):
+                self.error(f'{section_key}.{key}', f'unknown key{closest(key, allowed)}')
+
+    def component(self, key, spec, registry, kind, ignore=('type', )):
+        if not isinstance(spec, dict) or 'type' not in spec:
+            self.error(key, f'expected a mapping with a "type" ({kind} name), got {spec!r}')
+            return None
+        obj = _registry_get(registry, spec['type'])
+        if obj is None:
+            self.error(f'{key}.type', f"unknown {kind} '{spec['type']}'{closest(spec['type'], registry.keys())}")
+            return None
+        accepted = _parameters(obj)
+        if accepted is not None:
+            for arg in spec:
+                if arg not in ignore and arg not in accepted:
+                    self.error(f'{key}.{arg}', f"{spec['type']} has no argument '{arg}'{closest(arg, accepted)}")
+        return obj
+
+    def existing_path(self, key, value, hint=''):
+        if value is not None and not osp.exists(value):
+            self.error(key, f"'{value}' does not exist{hint}")
+
+    # --- sections -------------------------------------------------------------------------
+    def model(self):
+        model_type = self.opt.get('model_type')
+        if model_type is None:
+            self.error('model_type', 'missing (e.g. SRModel, ESRGANModel)')
+            return None
+        model_class = _registry_get(MODEL_REGISTRY, model_type)
+        if model_class is None:
+            self.error('model_type', f"unknown model '{model_type}'{closest(model_type, MODEL_REGISTRY.keys())}")
+        return model_class
+
+    def networks(self):
+        for key, spec in self.opt.items():
+            if key.startswith('network_'):
+                self.component(key, spec, ARCH_REGISTRY, 'network')
+
+    def datasets(self):
+        datasets = self.opt.get('datasets') or {}
+        for phase, spec in datasets.items():
+            key = f'datasets.{phase}'
+            if phase.split('_')[0] not in ('train', 'val', 'test'):
+                self.error(key, "dataset phases are 'train', 'val*' or 'test*'")
+            if not isinstance(spec, dict) or 'type' not in spec:
+                self.error(key, 'expected a mapping with a "type" (dataset name)')
+                continue
+            dataset_class = _registry_get(DATASET_REGISTRY, spec['type'])
+            if dataset_class is None:
+                self.error(f'{key}.type',
+                           f"unknown dataset '{spec['type']}'{closest(spec['type'], DATASET_REGISTRY.keys())}")
+                continue
+            own_keys = getattr(dataset_class, 'option_keys', None)
+            if own_keys is None:
+                own_keys = BASICSR_DATASET_KEYS.get(dataset_class.__name__.replace('_basicsr', ''))
+            if own_keys is not None:
+                self.unknown_keys(key, spec, LOADER_KEYS | own_keys)
+            backend = (spec.get('io_backend') or {}).get('type', 'disk')
+            for name, value in spec.items():
+                if (name.startswith('dataroot') or name.startswith('meta_info')) and value is not None:
+                    self.existing_path(f'{key}.{name}', value)
+                    if backend == 'lmdb' and name.startswith('dataroot') and not str(value).endswith('.lmdb'):
+                        self.error(f'{key}.{name}', f"io_backend lmdb needs a folder ending in '.lmdb', got '{value}'")
+
+    def train(self, model_class):
+        train = self.opt.get('train')
+        if train is None:
+            self.error('train', 'missing section')
+            return
+        own = getattr(model_class, 'train_option_keys', frozenset()) if model_class else frozenset()
+        self.unknown_keys('train', train, TRAIN_KEYS | own,
+                          extra_ok=lambda k: k.endswith('_opt') or k.startswith('optim_') or model_class is None)
+        for key, spec in train.items():
+            if key.endswith('_opt') and spec is not None:
+                loss_class = self.component(f'train.{key}', spec, LOSS_REGISTRY, 'loss')
+                if loss_class is not None and _uses_vgg_weights(loss_class):
+                    self.vgg_weights(f'train.{key}', spec.get('vgg_type', 'vgg19'))
+            elif key.startswith('optim_') and spec is not None:
+                self.optimizer(f'train.{key}', spec)
+        scheduler = train.get('scheduler')
+        if scheduler is not None:
+            self.scheduler(scheduler)
+        if 'total_iter' not in train:
+            self.error('train.total_iter', 'missing (number of training iterations)')
+
+    def optimizer(self, key, spec):
+        if not isinstance(spec, dict) or 'type' not in spec:
+            self.error(key, 'expected a mapping with a "type" (a torch.optim optimizer such as Adam)')
+            return
+        names = [n for n, c in vars(torch.optim).items() if inspect.isclass(c) and issubclass(c, torch.optim.Optimizer)]
+        if spec['type'] not in names:
+            self.error(f'{key}.type', f"unknown optimizer '{spec['type']}'{closest(spec['type'], names)}")
+            return
+        accepted = _parameters(getattr(torch.optim, spec['type']))
+        for arg in spec:
+            if arg != 'type' and accepted is not None and arg not in accepted:
+                self.error(f'{key}.{arg}', f"{spec['type']} has no argument '{arg}'{closest(arg, accepted)}")
+
+    def scheduler(self, spec):
+        from basicsr.models import lr_scheduler
+        kind = spec.get('type') if isinstance(spec, dict) else None
+        if kind not in SCHEDULERS:
+            self.error('train.scheduler.type', f"unknown scheduler '{kind}'{closest(kind, SCHEDULERS)}")
+            return
+        scheduler_class = lr_scheduler.MultiStepRestartLR if kind == 'MultiStepLR' else getattr(lr_scheduler, kind)
+        accepted = _parameters(scheduler_class) - {'optimizer'}
+        for arg in spec:
+            if arg != 'type' and arg not in accepted:
+                self.error(f'train.scheduler.{arg}', f"{kind} has no argument '{arg}'{closest(arg, accepted)}")
+
+    def validation(self, model_class):
+        val = self.opt.get('val')
+        if val is None:
+            return
+        own = getattr(model_class, 'val_option_keys', frozenset()) if model_class else frozenset()
+        self.unknown_keys('val', val, SECTION_KEYS['val'] | own)
+        for name, spec in (val.get('metrics') or {}).items():
+            self.component(f'val.metrics.{name}', spec, METRIC_REGISTRY, 'metric', ignore=('type', 'better'))
+
+    def paths(self):
+        path = self.opt.get('path') or {}
+        self.unknown_keys('path', path, PATH_KEYS, extra_ok=lambda k: k.startswith(PATH_KEY_PREFIXES))
+        if self.opt.get('is_train', True) and self.opt.get('auto_resume') and compat.find_resume_state(self.opt)[0]:
+            return  # the pretrained networks are replaced by the run's own checkpoints
+        for key, value in path.items():
+            if key.startswith('pretrain_network_') and value is not None:
+                source = PRETRAINED_SOURCES.get(osp.basename(value))
+                hint = ('. It is a pretrained network: ' + source) if source else (
+                    '. Train the previous stage (its models/net_*_latest.pth) or set the option to ~')
+                self.existing_path(f'path.{key}', value, hint)
+        if path.get('resume_state') is not None and not self.opt.get('auto_resume'):
+            self.existing_path('path.resume_state', path['resume_state'])
+
+    def vgg_weights(self, key, vgg_type):
+        try:
+            pretrained.find_vgg_weights(vgg_type)
+        except FileNotFoundError as error:
+            self.error(key, str(error))
+
+    def devices(self):
+        num_gpu = self.opt.get('num_gpu', 'auto')
+        if isinstance(num_gpu, int) and num_gpu > torch.cuda.device_count():
+            self.error('num_gpu', f'{num_gpu} GPU(s) asked for but {torch.cuda.device_count()} visible; '
+                                  "use 'auto' (all visible GPUs, or the CPU when there is none) or 0")
+
+    def run(self, is_train):
+        model_class = self.model()
+        self.networks()
+        self.datasets()
+        if is_train:
+            self.train(model_class)
+        self.validation(model_class)
+        for section in ('logger', 'dist_params'):
+            if isinstance(self.opt.get(section), dict):
+                self.unknown_keys(section, self.opt[section], SECTION_KEYS[section])
+        self.paths()
+        self.devices()
+        if self.errors:
+            raise OptionError(f'{self.source}: invalid options:\n' + '\n'.join(self.errors))
+
+
+def validate_options(opt, source='<options>', root_path=None, is_train=True):
+    """Check ``opt`` (a parsed option dict); raise :class:`OptionError` listing every problem."""
+    _Validator(opt, source, root_path).run(is_train)
+
+
+def _resolve(path, root_path):
+    if path is None or not isinstance(path, str):
+        return path
+    path = osp.expanduser(path)
+    return path if osp.isabs(path) else osp.normpath(osp.join(root_path, path))
+
+
+def resolve_paths(opt, root_path):
+    """Make option paths absolute, relative ones taken from ``root_path`` (the repository root)."""
+    for spec in (opt.get('datasets') or {}).values():
+        for key in list(spec):
+            if key.startswith('dataroot') or key.startswith('meta_info'):
+                spec[key] = _resolve(spec[key], root_path)
+    path = opt.setdefault('path', {})
+    for key in list(path):
+        if key.startswith('pretrain_network_') or key in ('resume_state', 'vgg_weights', 'experiments_root',
+                                                         'results_root'):
+            path[key] = _resolve(path[key], root_path)
+    return opt
+
+
+def _forced_value(force_yml, key):
+    for entry in force_yml or []:
+        keys, _, value = entry.partition('=')
+        if keys.strip() == key:
+            return value.strip()
+    return None
+
+
+def _use_output_root(opt, args, root_path, is_train):
+    """Re-base BasicSR's output folders on ``path.experiments_root`` / ``path.results_root``."""
+    with open(args.opt) as handle:
+        raw = yaml.safe_load(handle) or {}
+    key = 'experiments_root' if is_train else 'results_root'
+    wanted = _forced_value(args.force_yml, f'path:{key}') or (raw.get('path') or {}).get(key)
+    if not wanted:
+        return
+    root = _resolve(wanted, root_path)
+    if is_train:
+        opt['path'].update(experiments_root=root, models=osp.join(root, 'models'), log=root,
+                           training_states=osp.join(root, 'training_states'),
+                           visualization=osp.join(root, 'visualization'))
+    else:
+        opt['path'].update(results_root=root, log=root, visualization=osp.join(root, 'visualization'))
+
+
+def parse_options(root_path, is_train=True):
+    """Drop-in for ``basicsr.utils.options.parse_options``: returns ``(opt, args)``."""
+    opt, args = basicsr_options.parse_options(root_path, is_train)  # with compat's --local-rank fix
+    source = osp.abspath(args.opt)
+    resolve_paths(opt, root_path)
+    _use_output_root(opt, args, root_path, is_train)
+    pretrained.configure_vgg_weights(opt['path'].get('vgg_weights'), source=source)
+    validate_options(opt, source=source, root_path=root_path, is_train=is_train)
+    return opt, args
+
+
+def main_guard(function):
+    """Run an entry point; an :class:`OptionError` ends it with the message and exit code 2, no traceback."""
+    try:
+        return function()
+    except (OptionError, pretrained.PretrainedWeightsNotFound) as error:
+        print(f'error: {error}', file=sys.stderr)
+        raise SystemExit(2)

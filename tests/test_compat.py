@@ -1,0 +1,262 @@
+"""Each fix in ext/compat.py: the original BasicSR 1.4.2 code fails, the fixed one works."""
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+
+import ext  # noqa: F401
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import img_process_util
+from ext import compat
+from ext.utils import pretrained
+from helpers import REPO_ROOT, subprocess_env
+
+
+def _python(code):
+    return subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, env=subprocess_env(),
+                          cwd=REPO_ROOT)
+
+
+def test_import_basicsr_fails_without_the_functional_tensor_shim_and_works_with_it():
+    bare = _python('import basicsr')
+    assert bare.returncode != 0 and 'functional_tensor' in bare.stderr
+    fixed = _python('import ext, basicsr.data.degradations as d, torch\n'
+                    'gray = d.rgb_to_grayscale(torch.rand(1, 3, 4, 4), num_output_channels=1)\n'
+                    'assert gray.shape == (1, 1, 4, 4)')
+    assert fixed.returncode == 0, fixed.stderr
+
+
+def _write_yaml(tmp_path):
+    path = tmp_path / 'opt.yml'
+    path.write_text(yaml.safe_dump({'name': 'argv', 'num_gpu': 0, 'manual_seed': 1, 'datasets': {}, 'path': {}}))
+    return str(path)
+
+
+def test_local_rank_with_a_dash_is_accepted(tmp_path, monkeypatch):
+    argv = ['train.py', '-opt', _write_yaml(tmp_path), '--local-rank=1']
+    monkeypatch.setattr(sys, 'argv', list(argv))
+    with pytest.raises(SystemExit):  # argparse: unrecognized arguments: --local-rank=1
+        compat.ORIGINALS['basicsr.utils.options.parse_options'](str(tmp_path), is_train=False)
+    monkeypatch.setattr(sys, 'argv', list(argv))
+    opt, args = compat._parse_options_accepting_local_rank(str(tmp_path), is_train=False)
+    assert args.local_rank == 1 and opt['name'] == 'argv'
+    assert compat.normalize_local_rank_argv(['--local-rank', '3', '--local-ranks']) == [
+        '--local_rank', '3', '--local-ranks']
+
+
+def test_distributed_init_uses_gloo_without_cuda(monkeypatch):
+    if torch.cuda.is_available():
+        pytest.skip('checks the CPU-only path')
+    import torch.distributed as dist
+    monkeypatch.setenv('RANK', '0')
+    monkeypatch.setenv('WORLD_SIZE', '1')
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', '29633')
+    with pytest.raises(ZeroDivisionError):  # rank % torch.cuda.device_count()
+        compat.ORIGINALS['basicsr.utils.dist_util._init_dist_pytorch']('nccl')
+    compat._init_dist_pytorch_cpu_aware('nccl')
+    try:
+        assert dist.get_backend() == 'gloo'
+        model = BaseModel({'num_gpu': 0, 'is_train': True, 'dist': True})
+        with pytest.raises((RuntimeError, AssertionError)):  # device_ids=[torch.cuda.current_device()]
+            compat.ORIGINALS['BaseModel.model_to_device'](model, torch.nn.Linear(2, 2))
+        wrapped = model.model_to_device(torch.nn.Linear(2, 2))
+        assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_filter2d_accepts_channels_last_tensors():
+    image = torch.rand(2, 3, 16, 16).to(memory_format=torch.channels_last)
+    kernel = torch.rand(2, 5, 5)
+    with pytest.raises(RuntimeError, match='view'):
+        compat.ORIGINALS['basicsr.utils.img_process_util.filter2D'](image, kernel)
+    expected = compat.ORIGINALS['basicsr.utils.img_process_util.filter2D'](image.contiguous(), kernel)
+    assert torch.equal(img_process_util.filter2D(image, kernel), expected)
+
+
+def test_get_optimizer_accepts_any_torch_optimizer():
+    model = BaseModel({'num_gpu': 0, 'is_train': True, 'dist': False})
+    params = torch.nn.Linear(2, 2).parameters()
+    with pytest.raises(NotImplementedError):
+        compat.ORIGINALS['BaseModel.get_optimizer'](model, 'AdamW', params, 1e-3)
+    assert isinstance(model.get_optimizer('AdamW', params, 1e-3, weight_decay=0.01), torch.optim.AdamW)
+    with pytest.raises(NotImplementedError, match='Adamm'):
+        model.get_optimizer('Adamm', params, 1e-3)
+
+
+class _FailsWhilePickled:
+    """A state-dict value whose serialisation fails half-way through torch.save."""
+
+    def cpu(self):
+        return self
+
+    def __reduce__(self):
+        raise OSError('disk full (simulated)')
+
+
+class _NetWithBadState(torch.nn.Module):
+
+    def state_dict(self, *args, **kwargs):
+        return {'weight': torch.ones(1000), 'broken': _FailsWhilePickled()}
+
+
+def test_network_checkpoints_are_written_atomically(tmp_path):
+    model = BaseModel({'num_gpu': 0, 'is_train': True, 'dist': False, 'path': {'models': str(tmp_path)}})
+    good = torch.nn.Linear(3, 3)
+    model.save_network(good, 'net_g', 5)
+    path = tmp_path / 'net_g_5.pth'
+    before = path.read_bytes()
+
+    compat.ORIGINALS['BaseModel.save_network'](model, _NetWithBadState(), 'net_g', 5)  # BasicSR: in place
+    with pytest.raises(Exception):
+        torch.load(path, weights_only=True)  # the old checkpoint is destroyed
+
+    path.write_bytes(before)
+    model.save_network(_NetWithBadState(), 'net_g', 5)  # fixed: the failed write leaves the old file
+    assert path.read_bytes() == before
+    assert torch.equal(torch.load(path, weights_only=True)['params']['weight'], good.weight.detach())
+    assert sorted(os.listdir(tmp_path)) == ['net_g_5.pth']  # no temporary file left behind
+
+
+def _resume_opt(tmp_path, auto_resume=True):
+    root = tmp_path / 'experiments' / 'run'
+    opt = {'name': 'run', 'auto_resume': auto_resume, 'network_g': {'type': 'RRDBNet'},
+           'path': {'experiments_root': str(root), 'models': str(root / 'models'),
+                    'training_states': str(root / 'training_states'), 'resume_state': None,
+                    'pretrain_network_g': None, 'param_key_g': 'params_ema'}}
+    os.makedirs(opt['path']['models'])
+    os.makedirs(opt['path']['training_states'])
+    return opt
+
+
+def _write_checkpoint(opt, iteration, state_bytes=None):
+    torch.save({'params': {'w': torch.zeros(1)}}, osp.join(opt['path']['models'], f'net_g_{iteration}.pth'))
+    state_path = osp.join(opt['path']['training_states'], f'{iteration}.state')
+    if state_bytes is None:
+        torch.save({'epoch': 0, 'iter': iteration, 'optimizers': [], 'schedulers': []}, state_path)
+    else:
+        with open(state_path, 'wb') as handle:
+            handle.write(state_bytes)
+
+
+def test_resume_state_loads_on_a_cpu_machine(tmp_path):
+    opt = _resume_opt(tmp_path, auto_resume=False)
+    _write_checkpoint(opt, 4)
+    opt['path']['resume_state'] = osp.join(opt['path']['training_states'], '4.state')
+    if not torch.cuda.is_available():
+        with pytest.raises((RuntimeError, AssertionError)):  # torch.cuda.current_device()
+            compat.ORIGINALS['basicsr.train.load_resume_state'](dict(opt, path=dict(opt['path'])))
+    state = compat.load_resume_state(opt)
+    assert state['iter'] == 4
+    assert opt['path']['pretrain_network_g'].endswith('net_g_4.pth') and opt['path']['param_key_g'] == 'params'
+    compat.PROGRESS.pending_resume = None
+
+
+def test_auto_resume_finds_states_from_the_experiment_path_not_the_cwd(tmp_path, monkeypatch):
+    opt = _resume_opt(tmp_path)
+    _write_checkpoint(opt, 2)
+    monkeypatch.chdir(tmp_path / 'experiments')  # any directory but the one BasicSR assumes
+    original = compat.ORIGINALS['basicsr.train.load_resume_state']
+    assert original(dict(opt, path=dict(opt['path']))) is None  # BasicSR looks in ./experiments/run
+    state = compat.load_resume_state(opt)
+    assert state['iter'] == 2 and opt['path']['resume_state'].endswith('2.state')
+    compat.PROGRESS.pending_resume = None
+
+
+def test_auto_resume_skips_a_torn_newest_state_with_a_warning(tmp_path):
+    opt = _resume_opt(tmp_path)
+    _write_checkpoint(opt, 3)
+    _write_checkpoint(opt, 6, state_bytes=b'PK\x03\x04 torn')
+    with pytest.warns(UserWarning, match='6.state'):
+        state = compat.load_resume_state(opt)
+    assert state['iter'] == 3
+    compat.PROGRESS.pending_resume = None
+
+
+def test_auto_resume_skips_a_state_whose_networks_are_missing(tmp_path):
+    opt = _resume_opt(tmp_path)
+    _write_checkpoint(opt, 3)
+    _write_checkpoint(opt, 6)
+    os.remove(osp.join(opt['path']['models'], 'net_g_6.pth'))
+    with pytest.warns(UserWarning, match='net_g_6.pth'):
+        assert compat.load_resume_state(opt)['iter'] == 3
+    compat.PROGRESS.pending_resume = None
+
+
+class _WritesAMarker:
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, 'w'))
+
+
+def test_resume_refuses_pickled_code_in_a_state_file(tmp_path):
+    opt = _resume_opt(tmp_path)
+    _write_checkpoint(opt, 3)
+    marker = tmp_path / 'pwned'
+    _write_checkpoint(opt, 6)
+    torch.save({'epoch': 0, 'iter': 6, 'payload': _WritesAMarker(str(marker))},
+               osp.join(opt['path']['training_states'], '6.state'))
+    with pytest.warns(UserWarning, match='6.state'):
+        assert compat.load_resume_state(opt)['iter'] == 3
+    assert not marker.exists()
+    compat.PROGRESS.pending_resume = None
+
+
+def test_vgg_feature_extractor_never_downloads(tmp_path, monkeypatch, vgg19_weights):
+    from basicsr.archs import vgg_arch
+
+    def no_network(*args, **kwargs):
+        raise AssertionError('tried to download')
+
+    import torchvision.models._api
+    monkeypatch.setattr(torch.hub, 'load_state_dict_from_url', no_network)
+    monkeypatch.setattr(torchvision.models._api, 'load_state_dict_from_url', no_network)
+    monkeypatch.delenv(pretrained.VGG_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(pretrained, 'default_locations', lambda name: [str(tmp_path / name)])
+    monkeypatch.setattr(vgg_arch, 'VGG_PRETRAIN_PATH', str(tmp_path / 'absent.pth'))
+    with pytest.raises(AssertionError, match='download'):  # BasicSR: download when the file is absent
+        compat.ORIGINALS['VGGFeatureExtractor.__init__'](
+            vgg_arch.VGGFeatureExtractor.__new__(vgg_arch.VGGFeatureExtractor), ['relu1_1'])
+    with pytest.raises(pretrained.PretrainedWeightsNotFound) as error:
+        vgg_arch.VGGFeatureExtractor(['relu1_1'])
+    message = str(error.value)
+    assert 'vgg19-dcbb9e9d.pth' in message and 'download.pytorch.org' in message
+    assert pretrained.VGG_WEIGHTS_ENV in message and str(tmp_path) in message
+
+    monkeypatch.setenv(pretrained.VGG_WEIGHTS_ENV, vgg19_weights)
+    extractor = vgg_arch.VGGFeatureExtractor(['relu1_1'], use_input_norm=False)
+    expected = torch.load(vgg19_weights, weights_only=True)['features.0.weight']
+    assert torch.equal(extractor.vgg_net.conv1_1.weight, expected)
+
+
+def test_vgg_weights_option_takes_precedence_and_a_wrong_path_is_an_error(tmp_path, monkeypatch, vgg19_weights):
+    monkeypatch.setenv(pretrained.VGG_WEIGHTS_ENV, str(tmp_path / 'elsewhere.pth'))
+    try:
+        pretrained.configure_vgg_weights(osp.dirname(vgg19_weights), source='opt.yml')  # a folder works too
+        assert pretrained.find_vgg_weights('vgg19') == vgg19_weights
+        pretrained.configure_vgg_weights(str(tmp_path / 'typo.pth'), source='opt.yml')
+        with pytest.raises(pretrained.PretrainedWeightsNotFound, match='typo.pth'):
+            pretrained.find_vgg_weights('vgg19')
+    finally:
+        pretrained.configure_vgg_weights(None)
+    with pytest.raises(pretrained.PretrainedWeightsNotFound, match='elsewhere.pth'):
+        pretrained.find_vgg_weights('vgg19')
+
+
+def test_resumable_sampler_continues_inside_an_epoch():
+    dataset = list(range(10))
+    sampler = compat.ResumableEnlargedSampler(dataset, num_replicas=1, rank=0, ratio=1)
+    sampler.set_epoch(3)
+    full = list(sampler)
+    calls = []
+    sampler.resume_within_epoch(3, 4, on_first_sample=lambda: calls.append(1))
+    assert list(sampler) == full[4:] and calls == [1]
+    assert list(sampler) == full  # only once

@@ -1,0 +1,82 @@
+"""Test driver: run ext/train.py's main, but SIGKILL this process at a chosen point.
+
+    python tests/train_with_fault.py --kill-after-state N  -opt X.yml ...   # right after N.state is saved
+    python tests/train_with_fault.py --kill-in-state-write N -opt X.yml ... # half-way through writing N.state
+    python tests/train_with_fault.py --dump-params DIR -opt X.yml ...       # every rank dumps net_g at each save
+
+All other arguments go to ext/train.py unchanged.
+"""
+import argparse
+import os
+import os.path as osp
+import signal
+import sys
+
+sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
+
+import torch  # noqa: E402
+
+import ext  # noqa: E402,F401
+from basicsr.models import base_model  # noqa: E402
+from ext import compat  # noqa: E402
+from ext.train import main  # noqa: E402
+from ext.utils.atomic_io import atomic_open  # noqa: E402
+
+
+def kill_now():
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_after_state(iteration):
+    save_state = base_model.BaseModel.save_training_state
+
+    def save_then_kill(self, epoch, current_iter):
+        save_state(self, epoch, current_iter)
+        if current_iter == iteration:
+            kill_now()
+
+    base_model.BaseModel.save_training_state = save_then_kill
+
+
+def kill_in_state_write(iteration):
+    real_save = compat.atomic_torch_save
+
+    def torn_save(obj, path):
+        if osp.basename(path) == f'{iteration}.state':
+            with atomic_open(path, 'wb') as handle:
+                handle.write(b'PK\x03\x04 torn write')
+                handle.flush()
+                kill_now()
+        real_save(obj, path)
+
+    compat.atomic_torch_save = torn_save
+
+
+def dump_params(folder):
+    save_state = base_model.BaseModel.save_training_state  # every model's save() ends with it, on every rank
+
+    def save_and_dump(self, epoch, current_iter):
+        save_state(self, epoch, current_iter)
+        rank = self.opt['rank']
+        state = {k: v.detach().cpu().clone() for k, v in self.get_bare_model(self.net_g).state_dict().items()}
+        torch.save(state, osp.join(folder, f'rank{rank}_iter{current_iter}.pth'))
+
+    base_model.BaseModel.save_training_state = save_and_dump
+
+
+if __name__ == '__main__':
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--kill-after-state', type=int)
+    parser.add_argument('--kill-in-state-write', type=int)
+    parser.add_argument('--dump-params')
+    faults, rest = parser.parse_known_args()
+    sys.argv = [sys.argv[0], *rest]
+    if faults.kill_after_state is not None:
+        kill_after_state(faults.kill_after_state)
+    if faults.kill_in_state_write is not None:
+        kill_in_state_write(faults.kill_in_state_write)
+    if faults.dump_params:
+        dump_params(faults.dump_params)
+    main()

@@ -66,7 +66,7 @@ class TTSRTextureExtractor(nn.Module):
         if load_pretrained_vgg:
             from ext.utils.pretrained import find_vgg_weights
             path = vgg_weights_path or find_vgg_weights('vgg19')
-            vgg_features.load_state_dict(_load_vgg19_features(path), strict=False)
+            vgg_features.load_state_dict(_load_vgg19_features(path))
         for number, indices in enumerate(VGG_SLICES, start=1):
             block = nn.Sequential()
             for index in indices:

@@ -1,0 +1,264 @@
+"""GT crops and Real-ESRGAN blur kernels from a multiscale material set, on disk or in an LMDB."""
+import math
+import os
+import os.path as osp
+import random
+import re
+
+import cv2
+import numpy as np
+import torch
+
+from ext import compat  # noqa: F401  (shims before basicsr)
+from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
+from basicsr.data.transforms import augment
+from basicsr.utils import FileClient, get_root_logger, img2tensor
+from ext.data.lmdb_keys import lmdb_key, read_lmdb_keys
+from ext.data.texture_score import DEFAULT_SCORE_SIZE, texture_score
+from ext.registry import register
+
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+_LMDB_META_LINE = re.compile(r'^(.*) \(\d+,\d+,\d+\) \d+$')
+_KERNEL_KEYS = ('blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range', 'betap_range',
+                'sinc_prob')
+
+
+# python-lmdb refuses to open one environment twice in a process (e.g. the same LMDB for two datasets);
+# share the client per process id, since an environment must not be used across a fork either.
+_FILE_CLIENTS = {}
+
+
+def _file_client(backend_opt):
+    backend = dict(backend_opt)
+    kind = backend.pop('type')
+    if kind != 'lmdb':
+        return FileClient(kind, **backend)
+    key = (os.getpid(), tuple(backend['db_paths']))
+    if key not in _FILE_CLIENTS:
+        _FILE_CLIENTS[key] = FileClient(kind, **backend)
+    return _FILE_CLIENTS[key]
+
+
+def read_path_list(meta_info):
+    """Paths of a meta-info file: one per line (spaces allowed); LMDB-style lines give their name."""
+    paths = []
+    with open(meta_info, encoding='utf-8') as handle:
+        for line in handle:
+            line = line.strip()
+            if line:
+                match = _LMDB_META_LINE.match(line)
+                paths.append(match.group(1) if match else line)
+    return paths
+
+
+class _KernelSampler:
+    """Real-ESRGAN's random blur kernel of one degradation pass, for sizes 7..``blur_kernel_size``."""
+
+    def __init__(self, opt, suffix):
+        try:
+            self.max_size = int(opt[f'blur_kernel_size{suffix}'])
+            self.kernel_list = opt[f'kernel_list{suffix}']
+            self.kernel_prob = opt[f'kernel_prob{suffix}']
+            self.blur_sigma = opt[f'blur_sigma{suffix}']
+            self.betag_range = opt[f'betag_range{suffix}']
+            self.betap_range = opt[f'betap_range{suffix}']
+            self.sinc_prob = opt[f'sinc_prob{suffix}']
+        except KeyError as error:
+            raise KeyError(f'MaterialMultiscaleDataset: option {error.args[0]!r} is missing (the kernel keys are '
+                           f"RealESRGANDataset's: {', '.join(k + suffix for k in _KERNEL_KEYS)})") from None
+        if self.max_size < 7 or self.max_size % 2 == 0:
+            raise ValueError(f'MaterialMultiscaleDataset: blur_kernel_size{suffix} must be an odd number >= 7, '
+                             f'got {self.max_size}')
+        if len(self.kernel_list) != len(self.kernel_prob):
+            raise ValueError(f'MaterialMultiscaleDataset: kernel_list{suffix} and kernel_prob{suffix} differ in length '
+                             f'({len(self.kernel_list)} vs {len(self.kernel_prob)})')
+        self.sizes = list(range(7, self.max_size + 1, 2))
+
+    def __call__(self):
+        size = random.choice(self.sizes)
+        if np.random.uniform() < self.sinc_prob:
+            # small kernels cannot hold a low cut-off frequency (upstream's rule)
+            omega_c = np.random.uniform(np.pi / 3 if size < 13 else np.pi / 5, np.pi)
+            kernel = circular_lowpass_kernel(omega_c, size, pad_to=False)
+        else:
+            kernel = random_mixed_kernels(self.kernel_list, self.kernel_prob, size, self.blur_sigma, self.blur_sigma,
+                                          [-math.pi, math.pi], self.betag_range, self.betap_range, noise_range=None)
+        pad = (self.max_size - size) // 2
+        return torch.FloatTensor(np.pad(kernel, ((pad, pad), (pad, pad))))
+
+
+@register()
+class MaterialMultiscaleDataset(torch.utils.data.Dataset):
+    """GT crops plus Real-ESRGAN degradation kernels, for material photos and their multiscale copies.
+
+    Papers: Wang et al., "Real-ESRGAN", ICCVW 2021 (data synthesis); Wei et al., "A-ESRGAN",
+    arXiv:2112.10046. Option-compatible with BasicSR's ``RealESRGANDataset`` and returns the same
+    dict, ``gt`` (RGB CHW float in [0, 1]), ``kernel1``, ``kernel2``, ``sinc_kernel``, ``gt_path``,
+    to be degraded on the fly by a Real-ESRGAN-style model (``AESRGANModel``, ...). Differences:
+
+    - the GT is cropped (reflect-padded if smaller) to ``gt_size``, the size the model trains on,
+      instead of a fixed 400x400, so the degradations work on no more pixels than needed;
+    - optionally, a crop whose :func:`~ext.data.texture_score.texture_score` is below
+      ``min_texture_score`` is re-drawn, at most ``texture_tries`` times (the most textured try is
+      kept), so one-coloured regions of material photos do not dominate the batches;
+    - an unreadable or missing file is logged once (per loader worker) and another random sample is
+      taken; only ``max_read_failures`` failures in a row stop training, naming the last file;
+    - kernel sizes run over the odd numbers 7..``blur_kernel_size`` (upstream ignores the key and
+      uses 7..21, which is the default 21 here) and kernels are padded to that size.
+
+    Option keys:
+        dataroot_gt (str): data root (paths in ``meta_info`` are relative to it) or an LMDB folder
+            ending in ``.lmdb`` written by ``scripts/create_lmdb.py`` / BasicSR.
+        meta_info (str, optional): list of image paths relative to ``dataroot_gt`` (e.g. the
+            ``*_reduced.txt`` of ``scripts/filter_low_texture.py``). For an LMDB it selects records
+            (key = path without extension, see :func:`~ext.data.lmdb_keys.lmdb_key`); default:
+            every record of ``<lmdb>/meta_info.txt``; on disk default: every image under the root.
+        io_backend (dict): ``{type: disk}`` or ``{type: lmdb}`` (a ``.lmdb`` root implies lmdb).
+        gt_size (int): crop size. use_hflip, use_rot (bool): augmentations.
+        blur_kernel_size, kernel_list, kernel_prob, blur_sigma, betag_range, betap_range, sinc_prob:
+            first blur (as RealESRGANDataset); the same keys with suffix 2: second blur;
+            final_sinc_prob: probability of the final sinc filter.
+        min_texture_score (float | None): reject crops below this score (default None: off).
+        texture_tries (int): crops drawn per sample when rejecting (default 5).
+        max_read_failures (int): unreadable files in a row before giving up (default 20).
+    """
+
+    option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'use_hflip', 'use_rot', 'final_sinc_prob',
+                             'min_texture_score', 'texture_tries', 'max_read_failures'}
+                            | {key + suffix for key in _KERNEL_KEYS for suffix in ('', '2')})
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        self.file_client, self._client_pid = None, None
+        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        self.gt_folder = str(opt['dataroot_gt'])
+        if 'gt_size' not in opt:
+            raise KeyError('MaterialMultiscaleDataset: option gt_size (GT crop size in pixels) is missing')
+        self.gt_size = int(opt['gt_size'])
+        self.use_hflip = bool(opt.get('use_hflip', True))
+        self.use_rot = bool(opt.get('use_rot', False))
+        self.min_texture_score = opt.get('min_texture_score')
+        self.texture_tries = max(1, int(opt.get('texture_tries', 5)))
+        self.max_read_failures = max(1, int(opt.get('max_read_failures', 20)))
+        self.kernel1 = _KernelSampler(opt, '')
+        self.kernel2 = _KernelSampler(opt, '2')
+        if 'final_sinc_prob' not in opt:
+            raise KeyError('MaterialMultiscaleDataset: option final_sinc_prob is missing')
+        self.final_sinc_prob = opt['final_sinc_prob']
+        self.final_sizes = self.kernel1.sizes
+        self.pulse_tensor = torch.zeros(self.kernel1.max_size, self.kernel1.max_size)
+        self.pulse_tensor[self.kernel1.max_size // 2, self.kernel1.max_size // 2] = 1
+        self._reported = set()
+
+        if self.io_backend_opt['type'] == 'lmdb' or self.gt_folder.endswith('.lmdb'):
+            self._init_lmdb()
+        else:
+            self._init_disk()
+        if not self.paths:
+            raise ValueError(f'MaterialMultiscaleDataset: no images in {opt.get("meta_info") or self.gt_folder}')
+
+    def _init_lmdb(self):
+        if not self.gt_folder.endswith('.lmdb'):
+            raise ValueError(f"MaterialMultiscaleDataset: io_backend lmdb needs dataroot_gt ending in '.lmdb', "
+                             f'got {self.gt_folder!r}')
+        self.io_backend_opt.update(type='lmdb', db_paths=[self.gt_folder], client_keys=['gt'])
+        stored = read_lmdb_keys(self.gt_folder)
+        if self.opt.get('meta_info'):
+            self.paths = [lmdb_key(path) for path in read_path_list(self.opt['meta_info'])]
+            missing = sorted(set(self.paths) - set(stored))
+            if missing:
+                raise ValueError(f"MaterialMultiscaleDataset: {len(missing)} paths of meta_info {self.opt['meta_info']!r} "
+                                 f'are not in the LMDB {self.gt_folder!r} (e.g. key {missing[0]!r}); was the LMDB '
+                                 'built from another list or root?')
+        else:
+            self.paths = stored
+
+    def _init_disk(self):
+        if self.opt.get('meta_info'):
+            relatives = read_path_list(self.opt['meta_info'])
+        else:
+            from basicsr.utils import scandir
+            relatives = sorted(scandir(self.gt_folder, suffix=IMAGE_EXTENSIONS, recursive=True))
+        self.paths = [osp.join(self.gt_folder, path) for path in relatives]
+
+    # ------------------------------------------------------------------ loading
+    def _load(self, path):
+        """BGR float32 image in [0, 1]; raises on a missing, unreadable or empty file."""
+        data = self.file_client.get(path, 'gt')
+        if data is None:  # LMDB: key not found
+            raise KeyError(f'key {path!r} not in {self.gt_folder}')
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+        if image is None:
+            raise ValueError('not a decodable image')
+        return image.astype(np.float32) / 255.0
+
+    def _load_some_image(self, index):
+        """``(image, path)`` of ``index``, or of random other samples while files fail to load."""
+        last_error = None
+        for _ in range(self.max_read_failures):
+            path = self.paths[index]
+            try:
+                return self._load(path), path
+            except Exception as error:  # I/O, decoding, missing key: all mean "take another sample"
+                last_error = f'{path}: {type(error).__name__}: {error}'
+                if path not in self._reported:
+                    self._reported.add(path)
+                    get_root_logger().warning(f'MaterialMultiscaleDataset: cannot read {last_error}; using another '
+                                              'sample instead (reported once per file)')
+                index = random.randrange(len(self.paths))
+        raise RuntimeError(f'MaterialMultiscaleDataset: {self.max_read_failures} unreadable files in a row under '
+                           f'{self.gt_folder}; the last one: {last_error}')
+
+    # ------------------------------------------------------------------ cropping
+    def _pad_to_crop(self, image):
+        h, w = image.shape[:2]
+        pad_h, pad_w = max(0, self.gt_size - h), max(0, self.gt_size - w)
+        if pad_h or pad_w:
+            border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, border)
+        return image
+
+    def _random_crop(self, image):
+        h, w = image.shape[:2]
+        top, left = random.randint(0, h - self.gt_size), random.randint(0, w - self.gt_size)
+        return image[top:top + self.gt_size, left:left + self.gt_size]
+
+    def _textured_crop(self, image):
+        """A random crop; with ``min_texture_score``, the first of ``texture_tries`` crops above it, else the
+        most textured one."""
+        if self.min_texture_score is None:
+            return self._random_crop(image)
+        best, best_score = None, -1.0
+        for _ in range(self.texture_tries):
+            crop = self._random_crop(image)
+            score = texture_score(crop, size=DEFAULT_SCORE_SIZE)
+            if score >= self.min_texture_score:
+                return crop
+            if score > best_score:
+                best, best_score = crop, score
+        return best
+
+    def __getitem__(self, index):
+        if self.file_client is None or self._client_pid != os.getpid():  # new in each loader worker
+            self.file_client, self._client_pid = _file_client(self.io_backend_opt), os.getpid()
+        image, gt_path = self._load_some_image(index)
+        crop = self._textured_crop(self._pad_to_crop(image))
+        crop = augment(np.ascontiguousarray(crop), self.use_hflip, self.use_rot)
+
+        if np.random.uniform() < self.final_sinc_prob:
+            size = random.choice(self.final_sizes)
+            omega_c = np.random.uniform(np.pi / 3, np.pi)
+            sinc_kernel = torch.FloatTensor(circular_lowpass_kernel(omega_c, size, pad_to=self.kernel1.max_size))
+        else:
+            sinc_kernel = self.pulse_tensor
+        return {
+            'gt': img2tensor([crop], bgr2rgb=True, float32=True)[0],
+            'kernel1': self.kernel1(),
+            'kernel2': self.kernel2(),
+            'sinc_kernel': sinc_kernel,
+            'gt_path': gt_path,
+        }
+
+    def __len__(self):
+        return len(self.paths)

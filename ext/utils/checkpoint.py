@@ -169,7 +169,7 @@ def strip_wrapper_prefixes(state_dict):
     return stripped
 
 
-def _is_state_dict(value):
+def is_state_dict(value):
     return isinstance(value, dict) and len(value) > 0 and all(torch.is_tensor(v) for v in value.values())
 
 
@@ -179,26 +179,30 @@ def select_params(checkpoint, param_key='params', source='checkpoint'):
     Args:
         checkpoint (dict): what :func:`read_checkpoint` returned.
         param_key (str | None): key to use. ``'params_ema'`` falls back to ``'params'`` when absent
-            (BasicSR's rule); ``'auto'`` or None tries :data:`PREFERRED_PARAM_KEYS` in order. A plain
-            state dict is returned whatever the key.
+            (BasicSR's rule), both fall back to other trainers' wrappers (``state_dict``, ``model``, ...);
+            ``'auto'`` or None tries :data:`PREFERRED_PARAM_KEYS` in order; any other key must exist.
+            A plain state dict is returned whatever the key.
         source (str): the file name, for messages.
 
     Returns:
         (str | None, OrderedDict): the key used (None for a plain state dict) and the state dict,
         with wrapper prefixes removed.
     """
-    if _is_state_dict(checkpoint):
+    if is_state_dict(checkpoint):
         return None, strip_wrapper_prefixes(checkpoint)
+    generic = PREFERRED_PARAM_KEYS[2:]  # state_dict, model_state_dict, model, net: other trainers' wrappers
     if param_key in (None, 'auto'):
         candidates = PREFERRED_PARAM_KEYS
     elif param_key == 'params_ema':
-        candidates = ('params_ema', 'params')
+        candidates = ('params_ema', 'params') + generic
+    elif param_key == 'params':
+        candidates = ('params', ) + generic
     else:
         candidates = (param_key, )
     for key in candidates:
         value = checkpoint.get(key)
         if isinstance(value, dict):
-            if not _is_state_dict(value):
+            if not is_state_dict(value):
                 bad = sorted(k for k, v in value.items() if not torch.is_tensor(v))[:5]
                 raise CheckpointError(f'{source}: {key!r} is not a state dict (entries that are not tensors: {bad})')
             return key, strip_wrapper_prefixes(value)
@@ -276,18 +280,19 @@ def compare_state_dicts(expected, actual):
     return missing, unexpected, mismatched
 
 
-def describe_mismatch(missing, unexpected, mismatched, limit=8):
+def describe_mismatch(missing, unexpected, mismatched, expected='network', actual='checkpoint', limit=8):
+    """One line listing the differences :func:`compare_state_dicts` found (``actual`` against ``expected``)."""
     def listing(names):
         return ', '.join(names[:limit]) + (f' ... (+{len(names) - limit} more)' if len(names) > limit else '')
 
     parts = []
     if mismatched:
         parts.append(f'{len(mismatched)} shape mismatch(es): ' + listing(
-            [f'{name} checkpoint {tuple(got)} vs network {tuple(want)}' for name, want, got in mismatched]))
+            [f'{name} {actual} {tuple(got)} vs {expected} {tuple(want)}' for name, want, got in mismatched]))
     if missing:
-        parts.append(f'{len(missing)} missing from the checkpoint: {listing(missing)}')
+        parts.append(f'{len(missing)} missing from the {actual}: {listing(missing)}')
     if unexpected:
-        parts.append(f'{len(unexpected)} not in the network: {listing(unexpected)}')
+        parts.append(f'{len(unexpected)} not in the {expected}: {listing(unexpected)}')
     return '; '.join(parts)
 
 

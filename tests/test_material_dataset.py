@@ -1,0 +1,173 @@
+"""MaterialMultiscaleDataset on disk and in an LMDB: crops, kernels, unreadable files, flat-crop rejection."""
+import logging
+import os.path as osp
+import random
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from helpers import REPO_ROOT, skimage_rgb, write_image_folder
+
+import ext  # noqa: F401
+from basicsr.utils.registry import DATASET_REGISTRY
+from ext.data.texture_score import texture_score
+from ext.registry import DATASETS
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
+import create_lmdb  # noqa: E402
+
+KERNEL_OPTIONS = {
+    'blur_kernel_size': 21, 'kernel_list': ['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso',
+                                            'plateau_aniso'],
+    'kernel_prob': [0.45, 0.25, 0.12, 0.03, 0.12, 0.03], 'sinc_prob': 0.1, 'blur_sigma': [0.2, 3],
+    'betag_range': [0.5, 4], 'betap_range': [1, 2],
+    'blur_kernel_size2': 21, 'kernel_list2': ['iso', 'aniso', 'generalized_iso', 'generalized_aniso', 'plateau_iso',
+                                              'plateau_aniso'],
+    'kernel_prob2': [0.45, 0.25, 0.12, 0.03, 0.12, 0.03], 'sinc_prob2': 0.1, 'blur_sigma2': [0.2, 1.5],
+    'betag_range2': [0.5, 4], 'betap_range2': [1, 2], 'final_sinc_prob': 0.8,
+}
+
+
+def dataset_options(root, **overrides):
+    opt = {'name': 'materials', 'type': 'MaterialMultiscaleDataset', 'phase': 'train', 'dataroot_gt': root,
+           'io_backend': {'type': 'disk'}, 'gt_size': 32, 'use_hflip': True, 'use_rot': False, **KERNEL_OPTIONS}
+    opt.update(overrides)
+    return opt
+
+
+def build(opt):
+    return DATASET_REGISTRY.get('MaterialMultiscaleDataset')(opt)
+
+
+@pytest.fixture(scope='module')
+def root(tmp_path_factory):
+    """``HR/`` with 4 real crops of 48 px plus one of 24 px; meta-info lists of all and of two."""
+    folder = str(tmp_path_factory.mktemp('materials'))
+    write_image_folder(osp.join(folder, 'HR'), 4, 48, names=('brick', 'gravel', 'grass', 'coffee'))
+    cv2.imwrite(osp.join(folder, 'HR', 'small.v1.png'), cv2.cvtColor(skimage_rgb('rocket')[:24, :24],
+                                                                    cv2.COLOR_RGB2BGR))
+    with open(osp.join(folder, 'all.txt'), 'w') as handle:
+        handle.write('HR/0000.png\nHR/0001.png\nHR/0002.png\nHR/0003.png\nHR/small.v1.png\n')
+    with open(osp.join(folder, 'reduced.txt'), 'w') as handle:
+        handle.write('HR/0001.png\nHR/small.v1.png\n')
+    return folder
+
+
+def test_disk_sample_matches_realesrgan_dataset_contract(root):
+    dataset = build(dataset_options(root, meta_info=osp.join(root, 'all.txt')))
+    assert len(dataset) == 5
+    random.seed(0)
+    np.random.seed(0)
+    for index in range(len(dataset)):
+        sample = dataset[index]
+        assert set(sample) == {'gt', 'kernel1', 'kernel2', 'sinc_kernel', 'gt_path'}
+        assert sample['gt'].shape == (3, 32, 32) and sample['gt'].dtype == torch.float32  # cropped to gt_size
+        assert 0 <= float(sample['gt'].min()) and float(sample['gt'].max()) <= 1
+        for key in ('kernel1', 'kernel2', 'sinc_kernel'):
+            assert sample[key].shape == (21, 21) and abs(float(sample[key].sum()) - 1) < 1e-3
+    assert sample['gt_path'] == osp.join(root, 'HR', 'small.v1.png')  # 24 px: reflect-padded up to 32
+    batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
+    assert batch['gt'].shape == (2, 3, 32, 32) and batch['kernel1'].shape == (2, 21, 21)
+
+
+def test_crop_is_a_window_of_the_image(root):
+    dataset = build(dataset_options(root, meta_info=osp.join(root, 'all.txt'), use_hflip=False, gt_size=40))
+    image = cv2.imread(osp.join(root, 'HR', '0000.png'))[..., ::-1].astype(np.float32) / 255
+    crop = dataset[0]['gt'].permute(1, 2, 0).numpy()
+    matches = [(top, left) for top in range(9) for left in range(9)
+               if np.allclose(image[top:top + 40, left:left + 40], crop)]
+    assert len(matches) == 1
+
+
+def test_kernel_size_option_and_errors(root):
+    dataset = build(dataset_options(root, blur_kernel_size=15, blur_kernel_size2=9))
+    sample = dataset[0]
+    assert sample['kernel1'].shape == (15, 15) and sample['kernel2'].shape == (9, 9)
+    assert sample['sinc_kernel'].shape == (15, 15)
+    assert len(dataset) == 5  # no meta_info: every image under the root
+    with pytest.raises(ValueError, match='blur_kernel_size'):
+        build(dataset_options(root, blur_kernel_size=20))
+    opt = dataset_options(root)
+    del opt['kernel_prob2']
+    with pytest.raises(KeyError, match='kernel_prob2'):
+        build(opt)
+    assert {'min_texture_score', 'texture_tries', 'meta_info', 'blur_sigma2'} <= build(opt | KERNEL_OPTIONS).option_keys
+
+
+def test_lmdb_backend_and_meta_info_selection(root, tmp_path):
+    lmdb_path = str(tmp_path / 'materials.lmdb')
+    create_lmdb.main(['--meta_info', osp.join(root, 'all.txt'), '--root', root, '--output', lmdb_path,
+                      '--workers', '1'])
+    everything = build(dataset_options(lmdb_path, io_backend={'type': 'lmdb'}))
+    assert everything.paths == ['HR/0000', 'HR/0001', 'HR/0002', 'HR/0003', 'HR/small_v1']
+    reduced = DATASETS.build(dict(type='ext.MaterialMultiscaleDataset',  # MMEngine route, same class
+                                  opt=dataset_options(lmdb_path, meta_info=osp.join(root, 'reduced.txt'),
+                                                      use_hflip=False)))
+    assert reduced.paths == ['HR/0001', 'HR/small_v1']
+    disk = build(dataset_options(root, meta_info=osp.join(root, 'reduced.txt'), use_hflip=False))
+    random.seed(3)
+    from_lmdb = reduced[0]
+    random.seed(3)
+    from_disk = disk[0]
+    assert from_lmdb['gt_path'] == 'HR/0001' and torch.equal(from_lmdb['gt'], from_disk['gt'])
+    bad_list = tmp_path / 'other.txt'
+    bad_list.write_text('HR/0001.png\nmultiscale/0001T0.png\n')
+    with pytest.raises(ValueError, match='multiscale/0001T0'):
+        build(dataset_options(lmdb_path, meta_info=str(bad_list)))
+    with pytest.raises(ValueError, match='.lmdb'):
+        build(dataset_options(root, io_backend={'type': 'lmdb'}))
+
+
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.messages = []
+
+    def emit(self, record):
+        self.messages.append(record.getMessage())
+
+
+def test_unreadable_or_missing_file_is_logged_once_and_replaced(root, tmp_path):
+    (tmp_path / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 32)
+    meta = tmp_path / 'meta.txt'
+    meta.write_text(f"{osp.join(root, 'HR', '0000.png')}\n{tmp_path / 'corrupt.png'}\n{tmp_path / 'missing.png'}\n")
+    dataset = build(dataset_options('/', meta_info=str(meta)))
+    records = _Records()
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(records)
+    try:
+        random.seed(0)
+        paths = [dataset[index]['gt_path'] for index in (1, 2, 1, 2, 1)]
+    finally:
+        logger.removeHandler(records)
+    assert set(paths) == {osp.join(root, 'HR', '0000.png')}
+    assert len([m for m in records.messages if 'corrupt.png' in m]) == 1
+    assert len([m for m in records.messages if 'missing.png' in m]) == 1
+
+    meta.write_text(f"{tmp_path / 'corrupt.png'}\n{tmp_path / 'missing.png'}\n")
+    hopeless = build(dataset_options('/', meta_info=str(meta), max_read_failures=6))
+    with pytest.raises(RuntimeError, match='6 unreadable files in a row'):
+        hopeless[0]
+
+
+def test_flat_crops_rejected_with_bounded_tries(tmp_path):
+    image = np.full((256, 256, 3), 128, np.uint8)  # one-coloured, except a textured 64 px corner
+    image[:64, :64] = cv2.cvtColor(skimage_rgb('gravel')[:64, :64], cv2.COLOR_RGB2BGR)
+    (tmp_path / 'HR').mkdir()
+    cv2.imwrite(str(tmp_path / 'HR' / 'tile.png'), image)
+    threshold = 0.01
+    plain = build(dataset_options(str(tmp_path), gt_size=48, use_hflip=False))
+    picky = build(dataset_options(str(tmp_path), gt_size=48, use_hflip=False, min_texture_score=threshold,
+                                  texture_tries=200))
+    random.seed(0)
+    plain_scores = [texture_score(plain[0]['gt'].permute(1, 2, 0).numpy()) for _ in range(20)]
+    picky_scores = [texture_score(picky[0]['gt'].permute(1, 2, 0).numpy()) for _ in range(20)]
+    assert sum(score < threshold for score in plain_scores) >= 10
+    assert all(score >= threshold for score in picky_scores)
+    # bounded: an entirely flat image still yields a crop after texture_tries draws
+    cv2.imwrite(str(tmp_path / 'HR' / 'tile.png'), np.full((64, 64, 3), 7, np.uint8))
+    flat = build(dataset_options(str(tmp_path), gt_size=48, min_texture_score=threshold, texture_tries=3))
+    assert flat[0]['gt'].shape == (3, 48, 48)

@@ -3,6 +3,7 @@
     python tests/train_with_fault.py --kill-after-state N  -opt X.yml ...   # right after N.state is saved
     python tests/train_with_fault.py --kill-in-state-write N -opt X.yml ... # half-way through writing N.state
     python tests/train_with_fault.py --dump-params DIR -opt X.yml ...       # every rank dumps net_g at each save
+    python tests/train_with_fault.py --basicsr-resume -opt X.yml ...        # BasicSR's epoch-restarting resume
 
 All other arguments go to ext/train.py unchanged.
 """
@@ -66,17 +67,26 @@ def dump_params(folder):
     base_model.BaseModel.save_training_state = save_and_dump
 
 
+def use_basicsr_resume():
+    """Undo the exact-resume fix (control runs): restart the epoch, keep the random states as they are."""
+    import basicsr.train
+    basicsr.train.create_train_val_dataloader = compat.ORIGINALS['basicsr.train.create_train_val_dataloader']
+
+
 if __name__ == '__main__':
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('--kill-after-state', type=int)
     parser.add_argument('--kill-in-state-write', type=int)
     parser.add_argument('--dump-params')
+    parser.add_argument('--basicsr-resume', action='store_true')
     faults, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]
     if faults.kill_after_state is not None:
         kill_after_state(faults.kill_after_state)
     if faults.kill_in_state_write is not None:
         kill_in_state_write(faults.kill_in_state_write)
+    if faults.basicsr_resume:
+        use_basicsr_resume()
     if faults.dump_params:
         dump_params(faults.dump_params)
     main()

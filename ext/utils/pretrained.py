@@ -16,9 +16,10 @@ import os.path as osp
 
 import torch
 
+from ext.paths import project_root
+
 VGG_WEIGHTS_ENV = 'SRGAN_TOOLKIT_VGG_WEIGHTS'
 VGG_WEIGHTS_OPTION = 'path.vgg_weights'
-REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 _configured = {'vgg': None, 'source': None}
 
@@ -56,7 +57,7 @@ def _resolve_explicit(path, file_name, what):
 
 def default_locations(file_name):
     return [
-        osp.join(REPO_ROOT, 'experiments', 'pretrained_models', file_name),
+        osp.join(project_root(), 'experiments', 'pretrained_models', file_name),
         osp.join(torch.hub.get_dir(), 'checkpoints', file_name),
     ]
 

@@ -143,10 +143,13 @@ def _build_from_registry(arch_opt, where):
     name = arch_opt.pop('type', None)
     if not name:
         raise UsageError(f'{where}: no network type given')
-    if name not in ARCH_REGISTRY._obj_map:
-        close = difflib.get_close_matches(name, list(ARCH_REGISTRY._obj_map), n=5)
+    known = list(ARCH_REGISTRY._obj_map)
+    # BasicSR registers some of its archs as '<name>_basicsr' and resolves the bare name to them
+    cls = ARCH_REGISTRY._obj_map.get(name) or ARCH_REGISTRY._obj_map.get(f'{name}_basicsr')
+    if cls is None:
+        close = difflib.get_close_matches(name, known + [k[:-len('_basicsr')] for k in known if k.endswith('_basicsr')],
+                                          n=5)
         raise UsageError(f'{where}: unknown architecture {name!r}' + (f'; did you mean {close}?' if close else ''))
-    cls = ARCH_REGISTRY.get(name)
     try:
         return cls(**arch_opt), name, arch_opt
     except TypeError as error:

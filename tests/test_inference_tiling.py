@@ -1,0 +1,213 @@
+"""ext.utils.tiled_inference: seamless tiles, one padded tile at a time on the device, image modes, OOM."""
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from ext.utils.tiled_inference import (TiledUpscaler, TileOutOfMemoryError, plan_tiles, reflect_indices,
+                                       upscale_image)
+from tests.helpers import skimage_rgb
+
+
+class ConvShuffleNet(nn.Module):
+    """Three 3x3 convs (receptive radius 3 input pixels) and a pixel shuffle; x1 uses a pixel unshuffle first."""
+
+    def __init__(self, scale, channels=3, seed=0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.scale = scale
+        unshuffle = 4 if scale == 1 else 1
+        inner = channels * unshuffle * unshuffle
+        self.unshuffle = nn.PixelUnshuffle(unshuffle) if unshuffle > 1 else nn.Identity()
+        self.body = nn.Sequential(nn.Conv2d(inner, 12, 3, 1, 1), nn.LeakyReLU(0.2), nn.Conv2d(12, 12, 3, 1, 1),
+                                  nn.LeakyReLU(0.2), nn.Conv2d(12, channels * (scale * unshuffle) ** 2, 3, 1, 1),
+                                  nn.PixelShuffle(scale * unshuffle))
+
+    def forward(self, x):
+        return torch.sigmoid(self.body(self.unshuffle(x)))
+
+
+class RecordingNet(nn.Module):
+    """Wraps a network and records the shape and device of every input it is given."""
+
+    def __init__(self, inner):
+        super().__init__()
+        self.inner = inner
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        return self.inner(x)
+
+
+class ChannelGainNet(nn.Module):
+    """Nearest x``scale`` upsampling times a per-RGB-channel gain: shows channel order and depth handling."""
+
+    def __init__(self, scale=2, gains=(1.0, 0.5, 0.25)):
+        super().__init__()
+        self.scale = scale
+        self.register_buffer('gains', torch.tensor(gains).view(1, -1, 1, 1))
+
+    def forward(self, x):
+        return nn.functional.interpolate(x, scale_factor=self.scale, mode='nearest') * self.gains
+
+
+def photo(height, width, name='astronaut'):
+    image = skimage_rgb(name)
+    return np.ascontiguousarray(image[120:120 + height, 180:180 + width])
+
+
+@pytest.mark.parametrize('scale,tile,tile_pad,pre_pad,multiple', [
+    (4, 16, 3, 0, 1),
+    (2, 23, 5, 3, 2),   # tile not a multiple of anything, pre-padding
+    (1, 20, 16, 0, 4),  # pixel unshuffle by 4: radius 3 convs at 1/4 resolution = 12+3 px
+])
+def test_tiled_equals_untiled_inside_the_image(scale, tile, tile_pad, pre_pad, multiple):
+    net = ConvShuffleNet(scale).eval()
+    image = photo(45, 61).astype(np.float32) / 255
+    untiled = TiledUpscaler(net, scale, tile=0, pre_pad=pre_pad, size_multiple=multiple).upscale(image)
+    recorder = RecordingNet(net)
+    tiled = TiledUpscaler(recorder, scale, tile=tile, tile_pad=tile_pad, pre_pad=pre_pad,
+                          size_multiple=multiple).upscale(image)
+    assert len(recorder.shapes) > 4
+    assert tiled.shape == untiled.shape == (45 * scale, 61 * scale, 3)
+    np.testing.assert_allclose(tiled, untiled, rtol=0, atol=1e-5)
+
+
+def test_too_little_context_shows_seams():
+    """The equality above is not vacuous: with tile_pad below the receptive radius the tiles differ."""
+    net = ConvShuffleNet(2).eval()
+    image = photo(40, 40).astype(np.float32) / 255
+    untiled = TiledUpscaler(net, 2, tile=0).upscale(image)
+    tiled = TiledUpscaler(net, 2, tile=16, tile_pad=1).upscale(image)
+    assert np.abs(tiled - untiled).max() > 1e-3
+
+
+def test_device_sees_one_padded_tile_at_a_time():
+    net = RecordingNet(ConvShuffleNet(2).eval())
+    image = photo(120, 90)
+    tile, pad = 32, 8
+    output = TiledUpscaler(net, 2, tile=tile, tile_pad=pad).upscale(image)
+    assert isinstance(output, np.ndarray) and output.dtype == np.uint8 and output.shape == (240, 180, 3)
+    assert len(net.shapes) == 4 * 3
+    assert max(h for _, _, h, _ in net.shapes) <= tile + 2 * pad
+    assert max(w for _, _, _, w in net.shapes) <= tile + 2 * pad
+
+
+def test_tiles_partition_the_image_and_windows_stay_aligned():
+    padded_h, padded_w, tiles = plan_tiles(50, 37, tile=12, tile_pad=5, pre_pad=3, size_multiple=4)
+    assert (padded_h, padded_w) == (56, 40)
+    covered = np.zeros((50, 37), dtype=int)
+    for (top, bottom, left, right), (w_top, w_bottom, w_left, w_right) in tiles:
+        covered[top:bottom, left:right] += 1
+        assert w_top <= max(top - 5, 0) and w_bottom >= min(bottom + 5, padded_h)
+        assert w_top % 4 == 0 and w_bottom % 4 == 0 and w_left % 4 == 0 and w_right % 4 == 0
+        assert w_bottom <= padded_h and w_right <= padded_w
+    assert (covered == 1).all()
+    np.testing.assert_array_equal(reflect_indices(3, 9, 5), np.pad(np.arange(5), (0, 4), mode='reflect')[3:9])
+
+
+class OutOfMemoryAbove(nn.Module):
+    """Raises the CUDA OOM error PyTorch raises when an input is larger than ``limit`` pixels per side."""
+
+    def __init__(self, limit):
+        super().__init__()
+        self.limit = limit
+        self.inner = ConvShuffleNet(2).eval()
+
+    def forward(self, x):
+        if max(x.shape[-2:]) > self.limit:
+            raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 20.00 GiB')
+        return self.inner(x)
+
+
+def test_out_of_memory_on_a_tile_suggests_a_smaller_tile():
+    image = photo(90, 90)
+    with pytest.raises(TileOutOfMemoryError, match=r'tile 1/1 .*--tile 0.*--tile 512 or smaller'):
+        TiledUpscaler(OutOfMemoryAbove(64), 2, tile=0).upscale(image)
+    with pytest.raises(TileOutOfMemoryError, match=r'tile 1/4 \(input rows 0:58.*smaller --tile than 48 \(e.g. 32\)'):
+        TiledUpscaler(OutOfMemoryAbove(50), 2, tile=48, tile_pad=10).upscale(image)
+    output = TiledUpscaler(OutOfMemoryAbove(64), 2, tile=32, tile_pad=10).upscale(image)
+    assert output.shape == (180, 180, 3)
+
+
+def expected_channel_gain(image_bgr, scale, gains_rgb=(1.0, 0.5, 0.25)):
+    up = cv2.resize(image_bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_NEAREST).astype(np.float64)
+    gains_bgr = np.array(gains_rgb[::-1])
+    return up * gains_bgr
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
+def test_color_modes_keep_channel_order_and_depth(dtype):
+    rgb = photo(20, 24)
+    bgr = rgb[:, :, ::-1].astype(dtype) * (257 if dtype == np.uint16 else 1)
+    upscaler = TiledUpscaler(ChannelGainNet(2), 2, tile=8, tile_pad=2)
+    out = upscale_image(upscaler, bgr)
+    assert out.dtype == dtype and out.shape == (40, 48, 3)
+    np.testing.assert_allclose(out, expected_channel_gain(bgr, 2), atol=0.51)
+    # 16-bit samples keep their low byte: no round trip through 8 bits
+    if dtype == np.uint16:
+        assert (out % 257 != 0).any()
+
+
+@pytest.mark.parametrize('dtype', [np.uint8, np.uint16])
+def test_gray_image_through_a_color_network_comes_back_gray(dtype):
+    gray = cv2.cvtColor(photo(20, 24), cv2.COLOR_RGB2GRAY).astype(dtype) * (257 if dtype == np.uint16 else 1)
+    out = upscale_image(TiledUpscaler(ChannelGainNet(2, gains=(1.0, 1.0, 1.0)), 2, tile=8, tile_pad=2), gray)
+    assert out.dtype == dtype and out.shape == (40, 48)
+    np.testing.assert_allclose(out, cv2.resize(gray, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST), atol=1)
+
+
+def test_rgba_alpha_is_upscaled_by_the_network_or_resized():
+    rgb = photo(16, 20)
+    alpha = np.tile(np.linspace(0, 255, 20).astype(np.uint8), (16, 1))
+    bgra = np.dstack([rgb[:, :, ::-1], alpha])
+    upscaler = TiledUpscaler(ChannelGainNet(2, gains=(1.0, 1.0, 1.0)), 2, tile=8, tile_pad=2)
+    by_network = upscale_image(upscaler, bgra, alpha_upsampler='network')
+    assert by_network.shape == (32, 40, 4) and by_network.dtype == np.uint8
+    np.testing.assert_array_equal(by_network[:, :, 3], cv2.resize(alpha, None, fx=2, fy=2,
+                                                                   interpolation=cv2.INTER_NEAREST))
+    resized = upscale_image(upscaler, bgra, alpha_upsampler='resize')
+    np.testing.assert_array_equal(resized[:, :, 3], cv2.resize(alpha, (40, 32), interpolation=cv2.INTER_LINEAR))
+    np.testing.assert_array_equal(resized[:, :, :3], by_network[:, :, :3])
+
+
+def test_single_channel_network_runs_each_color_channel():
+    bgr = photo(16, 16)[:, :, ::-1].copy()
+    net = ChannelGainNet(2, gains=(0.5, ))
+    out = upscale_image(TiledUpscaler(net, 2), bgr, in_channels=1)
+    up = cv2.resize(bgr, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    np.testing.assert_allclose(out, up * 0.5, atol=0.51)
+
+
+def test_outscale_resizes_after_the_network():
+    out = upscale_image(TiledUpscaler(ChannelGainNet(4), 4, tile=10), photo(20, 30), outscale=2.5)
+    assert out.shape == (50, 75, 3)
+
+
+class ReferenceNet(nn.Module):
+    """A reference-based toy: adds the mean color of the whole reference to an upscaled input."""
+
+    def __init__(self):
+        super().__init__()
+        self.seen_refs = []
+
+    def forward(self, lq, ref, lq_up=None, ref_down_up=None):
+        self.seen_refs.append(tuple(ref.shape))
+        return nn.functional.interpolate(lq, scale_factor=2, mode='nearest') * 0.5 + ref.mean((2, 3), keepdim=True)
+
+
+def test_reference_is_passed_whole_with_every_tile():
+    ref = torch.rand(1, 3, 24, 28)
+    image = photo(30, 30).astype(np.float32) / 255
+    net = ReferenceNet()
+    tiled = TiledUpscaler(net, 2, tile=10, tile_pad=2, extra_inputs={'ref': ref}).upscale(image)
+    assert net.seen_refs == [(1, 3, 24, 28)] * 9
+    untiled = TiledUpscaler(net, 2, extra_inputs={'ref': ref}).upscale(image)
+    np.testing.assert_allclose(tiled, untiled, atol=1e-6)
+
+
+def test_network_with_the_wrong_scale_is_a_clear_error():
+    with pytest.raises(ValueError, match=r'expected \(1, C, 40, 40\) for scale 4.*--scale'):
+        TiledUpscaler(ChannelGainNet(2), 4).upscale(photo(10, 10))

@@ -31,6 +31,19 @@ class ImageNetNormalize(nn.Module):
         return F.conv2d(x, self.weight, self.bias)
 
 
+def vgg19_head():
+    """torchvision's ``vgg19().features[:12]`` (conv1_1 .. relu3_1), same layout, without building
+    the whole VGG19 (its 100M-parameter classifier would only be thrown away)."""
+    layers, channels = [], 3
+    for item in (64, 64, 'M', 128, 128, 'M', 256):
+        if item == 'M':
+            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
+            channels = item
+    return nn.Sequential(*layers)
+
+
 def _load_vgg19_features(path):
     state = torch.load(path, map_location='cpu', weights_only=True)
     if isinstance(state, dict) and 'state_dict' in state:
@@ -60,13 +73,13 @@ class TTSRTextureExtractor(nn.Module):
 
     def __init__(self, requires_grad=True, load_pretrained_vgg=True, vgg_weights_path=None):
         super().__init__()
-        import torchvision
         self.img_normalize = ImageNetNormalize()
-        vgg_features = torchvision.models.vgg19(weights=None).features
+        vgg_features = vgg19_head()
         if load_pretrained_vgg:
             from ext.utils.pretrained import find_vgg_weights
             path = vgg_weights_path or find_vgg_weights('vgg19')
-            vgg_features.load_state_dict(_load_vgg19_features(path))
+            features = _load_vgg19_features(path)
+            vgg_features.load_state_dict({k: v for k, v in features.items() if int(k.split('.')[0]) < len(vgg_features)})
         for number, indices in enumerate(VGG_SLICES, start=1):
             block = nn.Sequential()
             for index in indices:

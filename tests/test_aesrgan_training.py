@@ -1,0 +1,129 @@
+"""A-ESRGAN and Real-ESRNet trained for a few iterations through ext/train.py on tiny real-image data (CPU)."""
+import glob
+import math
+import os
+import os.path as osp
+import re
+
+import cv2
+import pytest
+import torch
+import yaml
+
+from helpers import REPO_ROOT, run_train, write_image_folder, write_paired_folders
+
+pytestmark = pytest.mark.slow
+
+
+def load_option_file(name):
+    with open(osp.join(REPO_ROOT, 'options', name)) as handle:
+        return yaml.safe_load(handle)
+
+
+@pytest.fixture(scope='module')
+def tiny_data(tmp_path_factory):
+    """4 GT photos with a meta-info list (RealESRGANDataset layout) and 2 validation pairs."""
+    root = tmp_path_factory.mktemp('materials')
+    paths = write_image_folder(str(root / 'multiscale'), 4, 96)
+    os.makedirs(root / 'meta_info')
+    meta = root / 'meta_info' / 'meta_info_multiscale.txt'
+    meta.write_text(''.join(f'multiscale/{osp.basename(p)}\n' for p in paths))
+    val_gt, val_lq = write_paired_folders(str(root / 'val'), 2, 64)
+    return {'root': str(root), 'meta': str(meta), 'val_gt': val_gt, 'val_lq': val_lq}
+
+
+def shrink(option_file, name, workdir, data, total_iter=4, perceptual=False):
+    """An option file of options/ shrunk to tiny nets, tiny data, a few iterations; the rest unchanged."""
+    opt = load_option_file(option_file)
+    opt['name'] = name
+    opt.update(gt_size=32, queue_size=4)
+    train = opt['datasets']['train']
+    # BasicSR's RealESRGANDataset reads the same keys as MaterialMultiscaleDataset
+    train.update(type='RealESRGANDataset', dataroot_gt=data['root'], meta_info=data['meta'], gt_size=32,
+                 num_worker_per_gpu=0, batch_size_per_gpu=2)
+    opt['datasets']['val'].update(dataroot_gt=data['val_gt'], dataroot_lq=data['val_lq'])
+    opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
+    if 'network_d' in opt:
+        opt['network_d']['num_feat'] = 8
+    opt['path'] = {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
+                   'experiments_root': osp.join(str(workdir), 'experiments', name)}
+    opt['train']['total_iter'] = total_iter
+    if not perceptual:
+        opt['train'].pop('perceptual_opt', None)
+    opt['val']['val_freq'] = 2
+    opt['logger'] = {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}
+    return opt
+
+
+def logged_losses(experiment_root):
+    """{iteration: {name: value}} from the training log."""
+    (log_file, ) = glob.glob(osp.join(experiment_root, 'train_*.log'))
+    losses = {}
+    with open(log_file) as handle:
+        for line in handle:
+            match = re.search(r'iter:\s*(\d+),.*\]\s+(\w+: .*)$', line)
+            if match:
+                pairs = re.findall(r'(\w+): ([-+.\w]+)', match.group(2))
+                losses[int(match.group(1))] = {k: float(v) for k, v in pairs}
+    return losses
+
+
+def load(path):
+    return torch.load(path, map_location='cpu', weights_only=True)
+
+
+def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_data, vgg19_env):
+    opt = shrink('train_multiaesrgan_x4plus.yml', 'multi', tmp_path, tiny_data, perceptual=True)
+    root = opt['path']['experiments_root']
+    run_train(opt, str(tmp_path), env=vgg19_env)
+
+    losses = logged_losses(root)
+    assert sorted(losses) == [1, 2, 3, 4]
+    for values in losses.values():
+        assert all(math.isfinite(v) for v in values.values())
+        assert {'l_g_pix', 'l_g_percep', 'l_g_gan', 'l_g_gan_scale0', 'l_g_gan_scale1', 'l_d_real_scale1',
+                'l_d_fake_scale0', 'out_d_real_scale0', 'out_d_fake'} <= set(values)
+        assert values['l_g_gan'] == pytest.approx(values['l_g_gan_scale0'] + values['l_g_gan_scale1'], rel=1e-3)
+    net_g, net_d = load(f'{root}/models/net_g_4.pth'), load(f'{root}/models/net_d_4.pth')
+    assert set(net_g) == {'params', 'params_ema'}
+    assert any(k.startswith('layer1.attn_3.') for k in net_d['params'])
+    assert not torch.equal(net_g['params']['conv_first.weight'], net_g['params_ema']['conv_first.weight'])
+    grid = cv2.imread(f'{root}/visualization/0000/0000_4_grid.png')
+    assert grid.shape == (64, 3 * 64 + 2 * 4, 3)  # bicubic lq | output | gt
+    assert osp.isfile(f'{root}/visualization/0001/0001_2.png')
+    assert 'pair_queue' in load(f'{root}/training_states/4.state')['extra']
+
+    # kill after iteration 2: its checkpoint is the newest; --auto_resume must redo 3 and 4 identically
+    finished = {name: load(f'{root}/models/{name}_4.pth') for name in ('net_g', 'net_d')}
+    for path in glob.glob(f'{root}/models/*_4.pth') + glob.glob(f'{root}/models/*_latest.pth'):
+        os.remove(path)
+    os.remove(f'{root}/training_states/4.state')
+    result = run_train(opt, str(tmp_path), extra_args=['--auto_resume'], env=vgg19_env)
+    assert 'Resuming training from epoch: 0, iter: 2' in result.stdout + result.stderr
+    for name, expected in finished.items():
+        resumed = load(f'{root}/models/{name}_4.pth')
+        for key in expected:
+            for param, value in expected[key].items():
+                assert torch.equal(resumed[key][param], value), f'{name} {key} {param} differs after resume'
+
+
+def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_path, tiny_data):
+    stage1 = shrink('train_realesrnet_x4plus.yml', 'esrnet', tmp_path, tiny_data, total_iter=2)
+    run_train(stage1, str(tmp_path))
+    root1 = stage1['path']['experiments_root']
+    assert all(math.isfinite(v) for v in logged_losses(root1)[2].values())
+    generator = load(f'{root1}/models/net_g_latest.pth')
+    assert set(generator) == {'params', 'params_ema'}
+    assert osp.isfile(f'{root1}/visualization/0000/0000_2_grid.png')
+
+    # stage 2 with upstream's single-D option file (type UNetDiscriminatorAesrgan), starting from stage 1
+    stage2 = shrink('train_aesrgan_x4plus.yml', 'single', tmp_path, tiny_data, total_iter=2)
+    stage2['path'].update(pretrain_network_g=f'{root1}/models/net_g_latest.pth', param_key_g='params_ema')
+    result = run_train(stage2, str(tmp_path))
+    assert 'net_g_latest.pth, with param key: [params_ema]' in result.stdout + result.stderr
+    root2 = stage2['path']['experiments_root']
+    losses = logged_losses(root2)
+    assert {'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(losses[2]) and 'l_g_gan_scale0' not in losses[2]
+    assert all(math.isfinite(v) for v in losses[2].values())
+    assert set(load(f'{root2}/models/net_g_latest.pth')) == {'params', 'params_ema'}
+    assert 'conv9.weight' in load(f'{root2}/models/net_d_latest.pth')['params']

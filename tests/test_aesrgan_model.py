@@ -21,10 +21,15 @@ def load_option_file(name):
         return yaml.safe_load(handle)
 
 
-def tiny_model_opt(option_file='train_multiaesrgan_x4plus.yml', batch=2, gt_size=32, queue_size=4):
+# every device this machine has: the models must run on each (CI has only the CPU)
+DEVICES = ['cpu'] + (['cuda'] if torch.cuda.is_available() else [])
+
+
+def tiny_model_opt(option_file='train_multiaesrgan_x4plus.yml', batch=2, gt_size=32, queue_size=4, device='cpu'):
     """An upstream option file shrunk to tiny nets and put in the state BasicSR's parser leaves it."""
     opt = load_option_file(option_file)
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=0, gt_size=gt_size, queue_size=queue_size)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, num_gpu=int(device == 'cuda'), gt_size=gt_size,
+               queue_size=queue_size)
     opt['datasets']['train'].update(batch_size_per_gpu=batch, gt_size=gt_size)
     opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
     if 'network_d' in opt:
@@ -126,6 +131,27 @@ def test_gan_loss_is_summed_over_scales_with_optional_weights_and_logged_per_sca
     bad['train']['gan_scale_weights'] = [1.0]
     with pytest.raises(OptionError, match='list of 2 non-negative numbers'):
         build_model(bad)
+
+
+@pytest.mark.parametrize('device', DEVICES)
+@pytest.mark.parametrize('option_file', ['train_multiaesrgan_x4plus.yml', 'train_realesrnet_x4plus.yml'])
+def test_models_keep_data_and_queue_on_their_device_and_resume_the_queue(device, option_file):
+    opt = tiny_model_opt(option_file, device=device)
+    model, log = _train_one_step(opt)
+    for seed in (1, 2):  # the queue (size 4, batch 2) is full after two batches, then swaps
+        model.feed_data(batch_of_real_images(2, 96, seed))
+        model.optimize_parameters(seed + 1)
+    assert all(math.isfinite(v) for v in model.get_current_log().values())
+    assert model.lq.device.type == model.gt.device.type == model.pair_queue.lq.device.type == device
+    state = model.extra_training_state()
+    saved_gt = state['pair_queue']['gt']
+    assert state['pair_queue']['filled'] == 4 and next(iter(saved_gt.values())).device.type == 'cpu'
+    # A-ESRGAN queues the plain 8-bit GT (stored as uint8); Real-ESRNet the USM-sharpened one (float)
+    assert set(saved_gt) == ({'uint8'} if 'network_d' in opt else {'float'})
+    fresh = build_model(opt)
+    fresh.load_extra_training_state(copy.deepcopy(state))
+    assert fresh.pair_queue.lq.device.type == device
+    assert torch.equal(fresh.pair_queue.gt, model.pair_queue.gt) and torch.equal(fresh.pair_queue.lq, model.pair_queue.lq)
 
 
 def test_generator_is_held_during_net_d_init_iters():

@@ -31,27 +31,46 @@ class ImageNetNormalize(nn.Module):
         return F.conv2d(x, self.weight, self.bias)
 
 
-def vgg19_head():
-    """torchvision's ``vgg19().features[:12]`` (conv1_1 .. relu3_1), same layout, without building
-    the whole VGG19 (its 100M-parameter classifier would only be thrown away)."""
+# torchvision's VGG19 ``features`` configuration; BasicSR names its layers conv1_1, relu1_1, ..., pool5.
+VGG19_CONFIG = (64, 64, 'M', 128, 128, 'M', 256, 256, 256, 256, 'M', 512, 512, 512, 512, 'M', 512, 512, 512, 512, 'M')
+
+
+def vgg19_layer_names():
+    names, block, index = [], 1, 1
+    for item in VGG19_CONFIG:
+        if item == 'M':
+            names.append(f'pool{block}')
+            block, index = block + 1, 1
+        else:
+            names += [f'conv{block}_{index}', f'relu{block}_{index}']
+            index += 1
+    return names
+
+
+def vgg19_features(num_layers):
+    """torchvision's ``vgg19().features[:num_layers]`` (same indices, so its weights load), without
+    building the whole VGG19 and its 100M-parameter classifier."""
     layers, channels = [], 3
-    for item in (64, 64, 'M', 128, 128, 'M', 256):
+    for item in VGG19_CONFIG:
         if item == 'M':
             layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
         else:
             layers += [nn.Conv2d(channels, item, 3, padding=1), nn.ReLU(inplace=True)]
             channels = item
-    return nn.Sequential(*layers)
+    return nn.Sequential(*layers[:num_layers])
 
 
-def _load_vgg19_features(path):
-    state = torch.load(path, map_location='cpu', weights_only=True)
+def load_vgg19_weights(features, path):
+    """Load torchvision VGG19 weights (``features.N.*`` of the file at ``path``) into ``features``."""
+    state = torch.load(path, map_location='cpu', weights_only=True, mmap=True)  # mmap: read only what is used
     if isinstance(state, dict) and 'state_dict' in state:
         state = state['state_dict']
-    prefix = 'features.'
-    features = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    if not features:
-        raise ValueError(f'{path}: not a torchvision VGG19 state dict (no "features.*" keys)')
+    wanted = features.state_dict()
+    found = {k: state[f'features.{k}'] for k in wanted if f'features.{k}' in state}
+    if len(found) != len(wanted):
+        raise ValueError(f'{path}: not a torchvision VGG19 state dict (missing '
+                         f'{sorted(set(wanted) - set(found))[:3]} under "features.")')
+    features.load_state_dict(found)
     return features
 
 
@@ -74,12 +93,10 @@ class TTSRTextureExtractor(nn.Module):
     def __init__(self, requires_grad=True, load_pretrained_vgg=True, vgg_weights_path=None):
         super().__init__()
         self.img_normalize = ImageNetNormalize()
-        vgg_features = vgg19_head()
+        vgg_features = vgg19_features(VGG_SLICES[-1][-1] + 1)
         if load_pretrained_vgg:
             from ext.utils.pretrained import find_vgg_weights
-            path = vgg_weights_path or find_vgg_weights('vgg19')
-            features = _load_vgg19_features(path)
-            vgg_features.load_state_dict({k: v for k, v in features.items() if int(k.split('.')[0]) < len(vgg_features)})
+            load_vgg19_weights(vgg_features, vgg_weights_path or find_vgg_weights('vgg19'))
         for number, indices in enumerate(VGG_SLICES, start=1):
             block = nn.Sequential()
             for index in indices:

@@ -1,0 +1,152 @@
+"""FFHQ inpainting pairs for TTSR (seed experiment 2): the split, the box, the blurred reference.
+
+One implementation shared by ``scripts/prepare_ffhq_inpaint.py`` (which writes the pairs) and
+:class:`ext.data.ffhq_inpaint_dataset.FFHQInpaintDataset` (which builds them on the fly), so both
+give the same pixels for the same options.
+
+* Split: a file belongs to the test split when a seeded SHA-256 of its name (basename without the
+  extension) falls below ``test_fraction``; adding or removing files never moves another file, and
+  every re-run gives the same split (about 90/10 by default, not exactly 18000/2000).
+* Box: fractions ``box_x = (0.5, 0.8)``, ``box_y = (0.5, 0.8)`` of the width and height, i.e. the
+  seed's ``[0.5w:0.8w, 0.5h:0.8h]`` (9 % of the image). In random mode the box keeps that size and
+  moves; its position is drawn from a generator, seeded per file name for reproducible data.
+* Reference: the box blurred with PIL ``ImageFilter.GaussianBlur(blur_radius)`` (5 in the seed).
+  By default the box is cut out, blurred on its own and pasted back (PIL's usual
+  ``crop().filter().paste()``, so the blur sees replicated box edges); with ``blur_context`` it is
+  blurred together with the pixels around it (no seam at the box edge).
+
+Arrays are uint8 HxWx3 RGB. Only numpy, Pillow and the standard library are imported: the script
+loads this file without torch.
+"""
+import hashlib
+import math
+import random
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+DEFAULT_SIZES = (512, 384, 256, 160)
+DEFAULT_BOX_X = (0.5, 0.8)
+DEFAULT_BOX_Y = (0.5, 0.8)
+DEFAULT_BLUR_RADIUS = 5.0
+DEFAULT_TEST_FRACTION = 0.1
+SPLITS = ('train', 'test')
+
+
+def split_name(path):
+    """The name the split is hashed from: the file's basename without its extension, so moving a
+    file to another folder or re-encoding it (png -> jpg) keeps its split."""
+    base = path.replace('\\', '/').rsplit('/', 1)[-1]
+    return base.rsplit('.', 1)[0] if '.' in base else base
+
+
+def _unit_hash(*parts):
+    """A number in [0, 1) from a SHA-256 of ``parts`` (stable across runs, machines, Python versions)."""
+    digest = hashlib.sha256('\0'.join(str(p) for p in parts).encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big') / 2**64
+
+
+def split_of(path, test_fraction=DEFAULT_TEST_FRACTION, seed=0):
+    """'train' or 'test' for the image at ``path`` (see the module docstring)."""
+    if not 0 <= test_fraction <= 1:
+        raise ValueError(f'test_fraction must be in [0, 1], got {test_fraction}')
+    return 'test' if _unit_hash('split', seed, split_name(path)) < test_fraction else 'train'
+
+
+def check_box(box_x, box_y):
+    """``(box_x, box_y)`` as float pairs; raises ValueError naming the bad value."""
+    checked = []
+    for key, value in (('box_x', box_x), ('box_y', box_y)):
+        try:
+            start, end = (float(v) for v in value)
+        except (TypeError, ValueError):
+            raise ValueError(f'{key} must be two fractions [start, end], got {value!r}') from None
+        if not 0 <= start < end <= 1:
+            raise ValueError(f'{key} must satisfy 0 <= start < end <= 1, got {value!r}')
+        checked.append((start, end))
+    return tuple(checked)
+
+
+def box_generator(path, seed=0):
+    """The generator of the random box of ``path``: the same for every run and every image size."""
+    return random.Random(int(_unit_hash('box', seed, split_name(path)) * 2**53))
+
+
+def box_fractions(box_x=DEFAULT_BOX_X, box_y=DEFAULT_BOX_Y, rng=None):
+    """``(x0, x1, y0, y1)`` box fractions: the given box, or (``rng`` given) one of its size at a
+    uniformly random position drawn from ``rng`` (a ``random.Random`` or the ``random`` module)."""
+    (x0, x1), (y0, y1) = check_box(box_x, box_y)
+    if rng is None:
+        return x0, x1, y0, y1
+    box_width, box_height = x1 - x0, y1 - y0
+    x0 = rng.uniform(0, 1 - box_width)
+    y0 = rng.uniform(0, 1 - box_height)
+    return x0, x0 + box_width, y0, y0 + box_height
+
+
+def box_pixels(width, height, fractions):
+    """``(left, top, right, bottom)`` in pixels of box ``fractions`` on a ``width`` x ``height``
+    image: ``floor(fraction * size)``, as Python slicing of ``[0.5w:0.8w]`` with int() would give;
+    at least one pixel wide and high."""
+    x0, x1, y0, y1 = fractions
+
+    def edge(fraction, size):
+        return min(size, max(0, int(math.floor(fraction * size + 1e-9))))
+
+    left, right, top, bottom = edge(x0, width), edge(x1, width), edge(y0, height), edge(y1, height)
+    right, bottom = max(right, min(width, left + 1)), max(bottom, min(height, top + 1))
+    left, top = min(left, right - 1), min(top, bottom - 1)
+    return left, top, right, bottom
+
+
+def box_mask(height, width, box):
+    """float32 ``height`` x ``width`` mask, 1 inside ``box`` (left, top, right, bottom), 0 outside."""
+    mask = np.zeros((height, width), dtype=np.float32)
+    left, top, right, bottom = box
+    mask[top:bottom, left:right] = 1
+    return mask
+
+
+def blur_box(image, box, radius=DEFAULT_BLUR_RADIUS, context=False):
+    """Copy of ``image`` whose ``box`` is blurred with PIL ``GaussianBlur(radius)``.
+
+    ``context=False``: the box is blurred on its own (the seed's crop/filter/paste). ``context=True``:
+    as if the whole image were blurred and only the box kept (only a margin around the box is
+    blurred, wide enough that the result is identical).
+    """
+    if radius <= 0:
+        return np.array(image, copy=True)
+    left, top, right, bottom = box
+    height, width = image.shape[:2]
+    pil = Image.fromarray(np.ascontiguousarray(image))
+    if context:
+        margin = int(math.ceil(4 * radius)) + 4  # beyond the support of PIL's 3-pass box blur
+        outer = (max(0, left - margin), max(0, top - margin), min(width, right + margin), min(height, bottom + margin))
+        blurred = np.asarray(pil.crop(outer).filter(ImageFilter.GaussianBlur(radius)))
+        region = blurred[top - outer[1]:bottom - outer[1], left - outer[0]:right - outer[0]]
+    else:
+        region = np.asarray(pil.crop(box).filter(ImageFilter.GaussianBlur(radius)))
+    out = np.array(image, copy=True)
+    out[top:bottom, left:right] = region
+    return out
+
+
+def square_resize(image, size):
+    """Centre-crop ``image`` to a square and resize it to ``size`` x ``size`` (PIL bicubic, which
+    antialiases when shrinking). An image already of that size is returned unchanged."""
+    height, width = image.shape[:2]
+    if (height, width) == (size, size):
+        return image
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    square = np.ascontiguousarray(image[top:top + side, left:left + side])
+    if side == size:
+        return square
+    return np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC))
+
+
+def make_reference(gt, fractions, radius=DEFAULT_BLUR_RADIUS, context=False):
+    """``(ref, box)`` for the clean image ``gt``: ``gt`` with the box of ``fractions`` blurred."""
+    height, width = gt.shape[:2]
+    box = box_pixels(width, height, fractions)
+    return blur_box(gt, box, radius, context), box

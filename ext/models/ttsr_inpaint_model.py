@@ -1,0 +1,269 @@
+"""TTSR for reference-based inpainting (seed experiment 2): box-weighted reconstruction, a guard
+against saturated (white) outputs, and PSNR/SSIM inside and outside the box at validation."""
+import inspect
+import os.path as osp
+import random
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ext import compat  # noqa: F401  (shims before basicsr)
+from basicsr.metrics import calculate_metric
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from ext.models.ttsr_model import TTSRModel
+from ext.options import OptionError
+from ext.registry import register
+
+SATURATION_ACTIONS = ('warn', 'stop')
+SATURATION_KEYS = frozenset({'action', 'max_fraction', 'tolerance', 'patience'})
+
+
+class OutputSaturationError(RuntimeError):
+    """Training stopped by ``train.saturation_guard`` (``action: stop``): the outputs saturated."""
+
+
+def saturated_fraction(images, tolerance):
+    """Fraction of the pixels of ``images`` (N x C x H x W in [0, 1]) that are white (every channel
+    >= 1 - tolerance), black (every channel <= tolerance) or not finite."""
+    images = images.detach()
+    bad = ~torch.isfinite(images).all(dim=1)
+    clean = torch.nan_to_num(images, nan=0.5)
+    bad |= (clean >= 1 - tolerance).all(dim=1) | (clean <= tolerance).all(dim=1)
+    return bad.float().mean().item()
+
+
+class SaturationGuard:
+    """Watches the share of saturated output pixels beyond the ground truth's own (white
+    backgrounds are not an alarm) and warns or stops once it exceeds ``max_fraction`` for
+    ``patience`` consecutive training iterations, or over a whole validation set."""
+
+    def __init__(self, action='warn', max_fraction=0.5, tolerance=1 / 255, patience=1):
+        self.action, self.max_fraction = action, float(max_fraction)
+        self.tolerance, self.patience = float(tolerance), int(patience)
+        self.streak = 0
+
+    @classmethod
+    def from_options(cls, spec):
+        """The guard of ``train.saturation_guard`` (a mapping; None or ``{action: off}``: no guard)."""
+        if spec is None:
+            return None
+        problems = []
+        if not isinstance(spec, dict):
+            raise OptionError(f'train.saturation_guard: expected a mapping with keys {sorted(SATURATION_KEYS)}, '
+                              f'got {spec!r}')
+        for key in spec:
+            if key not in SATURATION_KEYS:
+                problems.append(f'train.saturation_guard.{key}: unknown key; expected one of {sorted(SATURATION_KEYS)}')
+        action = spec.get('action', 'warn')
+        if action in ('off', None, False):
+            return None
+        if action not in SATURATION_ACTIONS:
+            problems.append(f"train.saturation_guard.action: expected 'warn', 'stop' or 'off', got {action!r}")
+        guard = cls(action, spec.get('max_fraction', 0.5), spec.get('tolerance', 1 / 255), spec.get('patience', 1))
+        if not 0 < guard.max_fraction <= 1:
+            problems.append(f'train.saturation_guard.max_fraction: expected a fraction in (0, 1], got {guard.max_fraction}')
+        if not 0 <= guard.tolerance < 0.5:
+            problems.append(f'train.saturation_guard.tolerance: expected a value in [0, 0.5), got {guard.tolerance}')
+        if guard.patience < 1:
+            problems.append(f'train.saturation_guard.patience: expected an integer >= 1, got {guard.patience}')
+        if problems:
+            raise OptionError('TTSRInpaintModel: ' + '; '.join(problems))
+        return guard
+
+    def excess(self, output, gt=None):
+        """Saturated share of ``output`` minus that of ``gt`` (when given), at least 0."""
+        fraction = saturated_fraction(output, self.tolerance)
+        if gt is not None:
+            fraction -= saturated_fraction(gt, self.tolerance)
+        return max(0.0, fraction)
+
+    def check(self, excess, where, persistent=True):
+        """Count ``excess`` and act; ``where`` names the iteration or validation set for the log."""
+        if excess <= self.max_fraction:
+            if persistent:
+                self.streak = 0
+            return
+        if persistent:
+            self.streak += 1
+            if self.streak < self.patience:
+                return
+        message = (f'saturated outputs at {where}: {excess:.1%} of the output pixels are white, black or not '
+                   f'finite beyond the ground truth (saturation_guard.max_fraction {self.max_fraction:.1%}'
+                   + (f', {self.streak} iterations in a row' if persistent else '') + '). The generator has '
+                   'diverged (the white-image epoch); resume from an earlier checkpoint with a lower '
+                   'learning rate or smaller GAN/perceptual weights.')
+        logger = get_root_logger()
+        if self.action == 'stop':
+            logger.error(f'Stopping: {message}')
+            raise OutputSaturationError(message)
+        logger.warning(message)
+
+
+class RegionWeightedPixelLoss(nn.Module):
+    """A BasicSR pixel loss whose per-pixel weight is ``box_weight`` inside the region mask and 1
+    outside (a weighted mean, BasicSR's ``weight=`` reduction). ``mask_source()`` gives the current
+    batch's N x 1 x H x W mask."""
+
+    def __init__(self, loss, box_weight, mask_source):
+        super().__init__()
+        self.loss, self.box_weight, self.mask_source = loss, float(box_weight), mask_source
+
+    def forward(self, pred, target):
+        mask = self.mask_source()
+        if mask is None:
+            raise RuntimeError('train.box_pixel_weight needs the box mask in the training batches; use a dataset '
+                               'that returns "mask", such as FFHQInpaintDataset')
+        return self.loss(pred, target, weight=1 + (self.box_weight - 1) * mask.to(pred.dtype))
+
+
+@register()
+class TTSRInpaintModel(TTSRModel):
+    """TTSR trained to restore a blurred box from the reference (Yang et al., "Learning Texture
+    Transformer Network for Image Super-Resolution", CVPR 2020; the seed's FFHQ experiment 2), with
+    the guards that experiment needed. Data: :class:`~ext.data.ffhq_inpaint_dataset.FFHQInpaintDataset`
+    (its ``mask`` marks the box).
+
+    Option keys, ``train``: :class:`~ext.models.ttsr_model.TTSRModel`'s, plus
+        box_pixel_weight (float, default 1): weight of the ``pixel_opt`` loss inside the box relative
+            to outside (a weighted mean; the pixel loss must take ``weight=``, as BasicSR's L1Loss,
+            MSELoss, CharbonnierLoss). The log also shows ``l_pix_box`` and ``l_pix_rest``, the
+            unweighted L1 inside and outside the box.
+        saturation_guard (mapping, optional): ``action`` ('warn', 'stop' or 'off'), ``max_fraction``
+            (0.5: share of the output pixels saturated beyond the ground truth's own), ``tolerance``
+            (1/255: how near 0 or 1 a pixel counts as saturated), ``patience`` (1: training
+            iterations in a row). Every iteration logs ``out_saturated``; validation logs the share
+            over the set (``metrics/<set>/saturated`` in TensorBoard) and applies the same action.
+            ``stop`` ends training with :class:`OutputSaturationError` after logging why.
+
+    Validation passes the box mask to the metrics, so ``calculate_masked_psnr`` and
+    ``calculate_masked_ssim`` (``region: inside|outside``) sit next to BasicSR's whole-image
+    ``calculate_psnr``/``calculate_ssim``. Validation leaves the random streams as it found them.
+    """
+
+    train_option_keys = TTSRModel.train_option_keys | {'box_pixel_weight', 'saturation_guard'}
+
+    saturation_guard = None
+
+    def init_training_settings(self):
+        super().init_training_settings()
+        train_opt = self.opt['train']
+        self.saturation_guard = SaturationGuard.from_options(train_opt.get('saturation_guard'))
+        self.box_pixel_weight = float(train_opt.get('box_pixel_weight', 1.0))
+        if self.box_pixel_weight < 0:
+            raise OptionError(f'TTSRInpaintModel: train.box_pixel_weight must be >= 0, got {self.box_pixel_weight}')
+        if self.box_pixel_weight != 1:
+            if self.cri_pix is None:
+                raise OptionError('TTSRInpaintModel: train.box_pixel_weight weights pixel_opt, which is missing')
+            if 'weight' not in inspect.signature(self.cri_pix.forward).parameters:
+                raise OptionError(f"TTSRInpaintModel: train.box_pixel_weight needs a pixel loss taking weight= "
+                                  f"(L1Loss, MSELoss, CharbonnierLoss); {type(self.cri_pix).__name__} does not")
+            self.cri_pix = RegionWeightedPixelLoss(self.cri_pix, self.box_pixel_weight, lambda: self.mask)
+
+    def optimize_parameters(self, current_iter):
+        super().optimize_parameters(current_iter)
+        with torch.no_grad():
+            stats = {}
+            if self.mask is not None:
+                error = (self.output.detach() - self.gt).abs().mean(dim=1, keepdim=True)
+                inside = self.mask.to(error.dtype)
+                stats['l_pix_box'] = (error * inside).sum() / inside.sum().clamp_min(1)
+                stats['l_pix_rest'] = (error * (1 - inside)).sum() / (1 - inside).sum().clamp_min(1)
+            excess = None
+            if self.saturation_guard is not None:
+                excess = self.saturation_guard.excess(self.output, self.gt)
+                stats['out_saturated'] = torch.tensor(excess, device=self.device)
+            if stats:
+                self.log_dict.update(self.reduce_loss_dict(stats))
+        if excess is not None:
+            self.saturation_guard.check(self.log_dict.get('out_saturated', excess), f'iteration {current_iter}')
+
+    def extra_training_state(self):
+        parent = getattr(super(), 'extra_training_state', None)
+        state = dict(parent()) if parent else {}
+        state['saturation_streak'] = torch.tensor(self.saturation_guard.streak if self.saturation_guard else 0)
+        return state
+
+    def load_extra_training_state(self, state):
+        parent = getattr(super(), 'load_extra_training_state', None)
+        if parent:
+            parent(state)
+        if self.saturation_guard is not None and 'saturation_streak' in state:
+            self.saturation_guard.streak = int(state['saturation_streak'])
+
+    # --- validation: BasicSR's loop, with the mask passed to the metrics and the saturation check ----
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        # A DataLoader draws its seed from torch's generator: keep the training streams untouched so
+        # a run continues identically with or without validation (and after a resume).
+        rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
+               torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
+        try:
+            self._validate(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            random.setstate(rng[0])
+            np.random.set_state(rng[1])
+            torch.set_rng_state(rng[2])
+            if rng[3] is not None:
+                torch.cuda.set_rng_state_all(rng[3])
+
+    def _image_path(self, img_name, dataset_name, current_iter):
+        folder = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            return osp.join(folder, img_name, f'{img_name}_{current_iter}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(folder, dataset_name, f'{img_name}_{suffix}.png')
+
+    def _validate(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        metrics_opt = self.opt['val'].get('metrics')
+        if metrics_opt:
+            self._initialize_best_metric_results(dataset_name)
+        self.metric_results = {name: 0.0 for name in metrics_opt or {}}
+        tolerance = self.saturation_guard.tolerance if self.saturation_guard else 1 / 255
+        count, saturated = 0, 0.0
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            output = self.output.detach().cpu()
+            gt = self.gt.detach().cpu() if hasattr(self, 'gt') else None
+            mask = self.mask.detach().cpu() if self.mask is not None else None
+            for i in range(output.shape[0]):
+                img_name = osp.splitext(osp.basename(val_data['lq_path'][i]))[0]
+                metric_data = {'img': tensor2img([output[i:i + 1]])}
+                if gt is not None:
+                    metric_data['img2'] = tensor2img([gt[i:i + 1]])
+                if mask is not None:
+                    metric_data['mask'] = mask[i, 0].numpy()
+                if save_img:
+                    imwrite(metric_data['img'], self._image_path(img_name, dataset_name, current_iter))
+                for name, metric_opt in (metrics_opt or {}).items():
+                    self.metric_results[name] += calculate_metric(metric_data, metric_opt)
+                frac = saturated_fraction(output[i:i + 1], tolerance)
+                if gt is not None:
+                    frac = max(0.0, frac - saturated_fraction(gt[i:i + 1], tolerance))
+                saturated += frac
+                count += 1
+            for attr in ('lq', 'output', 'gt'):
+                if hasattr(self, attr):
+                    delattr(self, attr)
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar is not None:
+            pbar.close()
+        if count == 0:
+            return
+        saturated /= count
+        if metrics_opt:
+            for name in self.metric_results:
+                self.metric_results[name] /= count
+                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        get_root_logger().info(f'Validation {dataset_name}: saturated output pixels {saturated:.2%}')
+        if tb_logger:
+            tb_logger.add_scalar(f'metrics/{dataset_name}/saturated', saturated, current_iter)
+        if self.saturation_guard is not None:
+            self.saturation_guard.check(saturated, f'validation on {dataset_name} (iteration {current_iter})',
+                                        persistent=False)

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from tests.helpers import experiment_dir, run_train, skimage_rgb
+import yaml
+
+from tests.helpers import REPO_ROOT, TEST_PY, experiment_dir, run_script, run_train, skimage_rgb, write_options
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +31,8 @@ def data_root(tmp_path_factory):
         write_rgb(root / 'train/ref' / f'{index:06d}.png', image[120:148, 110:142])  # 28x32: padded
     image = skimage_rgb('brick')
     write_rgb(root / 'CUFED5' / '000_0.png', image[:36, :32])
-    write_rgb(root / 'CUFED5' / '000_1.png', image[20:44, 8:40])
+    for level in range(1, 6):
+        write_rgb(root / 'CUFED5' / f'000_{level}.png', image[16 + 4 * level:40 + 4 * level, 8:8 + 4 * level + 12])
     return root
 
 
@@ -114,3 +117,17 @@ def test_all_losses_warmup_survives_resume(data_root, tmp_path, vgg19_env, vgg19
     assert re.search(r'# psnr: [\d.]+', text) and re.search(r'# ssim: [\d.]+', text)
     saved = os.listdir(osp.join(exp_dir, 'visualization', '000_0'))
     assert saved and all(name.endswith('.png') for name in saved)
+
+    # the shipped test options (both CUFED5 protocols) on the trained weights, through ext/test.py
+    with open(osp.join(REPO_ROOT, 'options', 'test_ttsr_cufed5.yml')) as handle:
+        test_opt = yaml.safe_load(handle)
+    for spec in test_opt['datasets'].values():
+        spec['dataroot'] = str(data_root / 'CUFED5')
+    test_opt['datasets']['test_2']['stitch_size'] = 32
+    test_opt['network_g'].update(mid_channels=8, num_blocks=[1, 1, 1, 1])
+    test_opt['path'].update(pretrain_network_g=osp.join(exp_dir, 'models', 'net_g_4.pth'),
+                            results_root=str(tmp_path / 'results'))
+    run_script([TEST_PY, '-opt', write_options(str(tmp_path / 'test.yml'), test_opt)], cwd=str(tmp_path))
+    text = read_logs(str(tmp_path / 'results'))
+    for dataset in ('CUFED5_level1', 'CUFED5_stitched'):
+        assert re.search(rf'Validation {dataset}\s+# psnr: [\d.]+', text), text[-2000:]

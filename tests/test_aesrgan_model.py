@@ -58,13 +58,17 @@ def batch_of_real_images(batch, size, seed=0):
 def test_degradation_runs_on_cpu_and_gives_8bit_lq_of_a_quarter_size():
     torch.manual_seed(0)
     opt = load_option_file('train_multiaesrgan_x4plus.yml')
-    data = batch_of_real_images(2, 64)
+    data = batch_of_real_images(2, 96)
     lq = SecondOrderDegradation(opt)(data['gt'], data['kernel1'], data['kernel2'], data['sinc_kernel'])
-    assert lq.shape == (2, 3, 16, 16) and lq.device.type == 'cpu'
+    assert lq.shape == (2, 3, 24, 24) and lq.device.type == 'cpu'
     assert lq.min() >= 0 and lq.max() <= 1
     torch.testing.assert_close(lq * 255, (lq * 255).round(), rtol=0, atol=1e-4)
     with pytest.raises(OptionError, match='jpeg_range2'):
         SecondOrderDegradation({k: v for k, v in opt.items() if k != 'jpeg_range2'})
+    # 48 px shrinks to 7 px at resize_range[0] 0.15, too small for a 21-tap blur: a clear error, not F.pad's
+    small = batch_of_real_images(2, 48)
+    with pytest.raises(ValueError, match=r'48x48 are too small.*at least 74 px'):
+        SecondOrderDegradation(opt)(small['gt'], small['kernel1'], small['kernel2'], small['sinc_kernel'])
 
 
 def test_queue_fills_then_swaps_and_its_state_round_trips_exactly():

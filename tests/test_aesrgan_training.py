@@ -22,7 +22,7 @@ def load_option_file(name):
 
 @pytest.fixture(scope='module')
 def tiny_data(tmp_path_factory):
-    """4 GT photos with a meta-info list (RealESRGANDataset layout) and 2 validation pairs."""
+    """4 GT photos with a meta-info list (the layout scripts/generate_meta_info.py writes) and 2 val pairs."""
     root = tmp_path_factory.mktemp('materials')
     paths = write_image_folder(str(root / 'multiscale'), 4, 96)
     os.makedirs(root / 'meta_info')
@@ -36,11 +36,12 @@ def shrink(option_file, name, workdir, data, total_iter=4, perceptual=False):
     """An option file of options/ shrunk to tiny nets, tiny data, a few iterations; the rest unchanged."""
     opt = load_option_file(option_file)
     opt['name'] = name
-    opt.update(gt_size=32, queue_size=4)
+    # 80: a multiple of 16 (two-scale D) that the degradations take (0.15x resize, then a 21-tap blur)
+    opt.update(gt_size=80, queue_size=4)
     train = opt['datasets']['train']
-    # BasicSR's RealESRGANDataset reads the same keys as MaterialMultiscaleDataset
-    train.update(type='RealESRGANDataset', dataroot_gt=data['root'], meta_info=data['meta'], gt_size=32,
-                 num_worker_per_gpu=0, batch_size_per_gpu=2)
+    assert train['type'] == 'MaterialMultiscaleDataset'
+    train.update(dataroot_gt=data['root'], meta_info=data['meta'], gt_size=80, num_worker_per_gpu=0,
+                 batch_size_per_gpu=2)
     opt['datasets']['val'].update(dataroot_gt=data['val_gt'], dataroot_lq=data['val_lq'])
     opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
     if 'network_d' in opt:

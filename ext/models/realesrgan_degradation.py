@@ -13,6 +13,7 @@ Data", ICCVW 2021. BasicSR 1.4.2 ships this inside ``RealESRGANModel``/``RealESR
 
 This module is not a component file (no ``_model`` suffix): it registers nothing.
 """
+import math
 import os
 import os.path as osp
 import random
@@ -88,10 +89,31 @@ class SecondOrderDegradation(nn.Module):
         quality = out.new_zeros(out.size(0)).uniform_(*self.opt[f'jpeg_range{suffix}'])
         return self.jpeger(torch.clamp(out, 0, 1), quality=quality)  # clamp first: JPEG of >1 values rings
 
+    def minimum_gt_size(self, blur_size, sinc_size):
+        """Smallest GT side whose blur / sinc filtering stays valid after the strongest first-pass downscale.
+
+        filter2D reflect-pads by ``kernel // 2``, which must be smaller than the image: the second blur
+        runs after a resize by down to ``resize_range[0]``, the final sinc filter at ``1 / scale``.
+        """
+        size = max(blur_size // 2 + 1, (sinc_size // 2 + 1) * self.scale)
+        while math.floor(size * self.opt['resize_range'][0]) <= blur_size // 2:
+            size += 1
+        return size
+
+    def check_size(self, gt, kernel2, sinc_kernel):
+        needed = self.minimum_gt_size(kernel2.shape[-1], sinc_kernel.shape[-1])
+        if min(gt.shape[-2:]) < needed:
+            raise ValueError(
+                f'GT images of {gt.shape[-2]}x{gt.shape[-1]} are too small for the Real-ESRGAN degradation: with '
+                f'resize_range[0] {self.opt["resize_range"][0]}, {kernel2.shape[-1]}-tap blur kernels and scale '
+                f'{self.scale} they must be at least {needed} px (the GT the dataset returns, e.g. its gt_size); '
+                f'or raise resize_range[0] / lower blur_kernel_size')
+
     @torch.no_grad()
     def forward(self, gt, kernel1, kernel2, sinc_kernel):
         """Degrade ``gt`` (B, C, H, W in [0, 1]) into an 8-bit-rounded LQ of size (H/scale, W/scale)."""
         opt = self.opt
+        self.check_size(gt, kernel2, sinc_kernel)
         height, width = gt.shape[2:]
         # first pass
         out = _filter2d(gt, kernel1)

@@ -33,6 +33,11 @@ IMAGE_EXTENSIONS = ('png', 'jpg', 'jpeg', 'webp', 'bmp', 'tif', 'tiff')
 SIXTEEN_BIT_EXTENSIONS = ('png', 'tif', 'tiff')
 
 
+# Constructor flags that only matter for training initialisation: every weight comes from the checkpoint
+# (loaded strictly), so e.g. TTSR's texture extractor need not find ImageNet VGG19 weights on disk.
+INFERENCE_INIT_OVERRIDES = {'load_pretrained_vgg': False}
+
+
 class UsageError(Exception):
     """Bad options or a model that cannot be built/loaded: nothing can be processed."""
 
@@ -150,10 +155,17 @@ def _build_from_registry(arch_opt, where):
         close = difflib.get_close_matches(name, known + [k[:-len('_basicsr')] for k in known if k.endswith('_basicsr')],
                                           n=5)
         raise UsageError(f'{where}: unknown architecture {name!r}' + (f'; did you mean {close}?' if close else ''))
+    import inspect
+    try:
+        parameters = inspect.signature(cls).parameters
+    except (TypeError, ValueError):
+        parameters = {}
+    for flag, value in INFERENCE_INIT_OVERRIDES.items():
+        if flag in parameters:  # the checkpoint provides these weights; do not look for the files
+            arch_opt[flag] = value
     try:
         return cls(**arch_opt), name, arch_opt
     except TypeError as error:
-        import inspect
         raise UsageError(f'{where}: cannot build {name}({", ".join(f"{k}={v!r}" for k, v in arch_opt.items())}): '
                          f'{error}. Its signature is {name}{inspect.signature(cls)}') from None
 

@@ -231,3 +231,42 @@ def test_help_lists_the_flags():
     for flag in ('--model_path', '-opt', '--arch_args', '--outscale', '--tile', '--tile_pad', '--pre_pad', '--fp16',
                  '--suffix', '--ext', '--device', '--ref'):
         assert flag in result.stdout
+
+
+def test_ttsr_from_its_yaml_with_a_reference_and_tiles(tmp_path):
+    """The project's TTSRNet: built from a YAML (no VGG file needed: the checkpoint has the extractor)."""
+    from ext.archs.ttsr_net_arch import TTSRNet
+    network_g = {'type': 'TTSRNet', 'mid_channels': 8, 'num_blocks': [1, 1, 1, 1], 'load_pretrained_vgg': True}
+    torch.manual_seed(0)
+    net = TTSRNet(mid_channels=8, num_blocks=(1, 1, 1, 1), load_pretrained_vgg=False).eval()
+    model_path = tmp_path / 'ttsr.pth'
+    torch.save({'params': net.state_dict()}, model_path)
+    yml = write_options(tmp_path / 'ttsr.yml', {'name': 'ttsr', 'scale': 4, 'network_g': network_g})
+    lq, ref = photo_bgr(8, 12), photo_bgr(26, 30, 'coffee')  # the reference is mod-cropped to 24x28
+    cv2.imwrite(str(tmp_path / 'lq.png'), lq)
+    cv2.imwrite(str(tmp_path / 'ref.png'), ref)
+    args = ['-i', str(tmp_path / 'lq.png'), '--ref', str(tmp_path / 'ref.png'), '-opt', str(yml),
+            '--model_path', str(model_path), '--device', 'cpu']
+    assert inference.main(args + ['-o', str(tmp_path / 'whole')]) == 0
+    ref_rgb = torch.from_numpy(ref[:24, :28, ::-1].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    x = torch.from_numpy(lq[:, :, ::-1].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    with torch.no_grad():
+        expected = np.round(net(x, ref_rgb).clamp(0, 1)[0].permute(1, 2, 0).numpy()[:, :, ::-1] * 255)
+    np.testing.assert_allclose(read(tmp_path / 'whole' / 'lq_out.png'), expected, atol=1)
+    assert inference.main(args + ['-o', str(tmp_path / 'tiled'), '--tile', '8', '--tile_pad', '4']) == 0
+    assert read(tmp_path / 'tiled' / 'lq_out.png').shape == (32, 48, 3)
+
+
+def test_checkpoint_written_by_training_runs_through_inference(tmp_path):
+    """ext/train.py writes net_g_latest.pth; inference rebuilds its generator from the same YAML."""
+    from tests.helpers import base_train_options, run_train, write_paired_folders
+    gt, lq = write_paired_folders(str(tmp_path / 'data'), count=2, gt_size=64)
+    opt = base_train_options('infer_e2e', str(tmp_path), gt, lq, total_iter=2)
+    opt['train']['ema_decay'] = 0.9  # the checkpoint then holds params and params_ema
+    run_train(opt, str(tmp_path))
+    model_path = osp.join(opt['path']['experiments_root'], 'models', 'net_g_latest.pth')
+    assert inference.main(['-i', lq, '-o', str(tmp_path / 'sr'), '-opt', str(tmp_path / 'infer_e2e.yml'),
+                           '--model_path', model_path, '--tile', '8']) == 0
+    outputs = sorted(os.listdir(tmp_path / 'sr'))
+    assert outputs == ['0000_out.png', '0001_out.png']
+    assert read(tmp_path / 'sr' / outputs[0]).shape == (64, 64, 3)

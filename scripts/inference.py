@@ -246,6 +246,8 @@ def _load_with_spandrel(model_path, param_key):
         raise UsageError(f'{model_path}: {descriptor.architecture.name} is a {type(descriptor).__name__} '
                          f'(e.g. inpainting with a mask); only image-to-image models are supported here')
     requirements = descriptor.size_requirements
+    if descriptor.tiling == spandrel.ModelTiling.INTERNAL:
+        print(f'note: {descriptor.architecture.name} tiles internally; --tile is usually unnecessary', file=sys.stderr)
     return LoadedNetwork(descriptor.model.eval(), descriptor.scale, descriptor.input_channels,
                          max(1, requirements.multiple_of), requirements.minimum, descriptor.supports_half,
                          f'{descriptor.architecture.name} x{descriptor.scale} (spandrel) from {model_path}')
@@ -398,7 +400,10 @@ def _run(args):
 
     from ext.utils.tiled_inference import TileOutOfMemoryError, upscale_image
     inputs, loaded, upscaler = prepare(args)
-    os.makedirs(args.output, exist_ok=True)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as error:
+        raise UsageError(f'cannot create the output folder {args.output}: {error.strerror or error}') from None
     tqdm.write(f'{loaded.description}: x{loaded.scale}, tile {args.tile or "off"}, device {upscaler.device}, '
                f'{len(inputs)} input(s)', file=sys.stderr)
     failures, written = [], []

@@ -270,3 +270,27 @@ def test_checkpoint_written_by_training_runs_through_inference(tmp_path):
     outputs = sorted(os.listdir(tmp_path / 'sr'))
     assert outputs == ['0000_out.png', '0001_out.png']
     assert read(tmp_path / 'sr' / outputs[0]).shape == (64, 64, 3)
+
+
+def test_safetensors_checkpoint_and_code_running_pickle_through_the_cli(tmp_path, srvgg, capsys):
+    from ext.utils.checkpoint import save_network_file
+
+    class WritesMarker:
+        def __reduce__(self):
+            return (open, (str(tmp_path / 'pwned'), 'w'))
+
+    net, _ = srvgg
+    save_network_file({'params_ema': net.state_dict()}, tmp_path / 'compact.safetensors')
+    image = photo_bgr(12, 12)
+    cv2.imwrite(str(tmp_path / 'lr.png'), image)
+    base = ['-i', str(tmp_path / 'lr.png'), '-o', str(tmp_path / 'out')]
+    assert inference.main(base + ['--model_path', str(tmp_path / 'compact.safetensors')]) == 0
+    assert np.abs(read(tmp_path / 'out' / 'lr_out.png').astype(int) - forward_uint8(net, image)).max() <= 1
+    torch.save({'params': net.state_dict(), 'extra': WritesMarker()}, tmp_path / 'evil.pth')
+    assert inference.main(base + ['--model_path', str(tmp_path / 'evil.pth')]) == 2
+    assert 'refused to load' in capsys.readouterr().err
+    assert not (tmp_path / 'pwned').exists()
+    (tmp_path / 'a_file').write_text('')
+    assert inference.main(['-i', str(tmp_path / 'lr.png'), '-o', str(tmp_path / 'a_file'), '--model_path',
+                           str(tmp_path / 'compact.safetensors')]) == 2
+    assert 'cannot create the output folder' in capsys.readouterr().err

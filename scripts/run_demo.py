@@ -6,12 +6,13 @@
 2. runs the prep chain exactly as for real data: ``generate_multiscale.py`` -> ``generate_meta_info.py
    --check`` -> ``filter_low_texture.py`` (drops the swatches, writes a contact sheet) ->
    ``create_lmdb.py`` -> ``make_val_pairs.py``;
-3. trains A-ESRGAN (``AESRGANModel``, RRDBNet generator, two-scale attention U-Net discriminator
-   ``multiscale``) on the reduced LMDB through ``ext/train.py --auto_resume``, with validation and
-   its lq | output | gt grids. The options are ``options/train_multiaesrgan_x4plus.yml`` with the
-   sizes made small (written to ``<workdir>/demo_material_aesrgan.yml``). No VGG weights are
-   downloaded, so the perceptual loss is left out unless ``--vgg_weights`` is given (the real
-   configuration keeps it);
+3. trains as seed 004 did, both stages through ``ext/train.py --auto_resume`` on the reduced LMDB,
+   with validation and its lq | output | gt grids: Real-ESRNet (L1 only) to initialise the
+   generator, then A-ESRGAN (``AESRGANModel``: RRDBNet generator, two-scale attention U-Net
+   discriminator ``multiscale``). The options are ``options/train_realesrnet_x4plus.yml`` and
+   ``options/train_multiaesrgan_x4plus.yml`` with small sizes (written to ``<workdir>/*.yml``).
+   No VGG weights are downloaded, so the perceptual loss is left out unless ``--vgg_weights`` is
+   given (the real configuration keeps it);
 4. super-resolves the held-out photo with tiled inference (``scripts/inference.py --tile``);
 5. writes ``side_by_side.png`` (bicubic | A-ESRGAN | original) and the training curves
    (``scripts/plot_curves.py``), and prints where everything is.
@@ -39,18 +40,22 @@ REPO_ROOT = osp.dirname(SCRIPTS)
 sys.path.insert(0, SCRIPTS)
 from _common import atomic_write_text, write_image  # noqa: E402
 
-BASE_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_multiaesrgan_x4plus.yml')
+ESRNET_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_realesrnet_x4plus.yml')
+AESRGAN_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_multiaesrgan_x4plus.yml')
+ESRNET_NAME = 'demo_material_realesrnet'
 NAME = 'demo_material_aesrgan'
 TRAIN_IMAGES = ('brick', 'grass', 'gravel', 'coffee', 'rocket', 'astronaut', 'camera', 'immunohistochemistry')
 VAL_IMAGES = ('coins', 'hubble_deep_field')
 HELD_OUT = 'chelsea'
 
-# (total_iter, val/checkpoint every, gt_size, batch, RRDB blocks, G features, D features, largest side of the sources)
+# Iterations of the two stages (Real-ESRNet L1 pre-training, then A-ESRGAN from it), validation/checkpoint
+# interval, GT crop (>= 80: Real-ESRGAN's 0.15x downscale must leave room for the 21-tap blur), batch,
+# generator and discriminator sizes, and the largest side of the source images.
 BUDGETS = {
-    'full': dict(total_iter=600, val_freq=200, gt_size=64, batch=4, num_block=3, num_feat=32, num_feat_d=16,
-                 source_size=512, train_images=TRAIN_IMAGES),
-    'minimal': dict(total_iter=4, val_freq=2, gt_size=48, batch=2, num_block=1, num_feat=8, num_feat_d=8,
-                    source_size=96, train_images=TRAIN_IMAGES[:3]),
+    'full': dict(esrnet_iter=400, total_iter=300, val_freq=100, gt_size=96, batch=4, num_block=2, num_feat=32,
+                 num_feat_d=16, source_size=512, train_images=TRAIN_IMAGES),
+    'minimal': dict(esrnet_iter=2, total_iter=4, val_freq=2, gt_size=80, batch=2, num_block=1, num_feat=8,
+                    num_feat_d=8, source_size=96, train_images=TRAIN_IMAGES[:3]),
 }
 
 
@@ -59,15 +64,21 @@ def parse_args(argv=None):
     parser.add_argument('--workdir', default=osp.join(REPO_ROOT, 'results', 'demo'),
                         help='where data, experiment and pictures go (default: <repository>/results/demo)')
     parser.add_argument('--minimal', action='store_true', help='smoke-test budget: tiny images, 4 iterations')
-    parser.add_argument('--total_iter', '--iters', type=int, help='training iterations (default: 600; minimal: 4)')
+    parser.add_argument('--total_iter', '--iters', type=int,
+                        help='A-ESRGAN iterations (default: 300; minimal: 4)')
+    parser.add_argument('--esrnet_iter', type=int,
+                        help='Real-ESRNet (L1) pre-training iterations; 0 trains A-ESRGAN from scratch '
+                             '(default: 400; minimal: 2)')
     parser.add_argument('--fresh', action='store_true', help='delete the work folder first instead of resuming')
     parser.add_argument('--vgg_weights', help='torchvision VGG19 weights file: keeps the perceptual loss')
     parser.add_argument('--workers', type=int, default=2, help='workers of the prep scripts (default: %(default)s)')
     args = parser.parse_args(argv)
     args.budget = dict(BUDGETS['minimal' if args.minimal else 'full'])
-    if args.total_iter:
-        args.budget['total_iter'] = args.total_iter
-        args.budget['val_freq'] = min(args.budget['val_freq'], args.total_iter)
+    for key in ('total_iter', 'esrnet_iter'):
+        if getattr(args, key) is not None:
+            args.budget[key] = getattr(args, key)
+    if args.budget['total_iter'] < 1 or args.budget['esrnet_iter'] < 0:
+        parser.error('--total_iter must be >= 1 and --esrnet_iter >= 0')
     args.workdir = osp.abspath(args.workdir)
     return args
 
@@ -88,6 +99,9 @@ def run(args, what):
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
+    # One BLAS/OpenMP thread: these small convolutions barely gain from two, and on a busy machine two
+    # spinning threads were 7x slower per iteration than one (measured on the 2-core CI machine).
+    env.setdefault('OMP_NUM_THREADS', '1')
     command = [sys.executable, *args]
     print('  $ ' + ' '.join(osp.relpath(a, os.getcwd()) if osp.isabs(a) and a.startswith(REPO_ROOT) else a
                              for a in command[1:]), flush=True)
@@ -136,36 +150,39 @@ def build_material_set(root, photos, budget):
     return osp.join(photos, f'{HELD_OUT}_lq.png'), osp.join(photos, f'{HELD_OUT}_original.png')
 
 
-def demo_options(args, data, experiments_root):
-    """``options/train_multiaesrgan_x4plus.yml`` with demo sizes, the demo data and no VGG unless given."""
-    with open(BASE_OPTIONS, encoding='utf-8') as handle:
+def demo_options(args, base_options, name, data, experiments, total_iter, pretrain_network_g=None):
+    """An option file of ``options/`` with the demo's sizes and data; no VGG unless ``--vgg_weights``."""
+    with open(base_options, encoding='utf-8') as handle:
         opt = yaml.safe_load(handle)
     b = args.budget
-    opt['name'] = NAME
+    opt['name'] = name
     opt['gt_size'] = b['gt_size']
     opt['queue_size'] = b['batch'] * 4
     train = opt['datasets']['train']
     train.update(dataroot_gt=osp.join(data, 'multiscale.lmdb'), io_backend={'type': 'lmdb'},
                  meta_info=osp.join(data, 'meta_info', 'meta_info_multiscale_reduced.txt'), gt_size=b['gt_size'],
-                 num_worker_per_gpu=1, batch_size_per_gpu=b['batch'], persistent_workers=True)
-    train['min_texture_score'] = 0.008  # also skip one-coloured crops of textured photos
-    val = opt['datasets']['val']
-    val.update(dataroot_gt=osp.join(data, 'val', 'gt'), dataroot_lq=osp.join(data, 'val', 'lq_x4'))
+                 num_worker_per_gpu=1, batch_size_per_gpu=b['batch'], persistent_workers=True,
+                 min_texture_score=0.008)  # also skip one-coloured crops of textured photos
+    opt['datasets']['val'].update(dataroot_gt=osp.join(data, 'val', 'gt'), dataroot_lq=osp.join(data, 'val', 'lq_x4'))
     opt['network_g'].update(num_feat=b['num_feat'], num_block=b['num_block'], num_grow_ch=b['num_feat'] // 2)
-    opt['network_d'].update(num_feat=b['num_feat_d'])
-    opt['path'] = {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
-                   'experiments_root': experiments_root}
+    if 'network_d' in opt:
+        opt['network_d'].update(num_feat=b['num_feat_d'])
+    opt['path'] = {'pretrain_network_g': pretrain_network_g, 'param_key_g': 'params_ema', 'strict_load_g': True,
+                   'resume_state': None, 'experiments_root': osp.join(experiments, name)}
     t = opt['train']
     t['ema_decay'] = 0.99  # 0.999 averages over more iterations than the demo runs
-    t['optim_g']['lr'] = t['optim_d']['lr'] = 2e-4
-    t['scheduler']['milestones'] = [b['total_iter'] * 3 // 4]
-    t['total_iter'] = b['total_iter']
+    for key in ('optim_g', 'optim_d'):
+        if key in t:
+            t[key]['lr'] = 5e-4 if 'network_d' not in opt else 2e-4
+    t['scheduler']['milestones'] = [max(1, total_iter * 3 // 4)]
+    t['total_iter'] = total_iter
     if args.vgg_weights:
         opt['path']['vgg_weights'] = osp.abspath(args.vgg_weights)
     else:
         t.pop('perceptual_opt', None)
-    opt['val'].update(val_freq=b['val_freq'], save_img=True)
-    opt['logger'].update(print_freq=max(1, min(20, b['total_iter'] // 10)), save_checkpoint_freq=b['val_freq'],
+    val_freq = min(b['val_freq'], total_iter)
+    opt['val'].update(val_freq=val_freq, save_img=True)
+    opt['logger'].update(print_freq=max(1, min(20, total_iter // 10)), save_checkpoint_freq=val_freq,
                          use_tb_logger=False)  # curves come from the train log (tensorboard would write into the repo)
     opt['dist_params']['backend'] = 'gloo'
     return opt
@@ -193,9 +210,10 @@ def main(argv=None):
         shutil.rmtree(args.workdir)
     data = osp.join(args.workdir, 'datasets', 'materials')
     photos = osp.join(args.workdir, 'photos')
-    experiments_root = osp.join(args.workdir, 'experiments', NAME)
+    experiments = osp.join(args.workdir, 'experiments')
+    experiments_root = osp.join(experiments, NAME)
     workers = ['--workers', str(args.workers)]
-    steps = Steps(8)
+    steps = Steps(9)
     print(f'A-ESRGAN material demo ({"minimal" if args.minimal else "full"} budget) in {args.workdir}')
 
     steps('building a small material set from the photos and textures inside scikit-image')
@@ -222,14 +240,27 @@ def main(argv=None):
     run([osp.join(SCRIPTS, 'make_val_pairs.py'), '--input', osp.join(photos, 'val'), '--gt', osp.join(data, 'val', 'gt'),
          '--lq', osp.join(data, 'val', 'lq_x4'), '--scale', '4', *workers], 'make_val_pairs.py')
 
-    steps(f'training A-ESRGAN for {args.budget["total_iter"]} iterations on CPU (ext/train.py --auto_resume)')
     if not args.vgg_weights:
-        print('  note: no VGG19 weights are downloaded, so the demo trains without the perceptual loss '
-              '(pass --vgg_weights FILE to keep it; the real configuration options/train_multiaesrgan_x4plus.yml '
-              'uses it)')
+        print('\nnote: no VGG19 weights are downloaded, so the demo trains without the perceptual loss (pass '
+              '--vgg_weights FILE to keep it; the real configuration options/train_multiaesrgan_x4plus.yml uses it)')
+    pretrained = None
+    steps(f'stage 1: Real-ESRNet (L1 only) for {args.budget["esrnet_iter"]} iterations, the generator\'s '
+          'initialisation (ext/train.py --auto_resume)')
+    if args.budget['esrnet_iter']:
+        esrnet_yml = osp.join(args.workdir, f'{ESRNET_NAME}.yml')
+        atomic_write_text(esrnet_yml, yaml.safe_dump(demo_options(
+            args, ESRNET_OPTIONS, ESRNET_NAME, data, experiments, args.budget['esrnet_iter']), sort_keys=False))
+        run([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', esrnet_yml, '--auto_resume'], 'Real-ESRNet training')
+        pretrained = osp.join(experiments, ESRNET_NAME, 'models', 'net_g_latest.pth')
+    else:
+        print('  skipped (--esrnet_iter 0): A-ESRGAN starts from scratch')
+
+    steps(f'stage 2: A-ESRGAN (two-scale attention U-Net discriminator) for {args.budget["total_iter"]} '
+          'iterations (ext/train.py --auto_resume)')
     options_path = osp.join(args.workdir, f'{NAME}.yml')
-    atomic_write_text(options_path, yaml.safe_dump(demo_options(args, data, experiments_root), sort_keys=False))
-    run([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', options_path, '--auto_resume'], 'training')
+    atomic_write_text(options_path, yaml.safe_dump(demo_options(
+        args, AESRGAN_OPTIONS, NAME, data, experiments, args.budget['total_iter'], pretrained), sort_keys=False))
+    run([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', options_path, '--auto_resume'], 'A-ESRGAN training')
 
     steps(f'tiled inference on the held-out photo ({HELD_OUT}, never seen in training)')
     model_path = osp.join(experiments_root, 'models', 'net_g_latest.pth')
@@ -244,13 +275,15 @@ def main(argv=None):
 
     steps('training curves')
     curves = osp.join(args.workdir, 'curves')
-    run([osp.join(SCRIPTS, 'plot_curves.py'), '--input', experiments_root, '--output', curves], 'plot_curves.py')
+    for name in ([ESRNET_NAME] if args.budget['esrnet_iter'] else []) + [NAME]:
+        run([osp.join(SCRIPTS, 'plot_curves.py'), '--input', osp.join(experiments, name), '--output',
+             osp.join(curves, name)], 'plot_curves.py')
 
     grids = osp.join(experiments_root, 'visualization')
     print(f'''
 Done in {time.time() - steps.start:.0f} s. Outputs:
   side by side (bicubic | A-ESRGAN | original): {comparison}
-  training curves:                              {curves}/losses.png, {curves}/metrics.png
+  training curves:                              {curves}/<stage>/losses.png, metrics.png, other.png
   validation grids (lq | output | gt):          {grids}/<image>/<image>_<iter>_grid.png
   checkpoints and train log:                    {experiments_root}
   data: reduced list {reduced}

@@ -150,6 +150,12 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         self.pulse_tensor = torch.zeros(self.kernel1.max_size, self.kernel1.max_size)
         self.pulse_tensor[self.kernel1.max_size // 2, self.kernel1.max_size // 2] = 1
         self._reported = set()
+        scale = opt.get('scale')  # set by BasicSR's loader builder
+        if scale and self.gt_size // scale <= self.kernel1.max_size // 2:
+            # the final sinc filter runs on the LQ with reflect padding of blur_kernel_size // 2
+            raise ValueError(f'MaterialMultiscaleDataset: gt_size {self.gt_size} at scale {scale} gives '
+                             f'{self.gt_size // scale}-pixel LQ crops, too small for blur_kernel_size '
+                             f'{self.kernel1.max_size}; use gt_size >= {(self.kernel1.max_size // 2 + 1) * scale}')
 
         if self.io_backend_opt['type'] == 'lmdb' or self.gt_folder.endswith('.lmdb'):
             self._init_lmdb()

@@ -1,0 +1,114 @@
+"""Prep chain (multiscale + meta info + LMDB) with parallel workers against the same work done serially.
+
+Generates ``--count`` images (crops of scikit-image photos, ``--size`` pixels), then runs
+``generate_multiscale.py``, ``generate_meta_info.py --check`` and ``create_lmdb.py`` once with
+``--workers 1`` and once with ``--workers N``, alternating, ``--repeats`` times, and prints the
+wall time of each step and the serial / parallel ratio. The outputs of both runs are compared
+byte for byte (LMDB records and meta_info.txt), so the speed-up is for the same work.
+
+    python benchmarks/bench_prep_chain.py [--count 200] [--workers 4]
+"""
+import argparse
+import os
+import os.path as osp
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import cv2
+import numpy as np
+
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
+import create_lmdb  # noqa: E402
+import generate_meta_info  # noqa: E402
+import generate_multiscale  # noqa: E402
+from _common import default_workers  # noqa: E402
+
+PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera', 'immunohistochemistry')
+
+
+def make_images(folder, count, size, seed=0):
+    import skimage.data
+    sources = []
+    for name in PHOTOS:
+        image = np.asarray(getattr(skimage.data, name)())
+        image = np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
+        scale = max(1.0, size / min(image.shape[:2]))
+        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else image
+        sources.append(np.ascontiguousarray(image[..., ::-1]))
+    rng = np.random.default_rng(seed)
+    os.makedirs(folder)
+    for index in range(count):
+        source = sources[index % len(sources)]
+        h, w = source.shape[:2]
+        top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
+        crop = source[top:top + size, left:left + size]
+        cv2.imwrite(osp.join(folder, f'material_{index:04d}.png'), crop)
+
+
+def run_chain(hr, out, workers):
+    """Wall seconds of each step."""
+    times = {}
+    flags = ['--workers', str(workers)]
+    start = time.perf_counter()
+    generate_multiscale.main(['--input', hr, '--output', osp.join(out, 'multiscale'), *flags])
+    times['multiscale'] = time.perf_counter() - start
+    start = time.perf_counter()
+    meta = osp.join(out, 'meta_info.txt')
+    generate_meta_info.main(['--input', hr, osp.join(out, 'multiscale'), '--root', osp.dirname(hr), '--meta_info',
+                             meta, '--check', *flags])
+    times['meta info --check'] = time.perf_counter() - start
+    start = time.perf_counter()
+    create_lmdb.main(['--meta_info', meta, '--root', osp.dirname(hr), '--output', osp.join(out, 'data.lmdb'), *flags])
+    times['lmdb'] = time.perf_counter() - start
+    return times
+
+
+def lmdb_records(path):
+    import lmdb
+    env = lmdb.open(path, readonly=True, lock=False)
+    with env.begin() as txn:
+        records = dict(txn.cursor())
+    env.close()
+    return records, open(osp.join(path, 'meta_info.txt')).read()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--count', type=int, default=200, help='images to generate (default: %(default)s)')
+    parser.add_argument('--size', type=int, default=480, help='their height in pixels (default: %(default)s)')
+    parser.add_argument('--workers', type=int, default=default_workers(),
+                        help='parallel workers (default: %(default)s, this machine\'s CPUs up to 8)')
+    parser.add_argument('--repeats', type=int, default=2, help='runs of each mode (default: %(default)s)')
+    args = parser.parse_args()
+    if args.workers < 2:
+        print(f'note: this machine has {os.cpu_count()} CPU(s); comparing 1 worker with {args.workers} measures '
+              'only the overhead')
+    work = tempfile.mkdtemp(prefix='bench_prep_chain_')
+    try:
+        hr = osp.join(work, 'materials', 'HR')
+        make_images(hr, args.count, args.size)
+        results = {1: [], args.workers: []}
+        for repeat in range(args.repeats):
+            for workers in (1, args.workers):  # alternate, so drifting machine load hits both
+                out = osp.join(work, f'out_{workers}_{repeat}')
+                results[workers].append(run_chain(hr, out, workers))
+        assert lmdb_records(osp.join(work, 'out_1_0', 'data.lmdb')) == \
+            lmdb_records(osp.join(work, f'out_{args.workers}_0', 'data.lmdb')), 'serial and parallel outputs differ'
+        print(f'\nprep chain on {args.count} images of {args.size} px ({args.count * 5} after multiscale), '
+              f'{os.cpu_count()} CPUs, median of {args.repeats}:')
+        print(f'{"step":<20}{"1 worker":>12}{f"{args.workers} workers":>14}{"ratio":>9}')
+        for step in list(results[1][0]) + ['total']:
+            def median(runs):
+                return statistics.median(sum(r.values()) if step == 'total' else r[step] for r in runs)
+            serial, parallel = median(results[1]), median(results[args.workers])
+            print(f'{step:<20}{serial:>11.2f}s{parallel:>13.2f}s{serial / parallel:>8.2f}x')
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == '__main__':
+    main()

@@ -93,13 +93,13 @@ def plan_chunks(batch, channels, num_query, num_key, value_channels=(256, 128, 6
                 memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
     """Query and key chunk sizes whose working set fits ``memory_budget_mb``.
 
-    Per query chunk the working set is the query patches (``C*9`` per position) and the gathered
-    value patches at every level (``C_l * k_l^2``); per (query, key) chunk pair it is the key patches
-    and the relevance block. Half the budget goes to each.
+    Per query chunk the working set is the query and selected key patches (``C*9`` per position, a
+    few copies while normalising) and the gathered value patches of one level (``C_l * k_l^2``); per
+    (query, key) chunk pair it is the key patches and the relevance block. Half the budget goes to each.
     """
     budget = memory_budget_mb * 2**20 / (batch * element_size)
     patch_len = channels * 9
-    per_query = patch_len + max(c * k * k for c, (k, _, _) in zip(value_channels, LEVEL_GEOMETRY))
+    per_query = 4 * patch_len + max(c * k * k for c, (k, _, _) in zip(value_channels, LEVEL_GEOMETRY))
     query_chunk = int(max(1, min(num_query, budget / 2 // per_query)))
     key_chunk = int(max(1, min(num_key, budget / 2 // (patch_len + query_chunk))))
     return query_chunk, key_chunk
@@ -181,12 +181,11 @@ def search_transfer_chunked(query, key, values, chunk_size=None, key_chunk_size=
         k_index = ((chosen // wr) * (wr + 2) + chosen % wr).unsqueeze(-1) + key_offsets
         key_patches = _gather_patches(key_flat, k_index.flatten(1), 3)
         soft_chunks.append((_normalize_columns(query_patches) * _normalize_columns(key_patches)).sum(1))
-        for level, (value_flat, padded_width, canvas, canvas_width, k, s, p) in enumerate(outputs):
+        for value_flat, padded_width, canvas, canvas_width, k, s, p in outputs:
             src = _patch_pixel_index(chosen, wr, k, s, padded_width)  # [N, Q*k*k]
             dst = _patch_pixel_index(positions, w, k, s, canvas_width)  # [Q*k*k]
             gathered = torch.gather(value_flat, 2, src.unsqueeze(1).expand(-1, value_flat.size(1), -1))
-            canvas = canvas.index_add(2, dst, gathered)
-            outputs[level] = (value_flat, padded_width, canvas, canvas_width, k, s, p)
+            canvas.index_add_(2, dst, gathered)  # in place: one canvas per level, whatever the chunk count
     soft = torch.cat(soft_chunks, dim=1).view(n, 1, h, w)
     textures = []
     for value_flat, _, canvas, canvas_width, k, s, p in outputs:

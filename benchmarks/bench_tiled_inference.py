@@ -170,7 +170,8 @@ def main():
             rows[(size, mode)] = row
             device_peak = f'{row["device_peak_mb"]:.0f} MB' if row['device_peak_mb'] is not None else '-'
             print(f'{size:>5}x{size:<4} {mode:>9} {row["seconds"]:8.2f} {row["peak_rss_mb"]:6.0f} MB '
-                  f'{row["added_mb"]:5.0f} MB {row["output_mb"]:5.0f} MB {row["overhead_mb"]:6.0f} MB {device_peak:>12}')
+                  f'{row["added_mb"]:5.0f} MB {row["output_mb"]:5.0f} MB {row["overhead_mb"]:6.0f} MB '
+                  f'{device_peak:>12}')
 
     smallest = args.sizes[0]
     print(f'\nratios against {smallest}x{smallest} (image area grows by the first column):')
@@ -180,17 +181,18 @@ def main():
             if (size, mode) not in rows or (smallest, mode) not in rows:
                 continue
             low, high = rows[(smallest, mode)], rows[(size, mode)]
-            line = (f'  {size}^2 {mode:>8}: area x{area:.0f}, overhead x{max(high["overhead_mb"], 1) / max(low["overhead_mb"], 1):.2f}, '
-                    f'added RSS x{max(high["added_mb"], 1) / max(low["added_mb"], 1):.2f}')
+            overhead = max(high['overhead_mb'], 1) / max(low['overhead_mb'], 1)
+            added = max(high['added_mb'], 1) / max(low['added_mb'], 1)
+            line = f'  {size}^2 {mode:>8}: area x{area:.0f}, overhead x{overhead:.2f}, added RSS x{added:.2f}'
             if high['device_peak_mb']:
                 line += f', device peak x{high["device_peak_mb"] / low["device_peak_mb"]:.2f}'
             print(line)
 
     best = run_child(args, '--throughput', '--size', str(args.throughput_size), '--tile', str(args.tile))
     megapixels = args.throughput_size ** 2 / 1e6
-    print(f'\nthroughput at {args.throughput_size}^2 (best of {args.repeats}): tiled {megapixels / best["tiled"]:.2f} MP/s, '
-          f'untiled {megapixels / best["untiled"]:.2f} MP/s; tiled/untiled speed ratio '
-          f'{best["untiled"] / best["tiled"]:.2f}')
+    print(f'\nthroughput at {args.throughput_size}^2 (best of {args.repeats}): '
+          f'tiled {megapixels / best["tiled"]:.2f} MP/s, untiled {megapixels / best["untiled"]:.2f} MP/s; '
+          f'tiled/untiled speed ratio {best["untiled"] / best["tiled"]:.2f}')
 
 
 if __name__ == '__main__':

@@ -74,7 +74,8 @@ def build_parser():
                         '(default: the network scale)')
     parser.add_argument('-t', '--tile', type=int, default=0,
                         help='tile size in input pixels, 0 for none (default: %(default)s); lower it on out-of-memory')
-    parser.add_argument('--tile_pad', type=int, default=10, help='context pixels around each tile (default: %(default)s)')
+    parser.add_argument('--tile_pad', type=int, default=10,
+                        help='context pixels around each tile (default: %(default)s)')
     parser.add_argument('--pre_pad', type=int, default=0,
                         help='reflection padding at the right/bottom border (default: %(default)s)')
     parser.add_argument('--size_multiple', type=int,
@@ -85,7 +86,8 @@ def build_parser():
                         'for reference-based networks (TTSR)')
     parser.add_argument('--alpha_upsampler', choices=('network', 'resize'), default='network',
                         help='how the alpha channel of RGBA images is upscaled (default: %(default)s)')
-    parser.add_argument('--suffix', default='out', help='appended to output names: name_<suffix>.ext (default: %(default)s)')
+    parser.add_argument('--suffix', default='out',
+                        help='appended to output names: name_<suffix>.ext (default: %(default)s)')
     parser.add_argument('--ext', default='auto',
                         help='output format: auto (as the input; png for RGBA), png, jpg, webp, tif, ... '
                         '(default: %(default)s)')
@@ -220,11 +222,11 @@ def load_network(args):
         in_channels = _in_channels_of(net, arch_args)
         scale = args.scale or opt_scale or _scale_from_args(arch_args)
         multiple = getattr(net, 'size_multiple', None)
-        return LoadedNetwork(net.eval(), scale, in_channels, multiple, 0, True, f'{name} from {model_path}'), model_path
+        return LoadedNetwork(net.eval(), scale, in_channels, multiple, 0, True, f'{name} from {model_path}')
     if not args.model_path:
         raise UsageError('give the network: --model_path alone (a published architecture), '
                          'or -opt train.yml / --arch Name with --model_path')
-    return _load_with_spandrel(args.model_path, args.param_key), args.model_path
+    return _load_with_spandrel(args.model_path, args.param_key)
 
 
 def _load_with_spandrel(model_path, param_key):
@@ -354,6 +356,8 @@ def _check_options(args):
         raise UsageError('--tile, --tile_pad and --pre_pad must be >= 0')
     if args.outscale is not None and args.outscale <= 0:
         raise UsageError(f'--outscale must be > 0, got {args.outscale}')
+    if args.size_multiple is not None and args.size_multiple < 1:
+        raise UsageError(f'--size_multiple must be >= 1, got {args.size_multiple}')
     if args.scale is not None and args.scale < 1:
         raise UsageError(f'--scale must be >= 1, got {args.scale}')
     if args.ext != 'auto' and args.ext.lower().lstrip('.') not in IMAGE_EXTENSIONS:
@@ -372,7 +376,7 @@ def prepare(args):
     device = resolve_device(args.device)
     if args.fp16 and device.type != 'cuda':
         raise UsageError(f'--fp16 needs a CUDA device; the device is {device}. Drop --fp16 to run in float32.')
-    loaded, model_path = load_network(args)
+    loaded = load_network(args)
     if args.scale:
         loaded.scale = args.scale
     if loaded.takes_reference and not args.ref:
@@ -416,12 +420,16 @@ def _run(args):
             references[ref_path] = read_reference(ref_path, loaded.scale)
         return references[ref_path]
 
-    def finish(future, path):
+    def finish(future, path, target):
         try:
             written.append(future.result())
-        except (InputError, OSError) as error:
+        except InputError as error:
             failures.append((path, str(error)))
             bar.write(f'FAILED {error}', file=sys.stderr)
+        except OSError as error:  # e.g. a full disk: the temporary file is removed, nothing half-written stays
+            message = f'{path}: cannot write {target}: {error.strerror or error}'
+            failures.append((path, message))
+            bar.write(f'FAILED {message}', file=sys.stderr)
 
     start = time.time()
     with ThreadPoolExecutor(max_workers=2) as pool, tqdm(total=len(inputs), unit='img', file=sys.stderr) as bar:
@@ -456,7 +464,7 @@ def _run(args):
                 raise RuntimeError(f'{path}: {type(error).__name__}: {error}') from error
             if pending_write is not None:
                 finish(*pending_write)
-            pending_write = (pool.submit(write_image, target, result), path)
+            pending_write = (pool.submit(write_image, target, result), path, target)
             bar.update(1)
         if pending_write is not None:
             finish(*pending_write)

@@ -40,8 +40,6 @@ def build_parser():
 
 def interpolate_state_dicts(psnr, gan, alpha, psnr_name='PSNR model', gan_name='GAN model'):
     """``(1 - alpha) * psnr + alpha * gan`` for every floating tensor; names and shapes must match."""
-    import torch
-
     from ext.utils.checkpoint import compare_state_dicts, describe_mismatch
     missing, unexpected, mismatched = compare_state_dicts(psnr, gan)
     if missing or unexpected or mismatched:

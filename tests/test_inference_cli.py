@@ -142,7 +142,7 @@ def test_usage_errors_name_what_is_wrong(tmp_path, srvgg, capsys):
 class OutOfMemoryOnLargeInputs(nn.Module):
     """x2 network that raises PyTorch's CUDA OOM error for inputs over 40 px, like a GPU too small for them."""
 
-    def __init__(self, num_feat=4):
+    def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 3 * 4, 3, 1, 1)
         self.shuffle = nn.PixelShuffle(2)
@@ -182,7 +182,8 @@ def test_failed_write_leaves_no_partial_file(tmp_path, srvgg, monkeypatch, capsy
 
     monkeypatch.setattr(atomic_io.os, 'fsync', disk_full)
     assert inference.main(['-i', str(tmp_path / 'lr.png'), '-o', str(out), '--model_path', model_path]) == 1
-    assert 'No space left on device' in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert f'{tmp_path / "lr.png"}: cannot write {out / "lr_out.png"}: No space left on device' in err
     assert os.listdir(out) == []
 
 

@@ -150,3 +150,23 @@ def test_select_params_on_nested_non_tensor_entries():
         select_params({'params': {'w': torch.zeros(1), 'step': 3}}, 'params')
     key, state = select_params({'iter': 5, 'params': {'module.w': torch.ones(1)}}, 'params')
     assert key == 'params' and list(state) == ['w']
+
+
+@pytest.mark.parametrize('checkpoint_format', ['pth', 'safetensors'])
+def test_training_helpers_name_find_and_check_complete_files(tmp_path, checkpoint_format):
+    from ext.utils.checkpoint import checkpoint_looks_complete, find_network_file, network_file_name
+    name = network_file_name('net_g', 1000, checkpoint_format)
+    assert name == f'net_g_1000.{checkpoint_format}'
+    assert find_network_file(tmp_path, 'net_g', 1000) is None
+    path = save_network_file({'params': tiny_net(0).state_dict(), 'params_ema': tiny_net(1).state_dict()},
+                             tmp_path / name)
+    assert find_network_file(tmp_path, 'net_g', 1000) == str(path)
+    assert checkpoint_looks_complete(path)
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    for cut in (len(data) - 1, len(data) // 2, 4):
+        torn = tmp_path / f'torn.{checkpoint_format}'
+        torn.write_bytes(data[:cut])
+        assert not checkpoint_looks_complete(torn)
+    with pytest.raises(ValueError, match='checkpoint format'):
+        network_file_name('net_g', 5, 'ckpt')

@@ -21,6 +21,9 @@ Stable API for training and tools::
     save_network_file({'params': net.state_dict(), 'params_ema': ema.state_dict()}, 'net_g_1000.safetensors')
     state_dict = load_network_file('net_g_1000.pth', param_key='params_ema')   # falls back to 'params'
     load_into_network(net, state_dict, source='net_g_1000.pth')                # clear mismatch report
+    network_file_name('net_g', 1000, 'safetensors')  # -> 'net_g_1000.safetensors'
+    find_network_file(models_dir, 'net_g', 1000)     # whichever of .pth / .safetensors exists
+    checkpoint_looks_complete(path)                  # written to the end? (for auto-resume)
 """
 import json
 import os
@@ -315,3 +318,48 @@ def load_into_network(net, state_dict, strict=True, source='checkpoint'):
         state_dict = OrderedDict((k, v) for k, v in state_dict.items() if k in expected and k not in bad)
     net.load_state_dict(state_dict, strict=strict)
     return missing, unexpected, mismatched
+
+
+# --- helpers for training code that saves and resumes networks in either format ----------------
+NETWORK_FILE_FORMATS = {'pth': '.pth', 'safetensors': '.safetensors'}
+
+
+def network_file_name(net_label, label, checkpoint_format='pth'):
+    """BasicSR's network file name (``net_g_1000.pth``) in ``checkpoint_format`` ('pth' or 'safetensors')."""
+    if checkpoint_format not in NETWORK_FILE_FORMATS:
+        raise ValueError(f'checkpoint format must be one of {sorted(NETWORK_FILE_FORMATS)}, got {checkpoint_format!r}')
+    return f'{net_label}_{label}{NETWORK_FILE_FORMATS[checkpoint_format]}'
+
+
+def find_network_file(folder, net_label, label):
+    """The existing ``<net_label>_<label>.{pth,safetensors}`` in ``folder`` (newest if both), or None."""
+    found = [osp.join(folder, network_file_name(net_label, label, fmt)) for fmt in NETWORK_FILE_FORMATS]
+    found = [path for path in found if osp.isfile(path)]
+    return max(found, key=osp.getmtime) if found else None
+
+
+def checkpoint_looks_complete(path):
+    """Cheap check that a checkpoint file was written to the end (no tensor data is read).
+
+    ``.pth``: a readable zip directory (torch.save's format); ``.safetensors``: the header parses and the
+    file is exactly as long as the header says.
+    """
+    path = os.fspath(path)
+    if not osp.isfile(path):
+        return False
+    if not is_safetensors(path):
+        import zipfile
+        return zipfile.is_zipfile(path)
+    try:
+        with open(path, 'rb') as handle:
+            prefix = handle.read(8)
+            if len(prefix) != 8:
+                return False
+            header_size = int.from_bytes(prefix, 'little')
+            if header_size <= 0 or header_size > osp.getsize(path) - 8:
+                return False
+            header = json.loads(handle.read(header_size))
+        ends = [entry['data_offsets'][1] for name, entry in header.items() if name != '__metadata__']
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+    return osp.getsize(path) == 8 + header_size + max(ends, default=0)

@@ -379,6 +379,9 @@ def prepare(args):
     loaded = load_network(args)
     if args.scale:
         loaded.scale = args.scale
+    if loaded.in_channels not in (1, 3):
+        raise UsageError(f'{loaded.description} takes {loaded.in_channels} input channels; only 1- (gray) and '
+                         f'3-channel (RGB) networks are supported')
     if loaded.takes_reference and not args.ref:
         raise UsageError(f'{type(loaded.net).__name__} is reference-based: pass --ref (an image or a folder)')
     if args.ref and not loaded.takes_reference:

@@ -95,12 +95,11 @@ def make_pairs(job):
     except UnreadableImage as error:
         return rel, None, str(error)
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    rng = pairs.box_generator(rel, args.box_seed) if args.random_box else None
-    fractions = pairs.box_fractions(args.box_x, args.box_y, rng)
+    position = pairs.box_position(pairs.box_generator(rel, args.box_seed)) if args.random_box else None
     results = []
     for size in args.sizes:
         gt = pairs.square_resize(rgb, size)
-        ref, box = pairs.make_reference(gt, fractions, args.blur_radius, args.blur_context)
+        ref, box = pairs.make_reference(gt, args.box_x, args.box_y, position, args.blur_radius, args.blur_context)
         encoded = [encode_image(cv2.cvtColor(x, cv2.COLOR_RGB2BGR), '.png', args.compress_level) for x in (gt, ref)]
         results.append((size, *encoded, box))
     return rel, results, None

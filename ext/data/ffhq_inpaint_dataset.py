@@ -146,18 +146,19 @@ class FFHQInpaintDataset(data.Dataset):
             raise ValueError(f'{self.paths[index]}: image of {gt.shape[0]}x{gt.shape[1]} is smaller than the scale')
         return gt
 
-    def box_fractions(self, path):
+    def box_position(self, path):
+        """None (the fixed box) or the random box's position: fresh in training, per file otherwise."""
         if not self.random_box:
-            return inpaint_pairs.box_fractions(self.box_x, self.box_y)
-        rng = random if self.train_phase else inpaint_pairs.box_generator(path, self.box_seed)
-        return inpaint_pairs.box_fractions(self.box_x, self.box_y, rng)
+            return None
+        return inpaint_pairs.box_position(random if self.train_phase else inpaint_pairs.box_generator(path, self.box_seed))
 
     def __getitem__(self, index):
         path = self.paths[index]
         gt = self.read_gt(index)
         if self.train_phase:
             gt, = random_flip_rot([gt], self.opt.get('use_flip', True), self.opt.get('use_rot', False))
-        ref, box = inpaint_pairs.make_reference(gt, self.box_fractions(path), self.blur_radius, self.blur_context)
+        ref, box = inpaint_pairs.make_reference(gt, self.box_x, self.box_y, self.box_position(path), self.blur_radius,
+                                                self.blur_context)
         ref_down_up = down_up(ref, self.scale)
         if self.lq_source == 'ref':
             h, w = ref.shape[:2]

@@ -8,8 +8,9 @@ give the same pixels for the same options.
   extension) falls below ``test_fraction``; adding or removing files never moves another file, and
   every re-run gives the same split (about 90/10 by default, not exactly 18000/2000).
 * Box: fractions ``box_x = (0.5, 0.8)``, ``box_y = (0.5, 0.8)`` of the width and height, i.e. the
-  seed's ``[0.5w:0.8w, 0.5h:0.8h]`` (9 % of the image). In random mode the box keeps that size and
-  moves; its position is drawn from a generator, seeded per file name for reproducible data.
+  seed's ``[0.5w:0.8w, 0.5h:0.8h]`` (9 % of the image). In random mode the box keeps its pixel size
+  and moves; its position is drawn from a generator (seeded per file name for reproducible data)
+  as two numbers in [0, 1), so every image size gets the same relative place.
 * Reference: the box blurred with PIL ``ImageFilter.GaussianBlur(blur_radius)`` (5 in the seed).
   By default the box is cut out, blurred on its own and pasted back (PIL's usual
   ``crop().filter().paste()``, so the blur sees replicated box edges); with ``blur_context`` it is
@@ -72,30 +73,33 @@ def box_generator(path, seed=0):
     return random.Random(int(_unit_hash('box', seed, split_name(path)) * 2**53))
 
 
-def box_fractions(box_x=DEFAULT_BOX_X, box_y=DEFAULT_BOX_Y, rng=None):
-    """``(x0, x1, y0, y1)`` box fractions: the given box, or (``rng`` given) one of its size at a
-    uniformly random position drawn from ``rng`` (a ``random.Random`` or the ``random`` module)."""
+def box_position(rng):
+    """A random box position ``(u, v)`` in [0, 1)^2 drawn from ``rng`` (a ``random.Random`` or the
+    ``random`` module); :func:`box_pixels` maps it to every image size alike."""
+    return rng.random(), rng.random()
+
+
+def box_pixels(width, height, box_x=DEFAULT_BOX_X, box_y=DEFAULT_BOX_Y, position=None):
+    """``(left, top, right, bottom)`` in pixels of the box on a ``width`` x ``height`` image.
+
+    Edges are ``floor(fraction * size)``, as ``int()`` slicing of ``[0.5w:0.8w]`` gives (at least one
+    pixel). With ``position`` (from :func:`box_position`) the box keeps that pixel size and moves:
+    ``u`` = 0 puts it at the left edge, ``u`` -> 1 at the right one, every offset equally likely.
+    """
     (x0, x1), (y0, y1) = check_box(box_x, box_y)
-    if rng is None:
-        return x0, x1, y0, y1
-    box_width, box_height = x1 - x0, y1 - y0
-    x0 = rng.uniform(0, 1 - box_width)
-    y0 = rng.uniform(0, 1 - box_height)
-    return x0, x0 + box_width, y0, y0 + box_height
 
+    def span(start, end, size, u):
+        first = min(size - 1, int(math.floor(start * size + 1e-9)))
+        last = max(first + 1, min(size, int(math.floor(end * size + 1e-9))))
+        if u is None:
+            return first, last
+        extent = last - first
+        first = min(size - extent, int(u * (size - extent + 1)))
+        return first, first + extent
 
-def box_pixels(width, height, fractions):
-    """``(left, top, right, bottom)`` in pixels of box ``fractions`` on a ``width`` x ``height``
-    image: ``floor(fraction * size)``, as Python slicing of ``[0.5w:0.8w]`` with int() would give;
-    at least one pixel wide and high."""
-    x0, x1, y0, y1 = fractions
-
-    def edge(fraction, size):
-        return min(size, max(0, int(math.floor(fraction * size + 1e-9))))
-
-    left, right, top, bottom = edge(x0, width), edge(x1, width), edge(y0, height), edge(y1, height)
-    right, bottom = max(right, min(width, left + 1)), max(bottom, min(height, top + 1))
-    left, top = min(left, right - 1), min(top, bottom - 1)
+    u, v = position if position is not None else (None, None)
+    left, right = span(x0, x1, width, u)
+    top, bottom = span(y0, y1, height, v)
     return left, top, right, bottom
 
 
@@ -145,8 +149,9 @@ def square_resize(image, size):
     return np.asarray(Image.fromarray(square).resize((size, size), Image.BICUBIC))
 
 
-def make_reference(gt, fractions, radius=DEFAULT_BLUR_RADIUS, context=False):
-    """``(ref, box)`` for the clean image ``gt``: ``gt`` with the box of ``fractions`` blurred."""
+def make_reference(gt, box_x=DEFAULT_BOX_X, box_y=DEFAULT_BOX_Y, position=None, radius=DEFAULT_BLUR_RADIUS,
+                   context=False):
+    """``(ref, box)`` for the clean image ``gt``: ``gt`` with the box (see :func:`box_pixels`) blurred."""
     height, width = gt.shape[:2]
-    box = box_pixels(width, height, fractions)
+    box = box_pixels(width, height, box_x, box_y, position)
     return blur_box(gt, box, radius, context), box

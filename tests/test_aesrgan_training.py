@@ -56,9 +56,9 @@ def shrink(option_file, name, workdir, data, total_iter=4, perceptual=False):
     return opt
 
 
-def logged_losses(experiment_root):
-    """{iteration: {name: value}} from the training log."""
-    (log_file, ) = glob.glob(osp.join(experiment_root, 'train_*.log'))
+def logged_losses(experiment_root, run=-1):
+    """{iteration: {name: value}} from the training log of a run (default: the latest)."""
+    log_file = sorted(glob.glob(osp.join(experiment_root, 'train_*.log')))[run]  # names end in a time stamp
     losses = {}
     with open(log_file) as handle:
         for line in handle:
@@ -101,6 +101,16 @@ def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_
     os.remove(f'{root}/training_states/4.state')
     result = run_train(opt, str(tmp_path), extra_args=['--auto_resume'], env=vgg19_env)
     assert 'Resuming training from epoch: 0, iter: 2' in result.stdout + result.stderr
+    resumed_losses = logged_losses(root)
+    assert sorted(resumed_losses) == [3, 4]
+    if torch.cuda.is_available():
+        # the runs used the GPU, whose conv kernels are not bitwise repeatable: the same batches and queue
+        # give the same losses to print precision, a wrong batch or queue would differ by far more
+        for iteration in (3, 4):
+            for key, value in resumed_losses[iteration].items():
+                assert value == pytest.approx(losses[iteration][key], rel=1e-2, abs=1e-4), (iteration, key)
+        return
+    assert resumed_losses == {i: losses[i] for i in (3, 4)}
     for name, expected in finished.items():
         resumed = load(f'{root}/models/{name}_4.pth')
         for key in expected:

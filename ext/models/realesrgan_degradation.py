@@ -140,15 +140,16 @@ class SecondOrderDegradation(nn.Module):
 
 def _compact(tensor):
     """uint8 when the values are exactly k/255 (8-bit images), which makes a saved queue 4x smaller."""
+    tensor = tensor.cpu()  # on the CPU: CUDA divides by a scalar as a multiply by its (rounded) reciprocal
     levels = (tensor * 255.0).round()
     if torch.equal(levels / 255., tensor):
-        return {'uint8': levels.to(torch.uint8).cpu()}
-    return {'float': tensor.cpu()}
+        return {'uint8': levels.to(torch.uint8)}
+    return {'float': tensor}
 
 
 def _expand(packed, device):
     if 'uint8' in packed:
-        return packed['uint8'].to(device=device, dtype=torch.float32) / 255.
+        return (packed['uint8'].to(torch.float32) / 255.).to(device)  # k/255 exactly as the dataset computes it
     return packed['float'].to(device)
 
 

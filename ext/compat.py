@@ -49,6 +49,7 @@ from basicsr.models import base_model, realesrgan_model, realesrnet_model  # noq
 from basicsr.utils import dist_util, img_process_util, options  # noqa: E402
 from basicsr.utils.misc import check_resume  # noqa: E402
 
+from ext.utils import checkpoint  # noqa: E402
 from ext.utils.atomic_io import atomic_torch_save  # noqa: E402
 from ext.utils.pretrained import find_vgg_weights  # noqa: E402
 
@@ -116,10 +117,10 @@ def _vgg_init_offline(self, layer_name_list, vgg_type='vgg19', *args, **kwargs):
 
 
 # --- 6. checkpoints written atomically (a kill mid-write used to leave a torn newest file) ----
-def _save_with_retry(obj, path, what):
+def _save_with_retry(obj, path, what, writer=None):
     for attempt in range(3):
         try:
-            atomic_torch_save(obj, path)
+            (writer or atomic_torch_save)(obj, path)
             return
         except OSError as error:  # e.g. a full disk or a flaky network file system
             last_error = error
@@ -134,12 +135,20 @@ def _save_network_atomically(self, net, net_label, current_iter, param_key='para
     keys = param_key if isinstance(param_key, list) else [param_key]
     if len(nets) != len(keys):
         raise ValueError(f'save_network: {len(nets)} networks but {len(keys)} param keys')
-    save_dict = {}
-    for each_net, key in zip(nets, keys):
-        state = self.get_bare_model(each_net).state_dict()
-        save_dict[key] = {k[len('module.'):] if k.startswith('module.') else k: v.cpu() for k, v in state.items()}
-    path = osp.join(self.opt['path']['models'], f'{net_label}_{label}.pth')
-    _save_with_retry(save_dict, path, f'network {net_label}')
+    save_dict = {key: self.get_bare_model(each_net).state_dict() for each_net, key in zip(nets, keys)}
+    file_format = (self.opt.get('logger') or {}).get('checkpoint_format', 'pth')
+    path = osp.join(self.opt['path']['models'], checkpoint.network_file_name(net_label, label, file_format))
+    _save_with_retry(save_dict, path, f'network {net_label}', writer=checkpoint.save_network_file)
+
+
+# --- 6b. networks load from .pth or .safetensors, never running pickled code -----------------
+def _load_network_any_format(self, net, load_path, strict=True, param_key='params'):
+    from basicsr.utils import get_root_logger
+    net = self.get_bare_model(net)
+    state_dict = checkpoint.load_network_file(load_path, param_key)
+    get_root_logger().info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
+    self._print_different_keys_loading(net, state_dict, strict)
+    net.load_state_dict(state_dict, strict=strict)
 
 
 # --- 7. exact resume: BasicSR restarts the epoch's data order and drops the random states -----
@@ -263,15 +272,19 @@ def load_state_file(path):
     return torch.load(path, map_location='cpu', weights_only=True)
 
 
-def _networks_of_state(opt, iteration):
-    return [osp.join(opt['path']['models'], f"net_{key[len('network_'):]}_{iteration}.pth")
-            for key in opt if key.startswith('network_')
-            and key not in (opt['path'].get('ignore_resume_networks') or [])]
+def _network_labels(opt):
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    return [key[len('network_'):] for key in opt if key.startswith('network_') and key not in ignored]
 
 
-def _looks_complete(path):
-    import zipfile
-    return osp.isfile(path) and zipfile.is_zipfile(path)
+def _incomplete_networks(opt, iteration):
+    """Network files of ``iteration`` that are missing or torn (any checkpoint format)."""
+    missing = []
+    for label in _network_labels(opt):
+        path = checkpoint.find_network_file(opt['path']['models'], f'net_{label}', iteration)
+        if path is None or not checkpoint.checkpoint_looks_complete(path):
+            missing.append(path or osp.join(opt['path']['models'], f'net_{label}_{iteration}.*'))
+    return missing
 
 
 def find_resume_state(opt):
@@ -288,7 +301,7 @@ def find_resume_state(opt):
         except Exception as error:  # torn or foreign file: fall back to the previous one
             warnings.warn(f'auto_resume: skipping unreadable training state {path} ({type(error).__name__}: {error})')
             continue
-        missing = [p for p in _networks_of_state(opt, iteration) if not _looks_complete(p)]
+        missing = _incomplete_networks(opt, iteration)
         if missing:
             warnings.warn(f'auto_resume: skipping {path}: its network files are missing or incomplete: {missing}')
             continue
@@ -311,6 +324,10 @@ def load_resume_state(opt):
     if path is None:
         return None
     check_resume(opt, state['iter'])
+    for label in _network_labels(opt):  # check_resume assumes .pth; the run may save .safetensors
+        found = checkpoint.find_network_file(opt['path']['models'], f'net_{label}', state['iter'])
+        if found is not None:
+            opt['path'][f'pretrain_network_{label}'] = found
     PROGRESS.pending_resume = state
     return state
 
@@ -331,6 +348,7 @@ def apply():
     realesrgan_model.filter2D = realesrnet_model.filter2D = _filter2d_any_memory_format  # imported by name
     _replace(vgg_arch.VGGFeatureExtractor, '__init__', _vgg_init_offline)
     _replace(base_model.BaseModel, 'save_network', _save_network_atomically)
+    _replace(base_model.BaseModel, 'load_network', _load_network_any_format)
     _replace(base_model.BaseModel, 'save_training_state', _save_training_state_resumable)
     _replace(base_model.BaseModel, 'resume_training', _resume_training_with_extra)
     _replace(basicsr.train, 'EnlargedSampler', ResumableEnlargedSampler)

@@ -40,7 +40,7 @@ BASICSR_DATASET_KEYS = {
 }
 TRAIN_KEYS = frozenset({'ema_decay', 'scheduler', 'total_iter', 'warmup_iter', 'net_d_iters', 'net_d_init_iters'})
 SECTION_KEYS = {
-    'logger': frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}),
+    'logger': frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb', 'checkpoint_format'}),
     'val': frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar'}),
     'dist_params': frozenset({'backend', 'port'}),
 }
@@ -282,6 +282,9 @@ class _Validator:
         if is_train:
             self.train(model_class)
         self.validation(model_class)
+        checkpoint_format = (self.opt.get('logger') or {}).get('checkpoint_format', 'pth')
+        if checkpoint_format not in ('pth', 'safetensors'):
+            self.error('logger.checkpoint_format', f"'{checkpoint_format}' is not one of 'pth', 'safetensors'")
         for section in ('logger', 'dist_params'):
             if isinstance(self.opt.get(section), dict):
                 self.unknown_keys(section, self.opt[section], SECTION_KEYS[section])

@@ -260,3 +260,21 @@ def test_resumable_sampler_continues_inside_an_epoch():
     sampler.resume_within_epoch(3, 4, on_first_sample=lambda: calls.append(1))
     assert list(sampler) == full[4:] and calls == [1]
     assert list(sampler) == full  # only once
+
+
+def test_networks_load_from_safetensors_and_pth(tmp_path):
+    from basicsr.archs.rrdbnet_arch import RRDBNet
+    from ext.utils.checkpoint import save_network_file
+    model = BaseModel({'num_gpu': 0, 'is_train': True, 'dist': False,
+                       'path': {'models': str(tmp_path)}, 'logger': {'checkpoint_format': 'safetensors'}})
+    net = RRDBNet(3, 3, num_feat=8, num_block=1, num_grow_ch=4)
+    model.save_network([net, net], 'net_g', 7, param_key=['params', 'params_ema'])
+    path = tmp_path / 'net_g_7.safetensors'
+    assert path.is_file()
+    with pytest.raises(Exception):
+        compat.ORIGINALS['BaseModel.load_network'](model, RRDBNet(3, 3, 8, 1, 4), str(path), True, 'params_ema')
+    fresh = RRDBNet(3, 3, num_feat=8, num_block=1, num_grow_ch=4)
+    model.load_network(fresh, str(path), strict=True, param_key='params_ema')
+    assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values()))
+    save_network_file({'params': net.state_dict()}, str(tmp_path / 'plain.pth'))
+    model.load_network(fresh, str(tmp_path / 'plain.pth'), strict=True, param_key='params_ema')  # falls back

@@ -90,9 +90,11 @@ def test_debug_flag_and_force_yml(photos, tmp_path):
 
 
 def test_auto_resume_from_another_working_directory(photos, tmp_path):
-    """Default experiments folder (<repo>/experiments/<name>) while the command runs elsewhere."""
+    """Default experiments folder (<repo>/experiments/<name>) while the command runs elsewhere;
+    checkpoints in .safetensors (logger.checkpoint_format)."""
     name = f'pytest_cwd_{uuid.uuid4().hex[:8]}'
     opt = esrgan_options(name, str(tmp_path), photos, total_iter=4, val=False)
+    opt['logger']['checkpoint_format'] = 'safetensors'
     del opt['path']['experiments_root']
     root = osp.join(REPO_ROOT, 'experiments', name)
     first, second = tmp_path / 'a', tmp_path / 'b'
@@ -103,7 +105,8 @@ def test_auto_resume_from_another_working_directory(photos, tmp_path):
         opt['train']['total_iter'] = 6
         result = run_train(opt, str(second), ['--auto_resume'])
         assert 'Resuming training from epoch: 0, iter: 4' in result.stdout + result.stderr
-        assert osp.isfile(osp.join(root, 'models', 'net_g_6.pth'))
+        assert osp.isfile(osp.join(root, 'models', 'net_g_6.safetensors'))
+        assert not glob.glob(osp.join(root, 'models', '*.pth'))
         assert not glob.glob(osp.join(REPO_ROOT, 'experiments', f'{name}_archived_*'))
     finally:
         shutil.rmtree(root, ignore_errors=True)

@@ -211,3 +211,22 @@ def test_reference_is_passed_whole_with_every_tile():
 def test_network_with_the_wrong_scale_is_a_clear_error():
     with pytest.raises(ValueError, match=r'expected \(1, C, 40, 40\) for scale 4.*--scale'):
         TiledUpscaler(ChannelGainNet(2), 4).upscale(photo(10, 10))
+
+
+class DoubleMinusOnce(nn.Module):
+    """Nearest x2 computed as 2*up - up: an infinite input turns into NaN, as in a real convolution stack."""
+
+    def forward(self, x):
+        up = nn.functional.interpolate(x, scale_factor=2, mode='nearest')
+        return 2 * up - up
+
+
+def test_half_precision_tiles_keep_16_bit_values():
+    """16-bit samples are normalised before the cast: float16 cannot hold values above 65504."""
+    device = 'cuda' if torch.cuda.is_available() else 'cpu'
+    image = np.full((8, 8, 3), 65535, dtype=np.uint16)
+    image[:4] = 1000
+    upscaler = TiledUpscaler(DoubleMinusOnce(), 2, tile=4, tile_pad=2, device=device, dtype=torch.float16)
+    out = upscaler.upscale(image)
+    assert out[8:].min() == 65535 and out[8:].max() == 65535
+    assert np.abs(out[:8].astype(int) - 1000).max() <= 1

@@ -167,7 +167,8 @@ class TiledUpscaler:
     def _to_device(self, patch, max_value):
         tensor = torch.from_numpy(patch if patch.dtype != np.uint16 else patch.astype(np.int32))
         tensor = tensor.to(self.device).permute(2, 0, 1).unsqueeze(0).contiguous()  # NCHW, as networks expect
-        return tensor.to(self.dtype).div_(max_value) if max_value != 1.0 else tensor.to(self.dtype)
+        # normalise in float32: 16-bit values above 65504 do not exist in float16
+        return tensor.float().div_(max_value).to(self.dtype)
 
     def _describe(self, index, count, window):
         top, bottom, left, right = window

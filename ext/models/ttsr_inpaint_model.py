@@ -6,6 +6,7 @@ import random
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
@@ -172,12 +173,15 @@ class TTSRInpaintModel(TTSRModel):
                 stats['l_pix_rest'] = (error * (1 - inside)).sum() / (1 - inside).sum().clamp_min(1)
             excess = None
             if self.saturation_guard is not None:
-                excess = self.saturation_guard.excess(self.output, self.gt)
-                stats['out_saturated'] = torch.tensor(excess, device=self.device)
+                excess = torch.tensor(self.saturation_guard.excess(self.output, self.gt), device=self.device)
+                if self.opt.get('dist') and dist.is_available() and dist.is_initialized():
+                    dist.all_reduce(excess)  # every rank takes the same decision, so none waits alone
+                    excess /= dist.get_world_size()
+                stats['out_saturated'] = excess
             if stats:
                 self.log_dict.update(self.reduce_loss_dict(stats))
         if excess is not None:
-            self.saturation_guard.check(self.log_dict.get('out_saturated', excess), f'iteration {current_iter}')
+            self.saturation_guard.check(excess.item(), f'iteration {current_iter}')
 
     def extra_training_state(self):
         parent = getattr(super(), 'extra_training_state', None)

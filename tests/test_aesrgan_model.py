@@ -228,3 +228,38 @@ def test_option_files_keep_upstream_hyper_parameters():
     assert esrnet['train']['optim_g']['lr'] == 2e-4 and 'network_d' not in esrnet
     assert esrnet['train']['total_iter'] == 1000000 and set(esrnet['train']) >= {'pixel_opt'}
     assert 'perceptual_opt' not in esrnet['train']
+
+
+OPTION_FILES = ('train_realesrnet_x4plus.yml', 'train_multiaesrgan_x4plus.yml', 'train_aesrgan_x4plus.yml',
+                'finetune_multiaesrgan_x4plus.yml')
+
+
+def _project_with_data(root, with_pretrained):
+    """A project root holding the folders the option files point at (and, optionally, their pretrained files)."""
+    for folder in ('datasets/materials/meta_info', 'datasets/materials/val/gt', 'datasets/materials/val/lq_x4',
+                   'experiments/pretrained_models'):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    (root / 'datasets/materials/meta_info/meta_info_multiscale.txt').write_text('multiscale/tile_0001T0.png\n')
+    if with_pretrained:
+        for name in ('ESRGAN_SRx4_DF2KOST_official-ff704c30.pth', 'RealESRNet_x4plus.pth', 'A_ESRGAN_Multi.pth',
+                     'A_ESRGAN_Multi_D.pth'):
+            (root / 'experiments/pretrained_models' / name).write_bytes(b'')
+
+
+@pytest.mark.parametrize('option_file', OPTION_FILES)
+def test_option_files_pass_validation_and_name_missing_pretrained_files(option_file, tmp_path, vgg19_env):
+    from ext.options import resolve_paths, validate_options
+    _project_with_data(tmp_path, with_pretrained=True)
+    opt = resolve_paths(load_option_file(option_file), str(tmp_path))
+    opt.update(is_train=True, auto_resume=False)
+    validate_options(opt, source=option_file)  # every key known, every type registered, every file there
+
+    empty = tmp_path / 'empty'
+    _project_with_data(empty, with_pretrained=False)
+    opt = resolve_paths(load_option_file(option_file), str(empty))
+    opt.update(is_train=True, auto_resume=False)
+    with pytest.raises(OptionError) as error:
+        validate_options(opt, source=option_file)
+    expected = {'train_realesrnet_x4plus.yml': 'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth',
+                'finetune_multiaesrgan_x4plus.yml': 'A_ESRGAN_Multi_D.pth'}.get(option_file, 'RealESRNet_x4plus.pth')
+    assert expected in str(error.value) and 'release' in str(error.value)

@@ -196,6 +196,16 @@ class TTSRInpaintModel(TTSRModel):
         if self.saturation_guard is not None and 'saturation_streak' in state:
             self.saturation_guard.streak = int(state['saturation_streak'])
 
+    def test(self):
+        # The bare network, not the DDP wrapper: DDP's forward broadcasts TTSRNet's buffers, a collective
+        # that hangs or fails while only rank 0 validates (e.g. the final validation after training).
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.lq, self.ref, self.lq_up, self.ref_down_up)
+        net.train(was_training)
+
     # --- validation: BasicSR's loop, with the mask passed to the metrics and the saturation check ----
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         # A DataLoader draws its seed from torch's generator: keep the training streams untouched so

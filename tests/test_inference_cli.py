@@ -162,7 +162,7 @@ def test_out_of_memory_on_one_file_keeps_the_others(tmp_path, monkeypatch, capsy
         cv2.imwrite(str(folder / f'{name}.png'), photo_bgr(size, size))
     out = tmp_path / 'out'
     args = ['-i', str(folder), '-o', str(out), '--arch', 'OutOfMemoryOnLargeInputs', '--model_path',
-            str(tmp_path / 'oom.pth'), '--scale', '2']
+            str(tmp_path / 'oom.pth'), '--scale', '2', '--device', 'cpu']
     assert inference.main(args) == 1
     err = capsys.readouterr().err
     assert f'{folder / "b_large.png"}: out of memory on cpu for tile 1/1' in err and '--tile 512 or smaller' in err

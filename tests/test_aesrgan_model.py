@@ -7,9 +7,11 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch.nn import functional as F
 
 import ext  # noqa: F401
 from basicsr.models import build_model
+from basicsr.utils import set_random_seed
 from ext.models.realesrgan_degradation import SecondOrderDegradation, TrainingPairQueue, side_by_side
 from ext.options import OptionError
 from ext.utils.pretrained import PretrainedWeightsNotFound
@@ -84,7 +86,8 @@ def test_queue_fills_then_swaps_and_its_state_round_trips_exactly():
     out_lq, out_gt = queue(*batches[2])
     held = {round(v * 255) for v in out_lq[:, 0, 0, 0].tolist()}
     assert held <= {0, 1}  # two pairs of earlier batches come out
-    assert [round(v * 255) for v in out_gt[:, 0, 0, 0].tolist()] == [10 + round(v * 255) for v in out_lq[:, 0, 0, 0].tolist()]  # pairs stay pairs
+    levels_lq = [round(v * 255) for v in out_lq[:, 0, 0, 0].tolist()]
+    assert [round(v * 255) for v in out_gt[:, 0, 0, 0].tolist()] == [10 + v for v in levels_lq]  # pairs stay pairs
     assert sorted(round(v * 255) for v in queue.lq[:, 0, 0, 0].tolist()).count(2) == 2  # the new batch is held
 
     resumed = TrainingPairQueue(4, 2, 'cpu')
@@ -108,7 +111,6 @@ def test_queue_size_not_divisible_by_batch_is_an_option_error_naming_both():
 
 
 def _train_one_step(opt, seed=0, current_iter=1):
-    from basicsr.utils import set_random_seed
     set_random_seed(seed)  # python, numpy and torch: the degradation draws from all three
     model = build_model(opt)
     model.feed_data(batch_of_real_images(opt['datasets']['train']['batch_size_per_gpu'], 96, seed))
@@ -155,7 +157,8 @@ def test_models_keep_data_and_queue_on_their_device_and_resume_the_queue(device,
     fresh = build_model(opt)
     fresh.load_extra_training_state(copy.deepcopy(state))
     assert fresh.pair_queue.lq.device.type == device
-    assert torch.equal(fresh.pair_queue.gt, model.pair_queue.gt) and torch.equal(fresh.pair_queue.lq, model.pair_queue.lq)
+    assert torch.equal(fresh.pair_queue.gt, model.pair_queue.gt)
+    assert torch.equal(fresh.pair_queue.lq, model.pair_queue.lq)
 
 
 def test_generator_is_held_during_net_d_init_iters():
@@ -263,3 +266,20 @@ def test_option_files_pass_validation_and_name_missing_pretrained_files(option_f
     expected = {'train_realesrnet_x4plus.yml': 'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth',
                 'finetune_multiaesrgan_x4plus.yml': 'A_ESRGAN_Multi_D.pth'}.get(option_file, 'RealESRNet_x4plus.pth')
     assert expected in str(error.value) and 'release' in str(error.value)
+
+
+@pytest.mark.parametrize('usm', [True, False])
+def test_each_loss_uses_the_sharpened_or_plain_gt_as_configured(usm):
+    opt = tiny_model_opt()
+    opt.update(l1_gt_usm=usm, percep_gt_usm=usm, gan_gt_usm=usm)
+    set_random_seed(0)
+    model = build_model(opt)
+    model.feed_data(batch_of_real_images(2, 96))
+    assert not torch.equal(model.gt_usm, model.gt)
+    seen = []
+    discriminate = model._discriminate
+    model._discriminate = lambda image: seen.append(image) or discriminate(image)
+    model.optimize_parameters(1)
+    target = model.gt_usm if usm else model.gt
+    assert model.get_current_log()['l_g_pix'] == pytest.approx(F.l1_loss(model.output, target).item(), rel=1e-5)
+    assert torch.equal(seen[1], target)  # calls: G's fake, D's real, D's fake

@@ -17,7 +17,6 @@ import math
 import os
 import os.path as osp
 import random
-from collections import OrderedDict
 
 import cv2
 import numpy as np

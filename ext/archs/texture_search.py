@@ -91,18 +91,31 @@ def _normalize_columns(patches):
 
 def plan_chunks(batch, channels, num_query, num_key, value_channels=(256, 128, 64), element_size=4,
                 memory_budget_mb=DEFAULT_MEMORY_BUDGET_MB):
-    """Query and key chunk sizes whose working set fits ``memory_budget_mb``.
+    """Query and key chunk sizes (positions) whose working set fits ``memory_budget_mb``.
 
-    Per query chunk the working set is the query and selected key patches (``C*9`` per position, a
-    few copies while normalising) and the gathered value patches of one level (``C_l * k_l^2``); per
-    (query, key) chunk pair it is the key patches and the relevance block. Half the budget goes to each.
+    Key blocks (``C*9`` floats per position, about 3 copies while unfolding and normalising) take
+    half the budget and are built once each; a query chunk takes the other half: its patches, the
+    relevance block against one key block, and later the selected key patches and the gathered
+    value patches of one level (``C_l * k_l^2`` per position).
     """
     budget = memory_budget_mb * 2**20 / (batch * element_size)
     patch_len = channels * 9
-    per_query = 4 * patch_len + max(c * k * k for c, (k, _, _) in zip(value_channels, LEVEL_GEOMETRY))
+    key_chunk = int(max(1, min(num_key, budget / 2 // (3 * patch_len))))
+    per_query = max(3 * patch_len + key_chunk,
+                    4 * patch_len + max(c * k * k for c, (k, _, _) in zip(value_channels, LEVEL_GEOMETRY)))
     query_chunk = int(max(1, min(num_query, budget / 2 // per_query)))
-    key_chunk = int(max(1, min(num_key, budget / 2 // (patch_len + query_chunk))))
     return query_chunk, key_chunk
+
+
+def _row_bands(num_rows, width, chunk_positions):
+    """``[(first row, end row)]`` covering ``num_rows`` rows, ``chunk_positions // width`` rows each (>= 1)."""
+    rows = max(1, min(num_rows, chunk_positions // width))
+    return [(r, min(num_rows, r + rows)) for r in range(0, num_rows, rows)]
+
+
+def _unfold_rows(padded, first, end):
+    """L2-normalised 3x3 patches ``[N, C*9, (end-first)*W]`` of rows ``first..end-1`` of a map padded by 1."""
+    return F.normalize(F.unfold(padded[:, :, first:end + 2], kernel_size=3), dim=1)
 
 
 def search_transfer_chunked(query, key, values, chunk_size=None, key_chunk_size=None,
@@ -111,58 +124,45 @@ def search_transfer_chunked(query, key, values, chunk_size=None, key_chunk_size=
 
     Args:
         query, key, values: as :func:`search_transfer_plain`.
-        chunk_size (int | None): query positions per chunk; None sizes it from ``memory_budget_mb``.
-        key_chunk_size (int | None): key positions per relevance block; None sizes it likewise.
+        chunk_size (int | None): query positions per chunk, rounded down to whole rows of the query
+            map (at least one row); None sizes it from ``memory_budget_mb``.
+        key_chunk_size (int | None): key positions per relevance block, likewise in whole rows.
         memory_budget_mb (float): working-set budget used when a chunk size is None.
 
-    The search (max/argmax over keys) runs without autograd; the soft attention is then recomputed
-    from the selected patch pairs and the textures are gathered/scattered by index, both
-    differentiable, so gradients reach ``query``, ``key`` and ``values`` as upstream.
+    The search (running max/argmax over key blocks, each unfolded once) runs without autograd; the
+    soft attention is then recomputed from the selected patch pairs and the textures are
+    gathered/scattered by index, both differentiable, so gradients reach ``query``, ``key`` and
+    ``values`` as upstream.
     """
     n, c, h, w = query.shape
     _, _, hr, wr = key.shape
     num_query, num_key = h * w, hr * wr
     auto_query, auto_key = plan_chunks(n, c, num_query, num_key, [v.size(1) for v in values],
                                        query.element_size(), memory_budget_mb)
-    chunk_size = min(num_query, chunk_size or auto_query)
-    key_chunk_size = min(num_key, key_chunk_size or auto_key)
+    query_bands = _row_bands(h, w, chunk_size or auto_query)
+    key_bands = _row_bands(hr, wr, key_chunk_size or auto_key)
     device = query.device
 
-    query_flat = F.pad(query, (1, 1, 1, 1)).flatten(2)
-    key_flat = F.pad(key, (1, 1, 1, 1)).flatten(2)
+    query_pad, key_pad = F.pad(query, (1, 1, 1, 1)), F.pad(key, (1, 1, 1, 1))
+    query_flat, key_flat = query_pad.flatten(2), key_pad.flatten(2)
     query_offsets = _patch_pixel_offsets(3, w + 2, device)
     key_offsets = _patch_pixel_offsets(3, wr + 2, device)
 
-    def key_block(start, stop):
-        positions = torch.arange(start, stop, device=device)
-        index = ((positions // wr) * (wr + 2) + positions % wr).unsqueeze(-1) + key_offsets
-        return _normalize_columns(_gather_patches(key_flat, index.flatten(), 3)).transpose(1, 2)
-
     # 1. hard attention: running max/argmax over key blocks, never the whole relevance matrix.
-    key_starts = list(range(0, num_key, key_chunk_size))
-    cached_key = None
-    hard = torch.empty(n, num_query, dtype=torch.long, device=device)
+    best_value = torch.full((n, num_query), -float('inf'), dtype=query.dtype, device=device)
+    hard = torch.zeros(n, num_query, dtype=torch.long, device=device)
     with torch.no_grad():
-        if len(key_starts) == 1:  # all keys fit the budget: unfold them once
-            cached_key = key_block(0, num_key)
-        for q_start in range(0, num_query, chunk_size):
-            q_stop = min(num_query, q_start + chunk_size)
-            positions = torch.arange(q_start, q_stop, device=device)
-            index = ((positions // w) * (w + 2) + positions % w).unsqueeze(-1) + query_offsets
-            query_patches = _normalize_columns(_gather_patches(query_flat.detach(), index.flatten(), 3))
-            best_value = best_index = None
-            for k_start in key_starts:
-                k_stop = min(num_key, k_start + key_chunk_size)
-                keys = cached_key if cached_key is not None else key_block(k_start, k_stop).detach()
-                block_value, block_index = torch.max(torch.bmm(keys.detach(), query_patches), dim=1)
-                block_index += k_start
-                if best_value is None:
-                    best_value, best_index = block_value, block_index
-                else:
-                    better = block_value > best_value  # strict: the first maximum wins, as torch.max
-                    best_value = torch.where(better, block_value, best_value)
-                    best_index = torch.where(better, block_index, best_index)
-            hard[:, q_start:q_stop] = best_index
+        cached_queries = [_unfold_rows(query_pad, *band) for band in query_bands] if len(key_bands) == 1 else None
+        for key_first, key_end in key_bands:
+            keys = _unfold_rows(key_pad, key_first, key_end).transpose(1, 2)  # [N, K, C*9]
+            for index, (first, end) in enumerate(query_bands):
+                queries = cached_queries[index] if cached_queries else _unfold_rows(query_pad, first, end)
+                block_value, block_index = torch.max(torch.bmm(keys, queries), dim=1)
+                done = slice(first * w, end * w)
+                better = block_value > best_value[:, done]  # strict: the first maximum wins, as torch.max
+                best_value[:, done] = torch.where(better, block_value, best_value[:, done])
+                hard[:, done] = torch.where(better, block_index + key_first * wr, hard[:, done])
+        del best_value
 
     # 2. soft attention and textures from the selected patches only (differentiable).
     soft_chunks = []
@@ -172,10 +172,9 @@ def search_transfer_chunked(query, key, values, chunk_size=None, key_chunk_size=
         out_h, out_w = h * s + 2 * p, w * s + 2 * p  # fold's padded canvas
         outputs.append((F.pad(value, (p, p, p, p)).flatten(2), vw + 2 * p,
                         value.new_zeros(n, value.size(1), out_h * out_w), out_w, k, s, p))
-    for q_start in range(0, num_query, chunk_size):
-        q_stop = min(num_query, q_start + chunk_size)
-        positions = torch.arange(q_start, q_stop, device=device)
-        chosen = hard[:, q_start:q_stop]  # [N, Q]
+    for first, end in query_bands:
+        positions = torch.arange(first * w, end * w, device=device)
+        chosen = hard[:, first * w:end * w]  # [N, Q]
         q_index = ((positions // w) * (w + 2) + positions % w).unsqueeze(-1) + query_offsets
         query_patches = _gather_patches(query_flat, q_index.flatten(), 3)
         k_index = ((chosen // wr) * (wr + 2) + chosen % wr).unsqueeze(-1) + key_offsets

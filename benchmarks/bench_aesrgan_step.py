@@ -21,7 +21,6 @@ import time
 
 sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
 
-import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
@@ -159,5 +158,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    np.set_printoptions(precision=3)
     main()

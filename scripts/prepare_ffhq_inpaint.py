@@ -87,14 +87,15 @@ def parse_args(argv=None):
 
 
 def make_pairs(job):
-    """``(rel, [(size, gt png, ref png, box), ...], error)`` for one input image."""
+    """``(rel, [(size, gt png, ref png, box), ...], error, upscaled)`` for one input image."""
     path, rel, args = job
     pairs = load_ext_helper('inpaint_pairs')
     try:
         image = read_image(path, cv2.IMREAD_COLOR)  # the decoder the dataset uses (OpenCV)
     except UnreadableImage as error:
-        return rel, None, str(error)
+        return rel, None, str(error), False
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    upscaled = min(rgb.shape[:2]) < max(args.sizes)
     position = pairs.box_position(pairs.box_generator(rel, args.box_seed)) if args.random_box else None
     results = []
     for size in args.sizes:
@@ -102,7 +103,7 @@ def make_pairs(job):
         ref, box = pairs.make_reference(gt, args.box_x, args.box_y, position, args.blur_radius, args.blur_context)
         encoded = [encode_image(cv2.cvtColor(x, cv2.COLOR_RGB2BGR), '.png', args.compress_level) for x in (gt, ref)]
         results.append((size, *encoded, box))
-    return rel, results, None
+    return rel, results, None, upscaled
 
 
 class FolderWriter:
@@ -165,7 +166,7 @@ def main(argv=None):
 
     temp = f'{output}.partial-{os.getpid()}'
     shutil.rmtree(temp, ignore_errors=True)
-    writers, metas, boxes, failures = {}, {}, {}, []
+    writers, metas, boxes, failures, small = {}, {}, {}, [], []
     try:
         for size in args.sizes:
             for split in pairs.SPLITS:
@@ -178,10 +179,11 @@ def main(argv=None):
                     writers[size, split] = FolderWriter(folder)
                 metas[size, split], boxes[size, split] = [], []
         jobs = [(osp.join(args.input, rel), rel, args) for rel in rels]
-        for rel, results, error in parallel_imap(make_pairs, jobs, args.workers, desc='FFHQ inpaint pairs'):
+        for rel, results, error, upscaled in parallel_imap(make_pairs, jobs, args.workers, desc='FFHQ inpaint pairs'):
             if error:
                 failures.append(error)
                 continue
+            small += [rel] if upscaled else []
             split, name = splits[rel], names[rel]
             for size, gt_png, ref_png, box in results:
                 writers[size, split].put('gt', name, gt_png)
@@ -209,6 +211,9 @@ def main(argv=None):
     finally:
         shutil.rmtree(temp, ignore_errors=True)
     print(f"{written['train']} train and {written['test']} test images at sizes {args.sizes} written to {output}.")
+    if small:
+        print(f'note: {len(small)} images are smaller than {max(args.sizes)} px and were upscaled (bicubic), '
+              f'e.g. {small[:3]}', file=sys.stderr)
     report_unreadable(failures)
     return 0
 

@@ -34,14 +34,15 @@ def as_uint8(tensor):
 
 @pytest.fixture(scope='module')
 def face_folder(tmp_path_factory):
-    """Faces shipped with scikit-image: LFW crops (25x25 grey, upscaled, one in a sub-folder), the
+    """Faces shipped with scikit-image: LFW crops (25x25 grey, upscaled; one in a sub-folder), the
     astronaut (square) and coffee (not square), plus a broken file."""
     import skimage.data
     root = tmp_path_factory.mktemp('faces')
     lfw = skimage.data.lfw_subset()
     os.makedirs(root / 'batch01')
     for index in range(14):
-        face = cv2.resize((lfw[index] * 255).round().astype(np.uint8), (80, 80), interpolation=cv2.INTER_CUBIC)
+        side = 40 if index == 13 else 80  # one face smaller than the largest output size
+        face = cv2.resize((lfw[index] * 255).round().astype(np.uint8), (side, side), interpolation=cv2.INTER_CUBIC)
         cv2.imwrite(str(root / ('batch01' if index == 13 else '.') / f'{index:05d}.png'), face)
     cv2.imwrite(str(root / 'astronaut.png'), cv2.cvtColor(skimage_rgb('astronaut'), cv2.COLOR_RGB2BGR))
     cv2.imwrite(str(root / 'coffee.jpg'), cv2.cvtColor(skimage_rgb('coffee'), cv2.COLOR_RGB2BGR))
@@ -115,6 +116,7 @@ def test_blur_is_pil_gaussian_on_the_box_only():
 def test_script_writes_sizes_split_pairs_and_meta_info(face_folder, prepared):
     out, result = prepared
     assert 'truncated.png' in result.stderr and 'unreadable' in result.stderr
+    assert "note: 1 images are smaller than 64 px and were upscaled (bicubic), e.g. ['batch01/00013.png']" in result.stderr
     assert not [p for p in os.listdir(out.parent) if 'partial' in p]
     inputs = [f'{i:05d}.png' for i in range(13)] + ['batch01/00013.png', 'astronaut.png', 'coffee.jpg']
     expected = {rel: inpaint_pairs.split_of(rel, 0.3) for rel in inputs}

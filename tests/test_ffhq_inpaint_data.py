@@ -116,7 +116,8 @@ def test_blur_is_pil_gaussian_on_the_box_only():
 def test_script_writes_sizes_split_pairs_and_meta_info(face_folder, prepared):
     out, result = prepared
     assert 'truncated.png' in result.stderr and 'unreadable' in result.stderr
-    assert "note: 1 images are smaller than 64 px and were upscaled (bicubic), e.g. ['batch01/00013.png']" in result.stderr
+    assert ("note: 1 images are smaller than 64 px and were upscaled (bicubic), e.g. ['batch01/00013.png']"
+            in result.stderr)
     assert not [p for p in os.listdir(out.parent) if 'partial' in p]
     inputs = [f'{i:05d}.png' for i in range(13)] + ['batch01/00013.png', 'astronaut.png', 'coffee.jpg']
     expected = {rel: inpaint_pairs.split_of(rel, 0.3) for rel in inputs}
@@ -162,12 +163,13 @@ def test_script_reruns_identically_and_added_files_keep_their_split(face_folder,
                 '--workers', '1'], cwd=str(tmp_path))
     everything = set()
     for split in ('train', 'test'):
-        before, after = (set(line.split(' ')[0] for line in (root / '32' / split / 'meta_info.txt').read_text().split('\n')
-                             if line) for root in (out, again))
+        before, after = ({line.split(' ')[0] for line in (root / '32' / split / 'meta_info.txt').read_text().splitlines()}
+                         for root in (out, again))
         everything |= after
         assert before <= after and all(name.startswith('added') for name in after - before)
         for name in before:
-            assert (out / '32' / split / 'ref' / name).read_bytes() == (again / '32' / split / 'ref' / name).read_bytes()
+            assert (out / '32' / split / 'ref' / name).read_bytes() == \
+                (again / '32' / split / 'ref' / name).read_bytes()
     assert len(everything) == 19 and 'batch01/00013.png' in everything
 
 
@@ -222,7 +224,8 @@ def test_dataset_lmdb_random_boxes_match_the_script(face_folder, tmp_path):
         assert item['box'].tolist() == boxes[key]
         np.testing.assert_array_equal(as_uint8(item['ref']), lmdb_image(folder / 'ref.lmdb', key))
         left, top, right, bottom = boxes[key]
-        assert item['mask'][0, top:bottom, left:right].min() == 1 and item['mask'].sum() == (right - left) * (bottom - top)
+        assert item['mask'][0, top:bottom, left:right].min() == 1
+        assert item['mask'].sum() == (right - left) * (bottom - top)
 
 
 def test_dataset_items_follow_the_seed(prepared):

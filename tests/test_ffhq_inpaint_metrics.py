@@ -84,7 +84,8 @@ def test_masked_metrics_errors_and_registration(pair):
         calculate_masked_psnr(out, img, 0, mask=np.zeros((64, 64)))
     # BasicSR calls metrics with the val dict's keys: the model adds the mask next to the images
     data = {'img': out, 'img2': img, 'mask': mask}
-    assert calculate_metric(data, {'type': 'calculate_masked_psnr', 'crop_border': 0, 'region': 'outside'}) == float('inf')
+    outside = {'type': 'calculate_masked_psnr', 'crop_border': 0, 'region': 'outside'}
+    assert calculate_metric(data, outside) == float('inf')
     assert METRIC_REGISTRY.get('calculate_masked_ssim') is calculate_masked_ssim
     assert METRICS.get('calculate_masked_psnr') is calculate_masked_psnr
 

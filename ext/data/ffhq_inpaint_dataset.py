@@ -150,7 +150,8 @@ class FFHQInpaintDataset(data.Dataset):
         """None (the fixed box) or the random box's position: fresh in training, per file otherwise."""
         if not self.random_box:
             return None
-        return inpaint_pairs.box_position(random if self.train_phase else inpaint_pairs.box_generator(path, self.box_seed))
+        rng = random if self.train_phase else inpaint_pairs.box_generator(path, self.box_seed)
+        return inpaint_pairs.box_position(rng)
 
     def __getitem__(self, index):
         path = self.paths[index]

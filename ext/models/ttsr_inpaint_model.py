@@ -64,7 +64,8 @@ class SaturationGuard:
             problems.append(f"train.saturation_guard.action: expected 'warn', 'stop' or 'off', got {action!r}")
         guard = cls(action, spec.get('max_fraction', 0.5), spec.get('tolerance', 1 / 255), spec.get('patience', 1))
         if not 0 < guard.max_fraction <= 1:
-            problems.append(f'train.saturation_guard.max_fraction: expected a fraction in (0, 1], got {guard.max_fraction}')
+            problems.append(f'train.saturation_guard.max_fraction: expected a fraction in (0, 1], '
+                            f'got {guard.max_fraction}')
         if not 0 <= guard.tolerance < 0.5:
             problems.append(f'train.saturation_guard.tolerance: expected a value in [0, 0.5), got {guard.tolerance}')
         if guard.patience < 1:

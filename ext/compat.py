@@ -215,6 +215,16 @@ def _save_training_state_resumable(self, epoch, current_iter):
     _save_with_retry(state, path, 'training state')
 
 
+def _validation_keeping_random_states(self, *args, **kwargs):
+    """Validation must not draw from the training streams (a val DataLoader iterator takes a seed from
+    torch's generator): a run resumed from a checkpoint taken at a validation iteration would diverge."""
+    saved = _rng_state()
+    try:
+        return ORIGINALS['BaseModel.validation'](self, *args, **kwargs)
+    finally:
+        _set_rng_state(saved)
+
+
 def _resume_training_with_extra(self, resume_state):
     ORIGINALS['BaseModel.resume_training'](self, resume_state)
     if 'extra' in resume_state and hasattr(self, 'load_extra_training_state'):
@@ -351,6 +361,7 @@ def apply():
     _replace(base_model.BaseModel, 'load_network', _load_network_any_format)
     _replace(base_model.BaseModel, 'save_training_state', _save_training_state_resumable)
     _replace(base_model.BaseModel, 'resume_training', _resume_training_with_extra)
+    _replace(base_model.BaseModel, 'validation', _validation_keeping_random_states)
     _replace(basicsr.train, 'EnlargedSampler', ResumableEnlargedSampler)
     _replace(basicsr.train, 'create_train_val_dataloader', _create_dataloaders_resumable)
     _replace(basicsr.train, 'load_resume_state', load_resume_state)

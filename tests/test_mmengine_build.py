@@ -62,6 +62,7 @@ def build_args(tmp_path_factory):
                                              **KERNEL_OPTIONS),
         'RefCUFEDDataset': dataset(dataroot_gt=photos, dataroot_ref=str(root / 'refs')),
         'CUFED5Dataset': dataset(dataroot=str(cufed5), ref_level=1),
+        'FFHQInpaintDataset': dataset(dataroot_gt=photos),
     }
 
 

@@ -5,6 +5,8 @@ import os.path as osp
 import pytest
 import torch
 
+import ext  # noqa: F401  (BasicSR 1.4.2 cannot be imported before ext's compat shims)
+
 os.environ.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

@@ -67,13 +67,14 @@ def run_chain(hr, out, workers):
     return times
 
 
-def lmdb_records(path):
+def lmdb_records(path, run_prefix):
+    """Records and meta_info.txt of an LMDB, with the run's folder name taken out of the keys."""
     import lmdb
     env = lmdb.open(path, readonly=True, lock=False)
     with env.begin() as txn:
-        records = dict(txn.cursor())
+        records = {key.decode().replace(run_prefix, ''): value for key, value in txn.cursor()}
     env.close()
-    return records, open(osp.join(path, 'meta_info.txt')).read()
+    return records, open(osp.join(path, 'meta_info.txt')).read().replace(run_prefix, '')
 
 
 def main():
@@ -94,10 +95,12 @@ def main():
         results = {1: [], args.workers: []}
         for repeat in range(args.repeats):
             for workers in (1, args.workers):  # alternate, so drifting machine load hits both
-                out = osp.join(work, f'out_{workers}_{repeat}')
+                out = osp.join(work, 'materials', f'run_{workers}_{repeat}')
                 results[workers].append(run_chain(hr, out, workers))
-        assert lmdb_records(osp.join(work, 'out_1_0', 'data.lmdb')) == \
-            lmdb_records(osp.join(work, f'out_{args.workers}_0', 'data.lmdb')), 'serial and parallel outputs differ'
+        serial_run, parallel_run = 'run_1_0', f'run_{args.workers}_0'
+        assert lmdb_records(osp.join(work, 'materials', serial_run, 'data.lmdb'), serial_run) == \
+            lmdb_records(osp.join(work, 'materials', parallel_run, 'data.lmdb'), parallel_run), \
+            'serial and parallel outputs differ'
         print(f'\nprep chain on {args.count} images of {args.size} px ({args.count * 5} after multiscale), '
               f'{os.cpu_count()} CPUs, median of {args.repeats}:')
         print(f'{"step":<20}{"1 worker":>12}{f"{args.workers} workers":>14}{"ratio":>9}')

@@ -147,6 +147,10 @@ def _pool_context():
     return multiprocessing.get_context('spawn')
 
 
+def _init_worker():
+    cv2.setNumThreads(1)  # the processes are the parallelism; OpenCV's own threads would oversubscribe
+
+
 def parallel_imap(function, items, workers, desc, unit='img'):
     """Yield ``function(item)`` for each item, in order, computed by ``workers`` processes, with a progress bar.
 
@@ -163,7 +167,7 @@ def parallel_imap(function, items, workers, desc, unit='img'):
                 yield function(item)
                 progress.update()
             return
-        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context()) as pool:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=_pool_context(), initializer=_init_worker) as pool:
             pending = collections.deque()
             remaining = iter(items)
             for item in itertools.islice(remaining, workers * 4):

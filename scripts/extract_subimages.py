@@ -17,7 +17,6 @@ import os.path as osp
 import re
 import sys
 
-import cv2
 import numpy as np
 
 sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
@@ -93,7 +92,6 @@ def main(argv=None):
     inputs = list_images(args.input)
     if not inputs:
         raise SystemExit(f'error: no images found under {args.input!r}')
-    cv2.setNumThreads(1)  # the workers are the parallelism
     jobs = [(relative, args.input, args.output, args.crop_size, args.step, args.thresh_size, args.compression_level,
              args.strip_scale_suffix) for relative in inputs]
     results = parallel_map(crop_one, jobs, args.workers, desc='extract')

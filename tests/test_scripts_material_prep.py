@@ -109,12 +109,12 @@ def test_filter_low_texture_drops_flat_images_with_contact_sheet(material_root, 
     lines = open(_meta(material_root)).read().splitlines()
     meta = str(tmp_path / 'meta_info.txt')
     with open(meta, 'w') as handle:  # plus a listed file that went missing
-        handle.write(''.join(f'{line}\n' for line in lines + ['HR/gone.png']))
+        handle.write(''.join(f'{line}\n' for line in lines + ['HR/gone.png', 'HR/corrupt.png']))
     kept, dropped, sheet = str(tmp_path / 'kept.txt'), str(tmp_path / 'dropped.txt'), str(tmp_path / 'sheet.png')
     filter_low_texture.main(['--meta_info', meta, '--root', material_root, '--kept', kept, '--dropped', dropped,
                              '--contact_sheet', sheet, '--workers', '1'])
     err = capsys.readouterr().err
-    assert 'gone.png' in err
+    assert 'gone.png' in err and 'corrupt.png' in err and '2 unreadable files left out' in err
     kept_lines = open(kept).read().splitlines()
     dropped_rows = [line.split('\t') for line in open(dropped).read().splitlines()]
     assert sorted(path for path, _ in dropped_rows) == sorted(
@@ -131,7 +131,7 @@ def test_filter_low_texture_drops_flat_images_with_contact_sheet(material_root, 
     assert open(dropped).read() == '' and not osp.exists(sheet) and len(open(kept).read().splitlines()) == len(lines)
 
 
-def test_create_lmdb_basicsr_format_dotted_keys_and_no_overwrite(material_root, tmp_path):
+def test_create_lmdb_basicsr_format_dotted_keys_and_no_overwrite(material_root, tmp_path, capsys):
     from ext import compat  # noqa: F401
     from basicsr.utils import FileClient, imfrombytes
 
@@ -154,8 +154,10 @@ def test_create_lmdb_basicsr_format_dotted_keys_and_no_overwrite(material_root, 
     with pytest.raises(SystemExit) as refused:
         create_lmdb.main(['--input', osp.join(material_root, 'HR'), '--output', output, '--workers', '1'])
     assert refused.value.code == 2 and len(open(osp.join(output, 'meta_info.txt')).read().splitlines()) == len(meta_lines)
+    capsys.readouterr()
     create_lmdb.main(['--input', osp.join(material_root, 'HR'), '--output', output, '--overwrite', '--workers', '1'])
-    assert '0000.png (64,64,3) 1' in open(osp.join(output, 'meta_info.txt')).read().splitlines()
+    replaced = open(osp.join(output, 'meta_info.txt')).read().splitlines()
+    assert '0000.png (64,64,3) 1' in replaced and len(replaced) == 6 and 'corrupt.png' in capsys.readouterr().err
     assert sorted(os.listdir(tmp_path)) == ['materials.lmdb']
 
 
@@ -217,13 +219,15 @@ def test_extract_subimages_windows_and_skips(tmp_path, capsys):
                             '--thresh_size', '30', '--overwrite', '--workers', '1'])
 
 
-def test_make_val_pairs_bicubic_x4(tmp_path):
+def test_make_val_pairs_bicubic_x4(tmp_path, capsys):
     src = tmp_path / 'photos'
     src.mkdir()
     cv2.imwrite(str(src / 'rocket.jpg'), cv2.cvtColor(skimage_rgb('rocket')[:103, :130], cv2.COLOR_RGB2BGR))
+    (src / 'truncated.jpg').write_bytes(open(src / 'rocket.jpg', 'rb').read()[:300])
     gt, lq = str(tmp_path / 'gt'), str(tmp_path / 'lq_x4')
     make_val_pairs.main(['--input', str(src), '--gt', gt, '--lq', lq, '--scale', '4', '--max_size', '96',
                          '--workers', '1'])
+    assert 'truncated.jpg' in capsys.readouterr().err and sorted(os.listdir(gt)) == ['rocket.png']
     assert cv2.imread(osp.join(gt, 'rocket.png')).shape == (96, 96, 3)
     assert cv2.imread(osp.join(lq, 'rocket.png')).shape == (24, 24, 3)
 

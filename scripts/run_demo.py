@@ -61,8 +61,8 @@ BUDGETS = {
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--workdir', default=osp.join(REPO_ROOT, 'results', 'demo'),
-                        help='where data, experiment and pictures go (default: <repository>/results/demo)')
+    parser.add_argument('--workdir', help='where data, experiments and pictures go (default: <repository>/results/demo, '
+                                          'with --minimal results/demo_minimal)')
     parser.add_argument('--minimal', action='store_true', help='smoke-test budget: tiny images, 4 iterations')
     parser.add_argument('--total_iter', '--iters', type=int,
                         help='A-ESRGAN iterations (default: 300; minimal: 4)')
@@ -79,7 +79,8 @@ def parse_args(argv=None):
             args.budget[key] = getattr(args, key)
     if args.budget['total_iter'] < 1 or args.budget['esrnet_iter'] < 0:
         parser.error('--total_iter must be >= 1 and --esrnet_iter >= 0')
-    args.workdir = osp.abspath(args.workdir)
+    # a separate default folder per budget: resuming a run with other network sizes would fail
+    args.workdir = osp.abspath(args.workdir or osp.join(REPO_ROOT, 'results', 'demo_minimal' if args.minimal else 'demo'))
     return args
 
 

@@ -5,6 +5,7 @@ import os.path as osp
 from torch.utils import data
 
 from basicsr.utils import FileClient
+from ext.data.lmdb_keys import parse_meta_info_line
 from ext.data.ref_sr_util import fit_reference, lq_pair, mod_crop, random_flip_rot, read_rgb, to_tensor
 from ext.registry import register
 
@@ -25,7 +26,7 @@ def lmdb_keys(lmdb_path):
         raise FileNotFoundError(f'{meta} not found: {lmdb_path!r} is not a BasicSR LMDB '
                                 f'(write it with scripts/prepare_cufed.py)')
     with open(meta, encoding='utf-8') as handle:
-        return [line.strip().rsplit(' ', 2)[0].rsplit('.', 1)[0] for line in handle if line.strip()]
+        return [parse_meta_info_line(line)[0] for line in handle if line.strip()]
 
 
 @register()

@@ -311,19 +311,10 @@ class RealESRGANDataSynthesisMixin:
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         was_training = self.is_train
         self.is_train = False  # validate on the dataset's own lq, never on synthesized data
-        # Validation leaves the random streams as it found them (a DataLoader draws a seed from torch's
-        # generator per epoch), so training continues identically with or without it, and after a resume.
-        rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-               torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-        try:
+        try:  # (ext.compat keeps the training random streams untouched around every validation)
             self._validate(dataloader, current_iter, tb_logger, save_img)
         finally:
             self.is_train = was_training
-            random.setstate(rng[0])
-            np.random.set_state(rng[1])
-            torch.set_rng_state(rng[2])
-            if rng[3] is not None:
-                torch.cuda.set_rng_state_all(rng[3])
 
     def _save_path(self, img_name, dataset_name, current_iter):
         folder = self.opt['path']['visualization']

@@ -2,9 +2,7 @@
 against saturated (white) outputs, and PSNR/SSIM inside and outside the box at validation."""
 import inspect
 import os.path as osp
-import random
 
-import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -197,30 +195,10 @@ class TTSRInpaintModel(TTSRModel):
         if self.saturation_guard is not None and 'saturation_streak' in state:
             self.saturation_guard.streak = int(state['saturation_streak'])
 
-    def test(self):
-        # The bare network, not the DDP wrapper: DDP's forward broadcasts TTSRNet's buffers, a collective
-        # that hangs or fails while only rank 0 validates (e.g. the final validation after training).
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
-        was_training = net.training
-        net.eval()
-        with torch.no_grad():
-            self.output = net(self.lq, self.ref, self.lq_up, self.ref_down_up)
-        net.train(was_training)
-
     # --- validation: BasicSR's loop, with the mask passed to the metrics and the saturation check ----
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # A DataLoader draws its seed from torch's generator: keep the training streams untouched so
-        # a run continues identically with or without validation (and after a resume).
-        rng = (random.getstate(), np.random.get_state(), torch.get_rng_state(),
-               torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None)
-        try:
-            self._validate(dataloader, current_iter, tb_logger, save_img)
-        finally:
-            random.setstate(rng[0])
-            np.random.set_state(rng[1])
-            torch.set_rng_state(rng[2])
-            if rng[3] is not None:
-                torch.cuda.set_rng_state_all(rng[3])
+        # (ext.compat keeps the training random streams untouched around every validation)
+        self._validate(dataloader, current_iter, tb_logger, save_img)
 
     def _image_path(self, img_name, dataset_name, current_iter):
         folder = self.opt['path']['visualization']

@@ -187,7 +187,9 @@ class TTSRModel(SRGANModel):
             self.model_ema(decay=self.ema_decay)
 
     def test(self):
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        # The bare network: under DDP the wrapper's forward broadcasts buffers, a collective that rank 0
+        # would run alone during validation.
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
         was_training = net.training
         net.eval()
         with torch.no_grad():

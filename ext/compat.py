@@ -9,6 +9,7 @@ order on resume. Each fix below is small, named after what it fixes, and has a t
 Importing this module applies the import shim; :func:`apply` (called by ``import ext``)
 applies the rest. Both are idempotent.
 """
+import inspect
 import os
 import random
 import re
@@ -45,6 +46,7 @@ import basicsr.train  # noqa: E402
 import basicsr.test  # noqa: E402
 from basicsr.archs import vgg_arch  # noqa: E402
 from basicsr.data.data_sampler import EnlargedSampler  # noqa: E402
+from basicsr.losses.basic_loss import PerceptualLoss  # noqa: E402
 from basicsr.models import base_model, realesrgan_model, realesrnet_model  # noqa: E402
 from basicsr.utils import dist_util, img_process_util, options  # noqa: E402
 from basicsr.utils.misc import check_resume  # noqa: E402
@@ -102,6 +104,8 @@ def _get_optimizer_from_torch(self, optim_type, params, lr, **kwargs):
     optimizer_class = getattr(torch.optim, optim_type, None)
     if not (isinstance(optimizer_class, type) and issubclass(optimizer_class, torch.optim.Optimizer)):
         raise NotImplementedError(f"optimizer '{optim_type}' is not a torch.optim optimizer")
+    if 'betas' in kwargs:  # YAML's `betas: [0, 0.9]` gives ints, which torch rejects next to floats
+        kwargs['betas'] = tuple(float(beta) for beta in kwargs['betas'])
     return optimizer_class(params, lr, **kwargs)
 
 
@@ -114,6 +118,17 @@ def _filter2d_any_memory_format(img, kernel):
 def _vgg_init_offline(self, layer_name_list, vgg_type='vgg19', *args, **kwargs):
     vgg_arch.VGG_PRETRAIN_PATH = find_vgg_weights(vgg_type)  # raises with instructions when absent
     ORIGINALS['VGGFeatureExtractor.__init__'](self, layer_name_list, vgg_type, *args, **kwargs)
+
+
+# --- 5b. PerceptualLoss(criterion='l2') calls the non-existent torch.nn.L2loss --------------
+def _perceptual_loss_init_with_l2(self, *args, **kwargs):
+    signature = inspect.signature(ORIGINALS['PerceptualLoss.__init__']).bind(self, *args, **kwargs)
+    signature.apply_defaults()
+    if signature.arguments['criterion'] != 'l2':
+        return ORIGINALS['PerceptualLoss.__init__'](*signature.args, **signature.kwargs)
+    signature.arguments['criterion'] = 'l1'
+    ORIGINALS['PerceptualLoss.__init__'](*signature.args, **signature.kwargs)
+    self.criterion_type, self.criterion = 'l2', torch.nn.MSELoss()
 
 
 # --- 6. checkpoints written atomically (a kill mid-write used to leave a torn newest file) ----
@@ -357,6 +372,7 @@ def apply():
     _replace(img_process_util, 'filter2D', _filter2d_any_memory_format)
     realesrgan_model.filter2D = realesrnet_model.filter2D = _filter2d_any_memory_format  # imported by name
     _replace(vgg_arch.VGGFeatureExtractor, '__init__', _vgg_init_offline)
+    _replace(PerceptualLoss, '__init__', _perceptual_loss_init_with_l2)
     _replace(base_model.BaseModel, 'save_network', _save_network_atomically)
     _replace(base_model.BaseModel, 'load_network', _load_network_any_format)
     _replace(base_model.BaseModel, 'save_training_state', _save_training_state_resumable)

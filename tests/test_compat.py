@@ -85,6 +85,8 @@ def test_get_optimizer_accepts_any_torch_optimizer():
     with pytest.raises(NotImplementedError):
         compat.ORIGINALS['BaseModel.get_optimizer'](model, 'AdamW', params, 1e-3)
     assert isinstance(model.get_optimizer('AdamW', params, 1e-3, weight_decay=0.01), torch.optim.AdamW)
+    adam = model.get_optimizer('Adam', torch.nn.Linear(2, 2).parameters(), 1e-4, betas=[0, 0.9])  # YAML ints
+    assert adam.defaults['betas'] == (0.0, 0.9)
     with pytest.raises(NotImplementedError, match='Adamm'):
         model.get_optimizer('Adamm', params, 1e-3)
 
@@ -274,3 +276,16 @@ def test_networks_load_from_safetensors_and_pth(tmp_path):
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), net.state_dict().values()))
     save_network_file({'params': net.state_dict()}, str(tmp_path / 'plain.pth'))
     model.load_network(fresh, str(tmp_path / 'plain.pth'), strict=True, param_key='params_ema')  # falls back
+
+
+def test_perceptual_loss_accepts_criterion_l2(vgg19_env):
+    from basicsr.losses.basic_loss import PerceptualLoss
+    with pytest.raises(AttributeError, match='L2loss'):
+        compat.ORIGINALS['PerceptualLoss.__init__'](PerceptualLoss.__new__(PerceptualLoss), {'conv1_2': 1.0},
+                                                    criterion='l2')
+    loss = PerceptualLoss({'conv1_2': 1.0}, criterion='l2', perceptual_weight=1.0, style_weight=0)
+    x, y = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    features_x, features_y = loss.vgg(x), loss.vgg(y)
+    expected = torch.nn.functional.mse_loss(features_x['conv1_2'], features_y['conv1_2'])
+    assert torch.allclose(loss(x, y)[0], expected)
+    assert isinstance(PerceptualLoss({'conv1_2': 1.0}).criterion, torch.nn.L1Loss)

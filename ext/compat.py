@@ -133,7 +133,7 @@ def _perceptual_loss_init_with_l2(self, *args, **kwargs):
 
 # --- 6. checkpoints written atomically (a kill mid-write used to leave a torn newest file) ----
 def _save_with_retry(obj, path, what, writer=None):
-    for attempt in range(3):
+    for _ in range(3):
         try:
             (writer or atomic_torch_save)(obj, path)
             return

@@ -362,4 +362,4 @@ def main_guard(function):
         return function()
     except (OptionError, pretrained.PretrainedWeightsNotFound) as error:
         print(f'error: {error}', file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None

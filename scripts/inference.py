@@ -473,7 +473,7 @@ def _run(args):
             finish(*pending_write)
     tqdm.write(f'{len(written)} written to {args.output} in {time.time() - start:.1f}s'
                + (f', {len(failures)} failed:' if failures else ''), file=sys.stderr)
-    for path, message in failures:
+    for _, message in failures:
         tqdm.write(f'  {message}', file=sys.stderr)
     return 1 if failures else 0
 

@@ -10,14 +10,6 @@ from ext.archs.ttsr_net_arch import TTSRNet
 from ext.registry import MODELS
 
 
-@pytest.fixture(autouse=True)
-def native_cpu_kernels():
-    """oneDNN generates kernels per new shape (seconds in a tiny test); the native kernels do not."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = previous
-
 TINY = dict(mid_channels=8, num_blocks=(1, 1, 1, 1), load_pretrained_vgg=False)
 
 

@@ -15,14 +15,6 @@ from ext.archs.ttsr_net_arch import TTSRNet
 from tests.helpers import REPO_ROOT
 
 
-@pytest.fixture(autouse=True)
-def native_cpu_kernels():
-    """oneDNN generates kernels per new shape (seconds in a tiny test); the native kernels do not."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = previous
-
 NUM_BLOCKS = (1, 2, 1, 1)
 # TTSRNet (= MMagic generator) prefix -> original MainNet prefix, one row per table entry.
 MMAGIC_TO_ORIGINAL = [

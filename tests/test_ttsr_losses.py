@@ -10,15 +10,6 @@ from ext.losses.ttsr_perceptual_loss import TTSRPerceptualLoss
 from ext.losses.ttsr_transferal_perceptual_loss import TransferalPerceptualLoss
 
 
-@pytest.fixture(autouse=True)
-def native_cpu_kernels():
-    """oneDNN generates kernels per new shape (seconds in a tiny test); the native kernels do not."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = previous
-
-
 def levels(seed):
     generator = torch.Generator().manual_seed(seed)
     return [torch.randn(2, c, s, s, generator=generator) for c, s in ((16, 4), (8, 8), (4, 16))]

@@ -1,20 +1,10 @@
 """TTSRModel step logic in-process: MMagic's order (G then D, vanilla GAN), warm-up, LTE group, mask."""
 import copy
 
-import pytest
 import torch
 
 import ext  # noqa: F401
 from ext.models.ttsr_model import TTSRModel
-
-
-@pytest.fixture(autouse=True)
-def native_cpu_kernels():
-    """oneDNN generates kernels per new shape (seconds in a tiny test); the native kernels do not."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = False
-    yield
-    torch.backends.mkldnn.enabled = previous
 
 
 def model_options(**train):

@@ -180,14 +180,14 @@ def search_transfer_chunked(query, key, values, chunk_size=None, key_chunk_size=
         k_index = ((chosen // wr) * (wr + 2) + chosen % wr).unsqueeze(-1) + key_offsets
         key_patches = _gather_patches(key_flat, k_index.flatten(1), 3)
         soft_chunks.append((_normalize_columns(query_patches) * _normalize_columns(key_patches)).sum(1))
-        for value_flat, padded_width, canvas, canvas_width, k, s, p in outputs:
+        for value_flat, padded_width, canvas, canvas_width, k, s, _ in outputs:
             src = _patch_pixel_index(chosen, wr, k, s, padded_width)  # [N, Q*k*k]
             dst = _patch_pixel_index(positions, w, k, s, canvas_width)  # [Q*k*k]
             gathered = torch.gather(value_flat, 2, src.unsqueeze(1).expand(-1, value_flat.size(1), -1))
             canvas.index_add_(2, dst, gathered)  # in place: one canvas per level, whatever the chunk count
     soft = torch.cat(soft_chunks, dim=1).view(n, 1, h, w)
     textures = []
-    for value_flat, _, canvas, canvas_width, k, s, p in outputs:
+    for _, _, canvas, canvas_width, _, s, p in outputs:
         canvas = canvas.view(n, canvas.size(1), -1, canvas_width)[:, :, p:p + h * s, p:p + w * s]
         textures.append(canvas / 9.)
     return soft, textures

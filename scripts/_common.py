@@ -139,12 +139,11 @@ def write_image(path, image, png_compression=None):
 
 
 def _pool_context():
-    # fork is cheapest, but forking a process that already runs torch's thread pools can deadlock
-    # (e.g. a script's main() called from a test or a notebook); use spawn there.
+    # Never plain fork: forking a process whose OpenCV/OpenMP/torch thread pools are running can deadlock
+    # the children (e.g. a benchmark or test that already ran a step in-process). forkserver forks from a
+    # clean single-threaded server, so workers start fast and safe; spawn where it does not exist.
     methods = multiprocessing.get_all_start_methods()
-    if 'fork' in methods and 'torch' not in sys.modules:
-        return multiprocessing.get_context('fork')
-    return multiprocessing.get_context('spawn')
+    return multiprocessing.get_context('forkserver' if 'forkserver' in methods else 'spawn')
 
 
 def _init_worker():

@@ -30,6 +30,7 @@ from basicsr.data.degradations import random_add_gaussian_noise_pt, random_add_p
 from basicsr.data.transforms import paired_random_crop
 from basicsr.metrics import calculate_metric
 from basicsr.utils import DiffJPEG, USMSharp, img_process_util, tensor2img
+from ext.models.validation_util import validation_image_path
 from ext.options import PRETRAINED_SOURCES, OptionError
 from ext.utils.atomic_io import atomic_write_bytes
 from ext.utils.pretrained import PretrainedWeightsNotFound
@@ -316,13 +317,6 @@ class RealESRGANDataSynthesisMixin:
         finally:
             self.is_train = was_training
 
-    def _save_path(self, img_name, dataset_name, current_iter):
-        folder = self.opt['path']['visualization']
-        if self.opt['is_train']:
-            return osp.join(folder, img_name, f'{img_name}_{current_iter}.png')
-        suffix = self.opt['val'].get('suffix') or self.opt['name']
-        return osp.join(folder, dataset_name, f'{img_name}_{suffix}.png')
-
     def _validate(self, dataloader, current_iter, tb_logger, save_img):
         dataset_name = dataloader.dataset.opt['name']
         metrics = self.opt['val'].get('metrics')
@@ -343,7 +337,7 @@ class RealESRGANDataSynthesisMixin:
                 del self.gt
             del self.lq, self.output
             if save_img:
-                path = self._save_path(img_name, dataset_name, current_iter)
+                path = validation_image_path(self.opt, img_name, dataset_name, current_iter)
                 os.makedirs(osp.dirname(path), exist_ok=True)
                 _write_png(path, metric_data['img'])
                 _write_png(f'{osp.splitext(path)[0]}_grid.png', side_by_side(lq, output, gt))

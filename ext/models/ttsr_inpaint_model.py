@@ -12,6 +12,7 @@ from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from ext.models.ttsr_model import TTSRModel
+from ext.models.validation_util import validation_image_path
 from ext.options import OptionError
 from ext.registry import register
 
@@ -200,13 +201,6 @@ class TTSRInpaintModel(TTSRModel):
         # (ext.compat keeps the training random streams untouched around every validation)
         self._validate(dataloader, current_iter, tb_logger, save_img)
 
-    def _image_path(self, img_name, dataset_name, current_iter):
-        folder = self.opt['path']['visualization']
-        if self.opt['is_train']:
-            return osp.join(folder, img_name, f'{img_name}_{current_iter}.png')
-        suffix = self.opt['val'].get('suffix') or self.opt['name']
-        return osp.join(folder, dataset_name, f'{img_name}_{suffix}.png')
-
     def _validate(self, dataloader, current_iter, tb_logger, save_img):
         dataset_name = dataloader.dataset.opt['name']
         metrics_opt = self.opt['val'].get('metrics')
@@ -230,7 +224,7 @@ class TTSRInpaintModel(TTSRModel):
                 if mask is not None:
                     metric_data['mask'] = mask[i, 0].numpy()
                 if save_img:
-                    imwrite(metric_data['img'], self._image_path(img_name, dataset_name, current_iter))
+                    imwrite(metric_data['img'], validation_image_path(self.opt, img_name, dataset_name, current_iter))
                 for name, metric_opt in (metrics_opt or {}).items():
                     self.metric_results[name] += calculate_metric(metric_data, metric_opt)
                 frac = saturated_fraction(output[i:i + 1], tolerance)

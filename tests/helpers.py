@@ -2,6 +2,7 @@
 import copy
 import os
 import os.path as osp
+import re
 import subprocess
 import sys
 
@@ -130,3 +131,18 @@ def base_train_options(name, workdir, train_gt, train_lq, val_gt=None, val_lq=No
         opt['val'] = {'val_freq': 2, 'save_img': False,
                       'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 4, 'test_y_channel': False}}}
     return opt
+
+
+def read_logs(folder):
+    """The text of every BasicSR ``*.log`` file in ``folder`` (a run's or a test's), in name order."""
+    text = ''
+    for name in sorted(os.listdir(folder)):
+        if name.endswith('.log'):
+            with open(osp.join(folder, name)) as handle:
+                text += handle.read()
+    return text
+
+
+def iteration_logs(log_text):
+    """{iteration: log line} of BasicSR's training log."""
+    return {int(m.group(1)): line for line in log_text.splitlines() if (m := re.search(r'iter:\s*(\d+),', line))}

@@ -13,7 +13,7 @@ from PIL import Image, ImageFilter
 
 from ext.data import inpaint_pairs
 from ext.data.ffhq_inpaint_dataset import FFHQInpaintDataset
-from tests.helpers import REPO_ROOT, run_script, skimage_rgb
+from helpers import REPO_ROOT, run_script, skimage_rgb
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'prepare_ffhq_inpaint.py')
 

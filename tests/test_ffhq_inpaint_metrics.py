@@ -20,7 +20,7 @@ from ext.models.ttsr_inpaint_model import (OutputSaturationError, RegionWeighted
                                            saturated_fraction)
 from ext.options import OptionError, validate_options
 from ext.registry import METRICS
-from tests.helpers import REPO_ROOT, skimage_rgb
+from helpers import REPO_ROOT, skimage_rgb
 
 BOX = (16, 20, 48, 44)  # left, top, right, bottom on 64x64
 

@@ -12,7 +12,8 @@ import pytest
 import torch
 import yaml
 
-from tests.helpers import REPO_ROOT, TEST_PY, experiment_dir, run_script, run_train, skimage_rgb, write_options
+from helpers import (REPO_ROOT, TEST_PY, experiment_dir, iteration_logs, read_logs, run_script, run_train,
+                     skimage_rgb, write_options)
 
 pytestmark = pytest.mark.slow
 
@@ -58,17 +59,8 @@ def tiny(opt, name, workdir, faces, total_iter):
     return opt
 
 
-def read_logs(exp_dir):
-    text = ''
-    for name in sorted(os.listdir(exp_dir)):
-        if name.endswith('.log'):
-            with open(osp.join(exp_dir, name)) as handle:
-                text += handle.read()
-    return text
 
 
-def iteration_logs(text):
-    return {int(m.group(1)): line for line in text.splitlines() if (m := re.search(r'iter:\s*(\d+),', line))}
 
 
 def metric_values(text, name):

@@ -14,7 +14,7 @@ import ext  # noqa: F401  (BasicSR 1.4.2 imports only after ext.compat)
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.archs.srvgg_arch import SRVGGNetCompact
 from basicsr.utils.registry import ARCH_REGISTRY
-from tests.helpers import REPO_ROOT, run_script, skimage_rgb, write_options
+from helpers import REPO_ROOT, run_script, skimage_rgb, write_options
 
 INFERENCE_PY = osp.join(REPO_ROOT, 'scripts', 'inference.py')
 
@@ -260,7 +260,7 @@ def test_ttsr_from_its_yaml_with_a_reference_and_tiles(tmp_path):
 
 def test_checkpoint_written_by_training_runs_through_inference(tmp_path):
     """ext/train.py writes net_g_latest.pth; inference rebuilds its generator from the same YAML."""
-    from tests.helpers import base_train_options, run_train, write_paired_folders
+    from helpers import base_train_options, run_train, write_paired_folders
     gt, lq = write_paired_folders(str(tmp_path / 'data'), count=2, gt_size=64)
     opt = base_train_options('infer_e2e', str(tmp_path), gt, lq, total_iter=2)
     opt['train']['ema_decay'] = 0.9  # the checkpoint then holds params and params_ema

@@ -7,7 +7,7 @@ from torch import nn
 
 from ext.utils.tiled_inference import (TiledUpscaler, TileOutOfMemoryError, plan_tiles, reflect_indices,
                                        upscale_image)
-from tests.helpers import skimage_rgb
+from helpers import skimage_rgb
 
 
 class ConvShuffleNet(nn.Module):

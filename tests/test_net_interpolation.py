@@ -8,7 +8,7 @@ import torch
 import ext  # noqa: F401  (BasicSR 1.4.2 imports only after ext.compat)
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from ext.utils.checkpoint import load_into_network, load_network_file, read_checkpoint
-from tests.helpers import REPO_ROOT, run_script
+from helpers import REPO_ROOT, run_script
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'net_interpolation.py')
 _spec = importlib.util.spec_from_file_location('net_interpolation_script', SCRIPT)

@@ -12,7 +12,7 @@ import torch
 
 from ext.archs.ttsr_disc_arch import TTSRDiscriminator
 from ext.archs.ttsr_net_arch import TTSRNet
-from tests.helpers import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 NUM_BLOCKS = (1, 2, 1, 1)

@@ -11,7 +11,7 @@ import ext  # noqa: F401
 from ext.data.cufed5_dataset import CUFED5Dataset
 from ext.data.ref_cufed_dataset import RefCUFEDDataset
 from ext.data.ref_sr_util import down_up, lq_pair
-from tests.helpers import REPO_ROOT, run_script, skimage_rgb
+from helpers import REPO_ROOT, run_script, skimage_rgb
 
 GT = 32
 REF_SIZES = [(32, 32), (20, 28), (40, 36)]  # equal, smaller (padded), larger (cropped)

@@ -7,7 +7,7 @@ import yaml
 
 import ext  # noqa: F401
 from ext.options import validate_options
-from tests.helpers import REPO_ROOT
+from helpers import REPO_ROOT
 
 
 def load(name):

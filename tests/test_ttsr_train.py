@@ -11,7 +11,8 @@ import torch
 
 import yaml
 
-from tests.helpers import REPO_ROOT, TEST_PY, experiment_dir, run_script, run_train, skimage_rgb, write_options
+from helpers import (REPO_ROOT, TEST_PY, experiment_dir, iteration_logs, read_logs, run_script, run_train,
+                     skimage_rgb, write_options)
 
 pytestmark = pytest.mark.slow
 
@@ -73,18 +74,8 @@ def ttsr_options(name, workdir, root, total_iter):
     }
 
 
-def iteration_logs(log_text):
-    """{iteration: log line} of BasicSR's training log."""
-    return {int(m.group(1)): line for line in log_text.splitlines() if (m := re.search(r'iter:\s*(\d+),', line))}
 
 
-def read_logs(exp_dir):
-    text = ''
-    for name in sorted(os.listdir(exp_dir)):
-        if name.endswith('.log'):
-            with open(osp.join(exp_dir, name)) as handle:
-                text += handle.read()
-    return text
 
 
 def test_all_losses_warmup_survives_resume(data_root, tmp_path, vgg19_env, vgg19_weights):

@@ -69,6 +69,8 @@ def subprocess_env(extra=None):
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     env.setdefault('OMP_NUM_THREADS', '2')
+    if env.get('TESTS_ALLOW_GPU') != '1':  # CPU-only suite: the same numbers (and gloo DDP) on every machine
+        env['CUDA_VISIBLE_DEVICES'] = ''
     env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
     env.update(extra or {})
     return env

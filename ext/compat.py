@@ -9,6 +9,7 @@ order on resume. Each fix below is small, named after what it fixes, and has a t
 Importing this module applies the import shim; :func:`apply` (called by ``import ext``)
 applies the rest. Both are idempotent.
 """
+import hashlib
 import inspect
 import os
 import random
@@ -170,7 +171,8 @@ def _load_network_any_format(self, net, load_path, strict=True, param_key='param
 # The .state now also holds every rank's RNG states, the loader length and a model's own extra
 # state (e.g. a training-pair queue) if it defines extra_training_state()/load_extra_training_state().
 # On resume the sampler skips the batches already consumed in that epoch and restores the RNG
-# states right before the first batch is drawn, which is where the killed run saved them.
+# states right before the first batch is drawn, which is where the killed run saved them. Training
+# samples draw their augmentations from a seed per draw, so runs with loader workers resume exactly too.
 def _rng_state():
     kind, key, pos, has_gauss, cached = np.random.get_state()
     state = {'python': random.getstate(),
@@ -246,28 +248,83 @@ def _resume_training_with_extra(self, resume_state):
         self.load_extra_training_state(resume_state['extra'])
 
 
+def sample_seed(seed, rank, epoch, position):
+    """The seed of one draw of the training set: a hash of where it stands in the run."""
+    digest = hashlib.blake2b(f'{seed}:{rank}:{epoch}:{position}'.encode(), digest_size=8).digest()
+    return int.from_bytes(digest, 'little') % 2**32
+
+
+class PerSampleSeededDataset(torch.utils.data.Dataset):
+    """A training set whose samples take their augmentation randomness from a seed per draw.
+
+    The sampler hands out ``(index, seed)`` pairs; ``random``, ``numpy`` and torch's CPU generator
+    are seeded for that sample and given back unchanged to the caller. Augmentations are then a
+    function of (manual_seed, rank, epoch, position) whatever the number of loader workers, so a run
+    resumed in the middle of an epoch draws exactly the samples the killed run would have drawn.
+    Plain integer indices read the wrapped dataset as they are.
+    """
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def __len__(self):
+        return len(self.dataset)
+
+    def __getattr__(self, name):  # the wrapped dataset's attributes (opt, paths, ...)
+        if name == 'dataset':  # not set yet while unpickling in a worker
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __getitem__(self, item):
+        if not isinstance(item, tuple):
+            return self.dataset[item]
+        index, seed = item
+        saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.random.default_generator.manual_seed(seed)
+        try:
+            return self.dataset[index]
+        finally:
+            random.setstate(saved[0])
+            np.random.set_state(saved[1])
+            torch.set_rng_state(saved[2])
+
+
+def _build_dataset_seeded_for_training(dataset_opt):
+    dataset = ORIGINALS['basicsr.train.build_dataset'](dataset_opt)
+    return PerSampleSeededDataset(dataset) if dataset_opt.get('phase') == 'train' else dataset
+
+
 class ResumableEnlargedSampler(EnlargedSampler):
-    """EnlargedSampler that can continue an epoch in the middle, at the sample a run stopped."""
+    """EnlargedSampler that can continue an epoch in the middle, at the sample a run stopped, and
+    that hands a :class:`PerSampleSeededDataset` ``(index, seed)`` pairs once ``seed`` is set."""
 
     _resume_point = None  # (epoch, samples to skip, callback run before the first sample)
+    seed = None
 
     def resume_within_epoch(self, epoch, skip_samples, on_first_sample=None):
         self._resume_point = (epoch, skip_samples, on_first_sample)
 
     def __iter__(self):
-        indices = list(super().__iter__())
+        items = list(super().__iter__())
+        if self.seed is not None:
+            items = [(index, sample_seed(self.seed, self.rank, self.epoch, position))
+                     for position, index in enumerate(items)]
         if self._resume_point is not None and self._resume_point[0] == self.epoch:
             _, skip, on_first_sample = self._resume_point
             self._resume_point = None
-            indices = indices[skip:]
+            items = items[skip:]
             if on_first_sample is not None:
                 on_first_sample()
-        yield from indices
+        yield from items
 
 
 def _create_dataloaders_resumable(opt, logger):
     result = ORIGINALS['basicsr.train.create_train_val_dataloader'](opt, logger)
     train_loader, train_sampler = result[0], result[1]
+    if isinstance(train_sampler.dataset, PerSampleSeededDataset):
+        train_sampler.seed = opt['manual_seed']
     PROGRESS.iters_per_epoch, PROGRESS.batch_size = len(train_loader), train_loader.batch_size
     state, PROGRESS.pending_resume = PROGRESS.pending_resume, None
     if state is None:
@@ -379,5 +436,6 @@ def apply():
     _replace(base_model.BaseModel, 'resume_training', _resume_training_with_extra)
     _replace(base_model.BaseModel, 'validation', _validation_keeping_random_states)
     _replace(basicsr.train, 'EnlargedSampler', ResumableEnlargedSampler)
+    _replace(basicsr.train, 'build_dataset', _build_dataset_seeded_for_training)
     _replace(basicsr.train, 'create_train_val_dataloader', _create_dataloaders_resumable)
     _replace(basicsr.train, 'load_resume_state', load_resume_state)

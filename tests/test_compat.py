@@ -289,3 +289,32 @@ def test_perceptual_loss_accepts_criterion_l2(vgg19_env):
     expected = torch.nn.functional.mse_loss(features_x['conv1_2'], features_y['conv1_2'])
     assert torch.allclose(loss(x, y)[0], expected)
     assert isinstance(PerceptualLoss({'conv1_2': 1.0}).criterion, torch.nn.L1Loss)
+
+
+def test_per_sample_seeds_make_augmentation_independent_of_the_caller_streams():
+    import random
+
+    class RandomCrop(torch.utils.data.Dataset):
+        def __len__(self):
+            return 4
+
+        def __getitem__(self, index):
+            return index, random.random(), float(torch.rand(1))
+
+    dataset = compat.PerSampleSeededDataset(RandomCrop())
+    torch.manual_seed(123)
+    random.seed(123)
+    before = torch.get_rng_state(), random.getstate()
+    first = dataset[(2, 77)]
+    assert torch.equal(torch.get_rng_state(), before[0]) and random.getstate() == before[1]  # untouched
+    random.random(), torch.rand(3)  # the caller's streams moving on change nothing for the sample
+    assert dataset[(2, 77)] == first and dataset[(2, 78)] != first
+    assert dataset[2][0] == 2  # plain indices read the dataset as it is
+    sampler = compat.ResumableEnlargedSampler(dataset, num_replicas=1, rank=0, ratio=2)
+    sampler.seed = 5
+    sampler.set_epoch(1)
+    drawn = list(sampler)
+    assert len(drawn) == 8 and len({seed for _, seed in drawn}) == 8  # a different seed per draw
+    assert drawn[3][1] == compat.sample_seed(5, 0, 1, 3)
+    sampler.resume_within_epoch(1, 6)
+    assert list(sampler) == drawn[6:]  # resumed draws keep their seeds

@@ -130,8 +130,9 @@ def uninterrupted(photos, tmp_path_factory):
     return load(osp.join(models, 'net_g_latest.pth')), load(osp.join(models, 'net_d_latest.pth'))
 
 
-def _killed_then_resumed(photos, workdir, fault_args, name):
+def _killed_then_resumed(photos, workdir, fault_args, name, workers=0):
     opt = resume_options(name, workdir, photos)
+    opt['datasets']['train']['num_worker_per_gpu'] = workers
     yml = write_options(osp.join(workdir, f'{name}.yml'), opt)
     killed = run_script([FAULT_DRIVER, *fault_args, '-opt', yml, '--auto_resume'], cwd=workdir, check=False)
     assert killed.returncode == -9, killed.stderr[-3000:]
@@ -142,10 +143,13 @@ def _killed_then_resumed(photos, workdir, fault_args, name):
             load(osp.join(models, 'net_d_latest.pth')), opt)
 
 
-@pytest.mark.parametrize('fault, resumed_at', [(('--kill-after-state', '6'), 6), (('--kill-in-state-write', '6'), 3)],
-                         ids=['sigkill-after-checkpoint', 'sigkill-during-checkpoint-write'])
-def test_sigkill_then_auto_resume_equals_an_uninterrupted_run(photos, tmp_path, uninterrupted, fault, resumed_at):
-    log, net_g, net_d, opt = _killed_then_resumed(photos, str(tmp_path), fault, 'killed')
+@pytest.mark.parametrize('fault, resumed_at, workers', [
+    (('--kill-after-state', '6'), 6, 0), (('--kill-in-state-write', '6'), 3, 0), (('--kill-after-state', '6'), 6, 2)],
+    ids=['sigkill-after-checkpoint', 'sigkill-during-checkpoint-write', 'sigkill-with-2-loader-workers'])
+def test_sigkill_then_auto_resume_equals_an_uninterrupted_run(photos, tmp_path, uninterrupted, fault, resumed_at,
+                                                              workers):
+    """Bitwise the same weights; loader workers only change where samples are made, not what they are."""
+    log, net_g, net_d, opt = _killed_then_resumed(photos, str(tmp_path), fault, 'killed', workers=workers)
     assert f'Resuming training from epoch: {resumed_at // 4}, iter: {resumed_at}' in log
     states = os.listdir(osp.join(opt['path']['experiments_root'], 'training_states'))
     assert all(not s.startswith('6.state') or s == '6.state' for s in states if not s.startswith('.'))

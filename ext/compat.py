@@ -48,7 +48,7 @@ import basicsr.test  # noqa: E402
 from basicsr.archs import vgg_arch  # noqa: E402
 from basicsr.data.data_sampler import EnlargedSampler  # noqa: E402
 from basicsr.losses.basic_loss import PerceptualLoss  # noqa: E402
-from basicsr.models import base_model, realesrgan_model, realesrnet_model  # noqa: E402
+from basicsr.models import base_model, realesrgan_model, realesrnet_model, sr_model  # noqa: E402
 from basicsr.utils import dist_util, img_process_util, options  # noqa: E402
 from basicsr.utils.misc import check_resume  # noqa: E402
 
@@ -240,6 +240,17 @@ def _validation_keeping_random_states(self, *args, **kwargs):
         return ORIGINALS['BaseModel.validation'](self, *args, **kwargs)
     finally:
         _set_rng_state(saved)
+
+
+def _test_on_the_bare_network(self):
+    """SRModel.test on the bare generator: under DDP the wrapper's forward broadcasts buffers (BatchNorm
+    statistics, ...), a collective that rank 0 would run alone during validation and hang on."""
+    wrapped = self.net_g
+    self.net_g = self.get_bare_model(wrapped)
+    try:
+        return ORIGINALS['SRModel.test'](self)
+    finally:
+        self.net_g = wrapped
 
 
 def _resume_training_with_extra(self, resume_state):
@@ -435,6 +446,7 @@ def apply():
     _replace(base_model.BaseModel, 'save_training_state', _save_training_state_resumable)
     _replace(base_model.BaseModel, 'resume_training', _resume_training_with_extra)
     _replace(base_model.BaseModel, 'validation', _validation_keeping_random_states)
+    _replace(sr_model.SRModel, 'test', _test_on_the_bare_network)
     _replace(basicsr.train, 'EnlargedSampler', ResumableEnlargedSampler)
     _replace(basicsr.train, 'build_dataset', _build_dataset_seeded_for_training)
     _replace(basicsr.train, 'create_train_val_dataloader', _create_dataloaders_resumable)

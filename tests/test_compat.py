@@ -66,8 +66,24 @@ def test_distributed_init_uses_gloo_without_cuda(monkeypatch):
             compat.ORIGINALS['BaseModel.model_to_device'](model, torch.nn.Linear(2, 2))
         wrapped = model.model_to_device(torch.nn.Linear(2, 2))
         assert isinstance(wrapped, torch.nn.parallel.DistributedDataParallel)
+        _check_validation_forward_skips_the_ddp_wrapper(model)
     finally:
         dist.destroy_process_group()
+
+
+def _check_validation_forward_skips_the_ddp_wrapper(model):
+    """SRModel.test under DDP: BasicSR calls the wrapper, whose forward broadcasts buffers (a collective
+    that hangs when only rank 0 validates); the fix runs the bare network."""
+    from basicsr.models.sr_model import SRModel
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.BatchNorm2d(3))
+    model.net_g, model.lq = model.model_to_device(net), torch.rand(1, 3, 8, 8)
+    calls = []
+    model.net_g.register_forward_pre_hook(lambda module, inputs: calls.append('ddp'))
+    compat.ORIGINALS['SRModel.test'](model)
+    assert calls == ['ddp']
+    SRModel.test(model)
+    assert calls == ['ddp'] and model.output.shape == (1, 3, 8, 8)
+    assert isinstance(model.net_g, torch.nn.parallel.DistributedDataParallel) and model.net_g.training
 
 
 def test_filter2d_accepts_channels_last_tensors():

@@ -11,6 +11,7 @@ applies the rest. Both are idempotent.
 """
 import hashlib
 import inspect
+import itertools
 import os
 import random
 import re
@@ -54,7 +55,7 @@ from basicsr.utils.misc import check_resume  # noqa: E402
 
 from ext.utils import checkpoint  # noqa: E402
 from ext.utils.atomic_io import atomic_torch_save  # noqa: E402
-from ext.utils.pretrained import find_vgg_weights  # noqa: E402
+from ext.utils.pretrained import PretrainedWeightsNotFound, find_vgg_weights, how_to_obtain_network  # noqa: E402
 
 ORIGINALS = {}
 _applied = False
@@ -157,10 +158,14 @@ def _save_network_atomically(self, net, net_label, current_iter, param_key='para
     _save_with_retry(save_dict, path, f'network {net_label}', writer=checkpoint.save_network_file)
 
 
-# --- 6b. networks load from .pth or .safetensors, never running pickled code -----------------
+# --- 6b. networks load from .pth or .safetensors, never running pickled code; a missing file says
+#         where it comes from (BasicSR: a bare FileNotFoundError from torch.load) ----------------
 def _load_network_any_format(self, net, load_path, strict=True, param_key='params'):
     from basicsr.utils import get_root_logger
     net = self.get_bare_model(net)
+    if not osp.isfile(load_path):
+        raise PretrainedWeightsNotFound(
+            f'pretrained network {load_path!r} not found. {how_to_obtain_network(load_path)}.')
     state_dict = checkpoint.load_network_file(load_path, param_key)
     get_root_logger().info(f'Loading {net.__class__.__name__} model from {load_path}, with param key: [{param_key}].')
     self._print_different_keys_loading(net, state_dict, strict)
@@ -318,17 +323,15 @@ class ResumableEnlargedSampler(EnlargedSampler):
         self._resume_point = (epoch, skip_samples, on_first_sample)
 
     def __iter__(self):
-        items = list(super().__iter__())
-        if self.seed is not None:
-            items = [(index, sample_seed(self.seed, self.rank, self.epoch, position))
-                     for position, index in enumerate(items)]
+        skip, on_first_sample = 0, None
         if self._resume_point is not None and self._resume_point[0] == self.epoch:
             _, skip, on_first_sample = self._resume_point
             self._resume_point = None
-            items = items[skip:]
-            if on_first_sample is not None:
-                on_first_sample()
-        yield from items
+        if on_first_sample is not None:
+            on_first_sample()
+        draws = itertools.islice(enumerate(super().__iter__()), skip, None)  # seeds keep their positions
+        for position, index in draws:
+            yield index if self.seed is None else (index, sample_seed(self.seed, self.rank, self.epoch, position))
 
 
 def _create_dataloaders_resumable(opt, logger):
@@ -380,14 +383,18 @@ def _incomplete_networks(opt, iteration):
     return missing
 
 
+def saved_state_iterations(opt):
+    """Iterations of the ``<iter>.state`` files in the run's ``training_states``, newest first (none read)."""
+    state_dir = opt['path']['training_states']
+    if not osp.isdir(state_dir):
+        return []
+    return sorted((int(m.group(1)) for m in map(_STATE_FILE.match, os.listdir(state_dir)) if m), reverse=True)
+
+
 def find_resume_state(opt):
     """Newest readable ``.state`` under ``opt['path']['training_states']`` whose networks exist."""
     state_dir = opt['path']['training_states']
-    if not osp.isdir(state_dir):
-        return None, None
-    iterations = sorted((int(m.group(1)) for m in map(_STATE_FILE.match, os.listdir(state_dir)) if m),
-                        reverse=True)
-    for iteration in iterations:
+    for iteration in saved_state_iterations(opt):
         path = osp.join(state_dir, f'{iteration}.state')
         try:
             state = load_state_file(path)

@@ -48,18 +48,6 @@ PATH_KEYS = frozenset({'resume_state', 'experiments_root', 'results_root', 'mode
                        'visualization', 'ignore_resume_networks', 'vgg_weights'})
 PATH_KEY_PREFIXES = ('pretrain_network_', 'param_key_', 'strict_load_')
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
-# Where well-known pretrained files come from, for the missing-file message.
-PRETRAINED_SOURCES = {
-    'RealESRNet_x4plus.pth': 'train options/train_realesrnet_x4plus.yml first and copy its '
-                             'experiments/<name>/models/net_g_latest.pth here, or download it by hand from the '
-                             'Real-ESRGAN release page (xinntao/Real-ESRGAN, v0.1.0)',
-    'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth': 'download it by hand from the Real-ESRGAN release page '
-                                                 '(xinntao/Real-ESRGAN, v0.1.1) or the BasicSR model zoo',
-    'A_ESRGAN_Multi.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_g_latest.pth), or download it '
-                          'by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
-    'A_ESRGAN_Multi_D.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_d_latest.pth), or download '
-                            'it by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
-}
 
 
 class OptionError(ValueError):
@@ -252,14 +240,13 @@ class _Validator:
     def paths(self):
         path = self.opt.get('path') or {}
         self.unknown_keys('path', path, PATH_KEYS, extra_ok=lambda k: k.startswith(PATH_KEY_PREFIXES))
-        if self.opt.get('is_train', True) and self.opt.get('auto_resume') and compat.find_resume_state(self.opt)[0]:
-            return  # the pretrained networks are replaced by the run's own checkpoints
+        if self.opt.get('is_train', True) and self.opt.get('auto_resume') and compat.saved_state_iterations(self.opt):
+            # the run's own checkpoints replace the pretrained networks (the states are read once, by the resume;
+            # should none be usable, loading a missing pretrained network still fails with its source)
+            return
         for key, value in path.items():
             if key.startswith('pretrain_network_') and value is not None:
-                source = PRETRAINED_SOURCES.get(osp.basename(value))
-                hint = ('. It is a pretrained network: ' + source) if source else (
-                    '. Train the previous stage (its models/net_*_latest.pth) or set the option to ~')
-                self.existing_path(f'path.{key}', value, hint)
+                self.existing_path(f'path.{key}', value, '. ' + pretrained.how_to_obtain_network(value))
         if path.get('resume_state') is not None and not self.opt.get('auto_resume'):
             self.existing_path('path.resume_state', path['resume_state'])
 

@@ -27,14 +27,14 @@ class UnreadableImage(Exception):
     """An input file is missing, truncated or not an image; the message names it."""
 
 
-def load_ext_helper(name):
-    """Import ``ext/data/<name>.py`` as a stand-alone module (it depends on numpy/OpenCV only).
+def load_ext_helper(name, package='data'):
+    """Import ``ext/<package>/<name>.py`` as a stand-alone module (it depends on numpy/OpenCV only).
 
     Importing it through the ``ext`` package would pull in torch and BasicSR (4 s per process).
     """
-    module_name = f'_ext_data_{name}'
+    module_name = f'_ext_{package}_{name}'
     if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, osp.join(REPO_ROOT, 'ext', 'data', f'{name}.py'))
+        spec = importlib.util.spec_from_file_location(module_name, osp.join(REPO_ROOT, 'ext', package, f'{name}.py'))
         module = importlib.util.module_from_spec(spec)
         sys.modules[module_name] = module
         spec.loader.exec_module(module)
@@ -105,18 +105,9 @@ def open_pil(path):
 
 
 def atomic_write_bytes(path, data):
-    """Write ``data`` to a temporary name next to ``path`` and rename it over ``path``."""
-    folder = osp.dirname(osp.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp_path = osp.join(folder, f'.{osp.basename(path)}.{os.getpid()}.tmp')
-    try:
-        with open(tmp_path, 'wb') as handle:
-            handle.write(data)
-        os.replace(tmp_path, path)
-    except BaseException:
-        if osp.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
+    """Write ``data`` to ``path`` atomically (``ext/utils/atomic_io.py``), creating its folder."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    load_ext_helper('atomic_io', package='utils').atomic_write_bytes(path, data)
 
 
 def atomic_write_text(path, text):

@@ -56,5 +56,8 @@ def parse_meta_info_line(line):
 def read_lmdb_keys(lmdb_path):
     """Keys listed in ``<lmdb_path>/meta_info.txt``, in file order."""
     meta_path = os.path.join(lmdb_path, 'meta_info.txt')
+    if not os.path.isfile(meta_path):
+        raise FileNotFoundError(f'{meta_path} not found: {lmdb_path!r} is not a BasicSR LMDB '
+                                f'(write one with scripts/create_lmdb.py or a dataset\'s prepare_*.py script)')
     with open(meta_path, encoding='utf-8') as handle:
         return [parse_meta_info_line(line)[0] for line in handle if line.strip()]

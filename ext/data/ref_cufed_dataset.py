@@ -5,7 +5,7 @@ import os.path as osp
 from torch.utils import data
 
 from basicsr.utils import FileClient
-from ext.data.lmdb_keys import parse_meta_info_line
+from ext.data.lmdb_keys import read_lmdb_keys
 from ext.data.ref_sr_util import fit_reference, lq_pair, mod_crop, random_flip_rot, read_rgb, to_tensor
 from ext.registry import register
 
@@ -17,16 +17,6 @@ def list_images(folder):
         raise FileNotFoundError(f'image folder {folder!r} does not exist')
     return sorted(name for name in os.listdir(folder)
                   if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.'))
-
-
-def lmdb_keys(lmdb_path):
-    """Keys of a BasicSR LMDB from its ``meta_info.txt``."""
-    meta = osp.join(lmdb_path, 'meta_info.txt')
-    if not osp.isfile(meta):
-        raise FileNotFoundError(f'{meta} not found: {lmdb_path!r} is not a BasicSR LMDB '
-                                f'(write it with scripts/prepare_cufed.py)')
-    with open(meta, encoding='utf-8') as handle:
-        return [parse_meta_info_line(line)[0] for line in handle if line.strip()]
 
 
 @register()
@@ -62,8 +52,8 @@ class RefCUFEDDataset(data.Dataset):
         gt_root, ref_root = opt['dataroot_gt'], opt['dataroot_ref']
         if self.io_backend_opt['type'] == 'lmdb':
             self.io_backend_opt.update(db_paths=[gt_root, ref_root], client_keys=['gt', 'ref'])
-            self.gt_paths = lmdb_keys(gt_root)
-            ref_keys = set(lmdb_keys(ref_root))
+            self.gt_paths = read_lmdb_keys(gt_root)
+            ref_keys = set(read_lmdb_keys(ref_root))
             missing = [key for key in self.gt_paths if key not in ref_keys]
             if missing:
                 raise ValueError(f'{ref_root}: no reference for {len(missing)} GT keys of {gt_root}, e.g. {missing[:3]}')

@@ -7,7 +7,7 @@ import torch
 from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.losses.loss_util import get_refined_artifact_map
 from basicsr.models.srgan_model import SRGANModel
-from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin, check_pretrained_files
+from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
 from ext.options import OptionError
 from ext.registry import register
 
@@ -58,7 +58,6 @@ class MultiScaleRealESRGANModel(RealESRGANDataSynthesisMixin, SRGANModel):
     compute_gt_usm = True
 
     def __init__(self, opt):
-        check_pretrained_files(opt)
         super().__init__(opt)
         self.setup_data_synthesis()
 

@@ -31,9 +31,8 @@ from basicsr.data.transforms import paired_random_crop
 from basicsr.metrics import calculate_metric
 from basicsr.utils import DiffJPEG, USMSharp, img_process_util, tensor2img
 from ext.models.validation_util import validation_image_path
-from ext.options import PRETRAINED_SOURCES, OptionError
+from ext.options import OptionError
 from ext.utils.atomic_io import atomic_write_bytes
-from ext.utils.pretrained import PretrainedWeightsNotFound
 
 # Top-level option keys of the degradation (upstream names; "2" = second pass).
 FIRST_PASS_KEYS = ('resize_prob', 'resize_range', 'gaussian_noise_prob', 'noise_range', 'poisson_scale_range',
@@ -218,17 +217,6 @@ class TrainingPairQueue:
                                  f'{self.size}; resume with the queue_size of the saved run')
         else:
             self.lq = self.gt = None
-
-
-def check_pretrained_files(opt):
-    """Fail before any work when a ``path.pretrain_network_*`` file is missing, saying how to obtain it."""
-    for key, value in (opt.get('path') or {}).items():
-        if key.startswith('pretrain_network_') and value is not None and not osp.isfile(value):
-            source = PRETRAINED_SOURCES.get(osp.basename(value),
-                                            'train the previous stage and point the option at its '
-                                            'experiments/<name>/models/net_*_latest.pth, or set it to ~')
-            raise PretrainedWeightsNotFound(f'path.{key}: pretrained network {value!r} not found. To obtain it: '
-                                            f'{source}.')
 
 
 def side_by_side(lq, output, gt=None, gap=4):

@@ -1,7 +1,7 @@
 """Real-ESRNet: the generator pre-training stage of Real-ESRGAN / A-ESRGAN (pixel loss on synthetic data)."""
 from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.models.sr_model import SRModel
-from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin, check_pretrained_files
+from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
 from ext.registry import register
 
 
@@ -20,7 +20,6 @@ class RealESRNetPretrainModel(RealESRGANDataSynthesisMixin, SRModel):
     """
 
     def __init__(self, opt):
-        check_pretrained_files(opt)
         super().__init__(opt)
         self.setup_data_synthesis()
 

@@ -174,11 +174,12 @@ class TTSRModel(SRGANModel):
                 terms['l_g_tpl'] = self.cri_tpl(self.texture_features(self.output), textures, soft_attention)
             if self.cri_gan is not None:
                 terms['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
-        if terms:
-            sum(terms.values()).backward()
+        l_g_total = sum(terms.values()) if terms else None
+        if l_g_total is not None:
+            l_g_total.backward()
             self.optimizer_g.step()
         loss_dict.update(terms)
-        loss_dict['l_g_total'] = sum(terms.values()).detach() if terms else torch.zeros((), device=self.device)
+        loss_dict['l_g_total'] = l_g_total.detach() if terms else torch.zeros((), device=self.device)
 
         if train_gan and not self.d_steps_first:
             self.optimize_discriminator(loss_dict)

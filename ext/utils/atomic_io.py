@@ -9,8 +9,6 @@ import contextlib
 import os
 import tempfile
 
-import torch
-
 
 def _fsync_dir(path):
     try:  # makes the rename itself durable; not supported on every OS / file system
@@ -50,6 +48,7 @@ def atomic_open(path, mode='wb'):
 
 def atomic_torch_save(obj, path):
     """``torch.save`` that never leaves a partial file at ``path``."""
+    import torch  # here, not at the top: the data scripts load this module without torch
     with atomic_open(path, 'wb') as handle:
         torch.save(obj, handle)
 

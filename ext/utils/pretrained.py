@@ -31,6 +31,29 @@ class PretrainedWeightsNotFound(FileNotFoundError):
         return self.args[0]
 
 
+# Where well-known pretrained network files come from, for the missing-file messages.
+PRETRAINED_SOURCES = {
+    'RealESRNet_x4plus.pth': 'train options/train_realesrnet_x4plus.yml first and copy its '
+                             'experiments/<name>/models/net_g_latest.pth here, or download it by hand from the '
+                             'Real-ESRGAN release page (xinntao/Real-ESRGAN, v0.1.0)',
+    'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth': 'download it by hand from the Real-ESRGAN release page '
+                                                 '(xinntao/Real-ESRGAN, v0.1.1) or the BasicSR model zoo',
+    'A_ESRGAN_Multi.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_g_latest.pth), or download it '
+                          'by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
+    'A_ESRGAN_Multi_D.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_d_latest.pth), or download '
+                            'it by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
+}
+
+
+def how_to_obtain_network(path):
+    """One sentence on where the pretrained network file ``path`` comes from."""
+    source = PRETRAINED_SOURCES.get(osp.basename(str(path)))
+    if source:
+        return f'It is a pretrained network: {source}'
+    return ('Train the previous stage and point the option at its experiments/<name>/models/net_*_latest.pth, '
+            'or set it to ~')
+
+
 def configure_vgg_weights(path, source=None):
     """Use ``path`` (file or folder) for VGG weights in this process; None clears it."""
     _configured['vgg'] = None if path is None else osp.expanduser(str(path))

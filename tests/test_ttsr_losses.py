@@ -64,9 +64,12 @@ def test_wgan_gp_and_vanilla():
     critic = LinearCritic()
     real, fake = torch.rand(4, 3, 2, 2), torch.rand(4, 3, 2, 2)
     wgan = TTSRGANLoss('wgan_gp', loss_weight=1e-3, gp_weight=10.)
-    # a linear critic has gradient w everywhere: GP = (||w|| - 1)^2
-    expected_gp = (critic.linear.weight.norm() - 1)**2
+    # a linear critic of [0, 1] images has gradient w everywhere, w / 2 against the same images in
+    # [-1, 1] (the default gp_value_range, upstream's): GP = (||w|| / 2 - 1)^2
+    expected_gp = (critic.linear.weight.norm() / 2 - 1)**2
     torch.testing.assert_close(wgan.gradient_penalty(critic, real, fake), expected_gp)
+    torch.testing.assert_close(TTSRGANLoss('wgan_gp', gp_value_range=[0, 1]).gradient_penalty(critic, real, fake),
+                               (critic.linear.weight.norm() - 1)**2)
     total, terms = wgan.discriminator_loss(critic, real, fake)
     torch.testing.assert_close(total, critic(fake).mean() - critic(real).mean() + 10 * expected_gp)
     total.backward()

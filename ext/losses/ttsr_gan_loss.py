@@ -21,18 +21,33 @@ class TTSRGANLoss(nn.Module):
     ``forward(pred, target_is_real, is_disc=False)`` as BasicSR's GANLoss: ``loss_weight`` applies to
     the generator term only. :meth:`discriminator_loss` gives D's whole loss.
 
+    Images arrive in [0, 1] (BasicSR). The gradient norm depends on the scale of the image it is taken
+    against: upstream's images are in [-1, 1], where the same gradient is half as large as against
+    [0, 1]. ``gp_value_range`` says which scale the penalty measures; the default [-1, 1] makes
+    ``GP`` (and so the Lipschitz bound it enforces) upstream's exactly with :class:`TTSRDiscriminator`.
+
     Args:
         gan_type (str): 'wgan_gp' or 'vanilla'.
         loss_weight (float): generator weight (TTSR: 1e-3).
         gp_weight (float): gradient-penalty weight (10); used by 'wgan_gp' only.
+        gp_value_range (list[float]): ``[low, high]``, the value range of the images the penalty's
+            gradient is taken against (default [-1, 1], upstream; [0, 1] gives twice upstream's norm).
         real_label_val, fake_label_val (float): targets of 'vanilla'.
     """
 
-    def __init__(self, gan_type='wgan_gp', loss_weight=1e-3, gp_weight=10.0, real_label_val=1.0, fake_label_val=0.0):
+    def __init__(self, gan_type='wgan_gp', loss_weight=1e-3, gp_weight=10.0, gp_value_range=(-1.0, 1.0),
+                 real_label_val=1.0, fake_label_val=0.0):
         super().__init__()
         if gan_type not in ('wgan_gp', 'vanilla'):
             raise ValueError(f"TTSRGANLoss: gan_type must be 'wgan_gp' or 'vanilla', got {gan_type!r}")
+        try:
+            low, high = (float(v) for v in gp_value_range)
+        except (TypeError, ValueError):
+            low = high = None
+        if low is None or not low < high:
+            raise ValueError(f'TTSRGANLoss: gp_value_range must be [low, high] with low < high, got {gp_value_range!r}')
         self.gan_type, self.loss_weight, self.gp_weight = gan_type, loss_weight, gp_weight
+        self.gp_low, self.gp_span = low, high - low
         self.real_label_val, self.fake_label_val = real_label_val, fake_label_val
 
     def forward(self, pred, target_is_real, is_disc=False):
@@ -44,10 +59,12 @@ class TTSRGANLoss(nn.Module):
         return loss if is_disc else loss * self.loss_weight
 
     def gradient_penalty(self, net_d, real, fake):
-        """``mean((||grad D(x_hat)||_2 - 1)^2)``, x_hat uniformly between real and fake per sample."""
+        """``mean((||grad D(x_hat)||_2 - 1)^2)``, x_hat uniformly between real and fake per sample, the
+        gradient taken against x_hat in ``gp_value_range`` (``real``/``fake``/``net_d`` work in [0, 1])."""
         alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
-        interpolated = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-        grad, = torch.autograd.grad(net_d(interpolated).sum(), interpolated, create_graph=True)
+        interpolated = alpha * real.detach() + (1 - alpha) * fake.detach()  # affine maps keep interpolations
+        scaled = (interpolated * self.gp_span + self.gp_low).requires_grad_(True)
+        grad, = torch.autograd.grad(net_d((scaled - self.gp_low) / self.gp_span).sum(), scaled, create_graph=True)
         return ((grad.flatten(1).norm(2, dim=1) - 1)**2).mean()
 
     def discriminator_loss(self, net_d, real, fake):

@@ -130,7 +130,7 @@ class TTSRInpaintModel(TTSRModel):
         box_pixel_weight (float, default 1): weight of the ``pixel_opt`` loss inside the box relative
             to outside (a weighted mean; the pixel loss must take ``weight=``, as BasicSR's L1Loss,
             MSELoss, CharbonnierLoss). The log also shows ``l_pix_box`` and ``l_pix_rest``, the
-            unweighted L1 inside and outside the box.
+            unweighted L1 inside and outside the box, on ``pixel_value_range`` as ``l_g_pix``.
         saturation_guard (mapping, optional): ``action`` ('warn', 'stop' or 'off'), ``max_fraction``
             (0.5: share of the output pixels saturated beyond the ground truth's own), ``tolerance``
             (1/255: how near 0 or 1 a pixel counts as saturated), ``patience`` (1: training
@@ -167,7 +167,8 @@ class TTSRInpaintModel(TTSRModel):
         with torch.no_grad():
             stats = {}
             if self.mask is not None:
-                error = (self.output.detach() - self.gt).abs().mean(dim=1, keepdim=True)
+                # on the pixel loss's scale (pixel_value_range), so they read next to l_g_pix
+                error = (self.output.detach() - self.gt).abs().mean(dim=1, keepdim=True) * self.pixel_span
                 inside = self.mask.to(error.dtype)
                 stats['l_pix_box'] = (error * inside).sum() / inside.sum().clamp_min(1)
                 stats['l_pix_rest'] = (error * (1 - inside)).sum() / (1 - inside).sum().clamp_min(1)

@@ -36,12 +36,17 @@ class TTSRModel(SRGANModel):
     ``total_iter``, ``warmup_iter``) and ``pixel_opt``, ``perceptual_opt``, ``tpl_opt``, ``gan_opt``
     (``TTSRGANLoss`` for WGAN-GP; any BasicSR ``GANLoss`` also works), ``pixel_init_iters`` (0),
     ``disc_repeat`` (1), ``d_steps_first`` (false), ``extractor_lr`` (learning rate of the texture
-    extractor, a second parameter group of ``optim_g``; default ``optim_g.lr``; TTSR: 1e-5).
+    extractor, a second parameter group of ``optim_g``; default ``optim_g.lr``; TTSR: 1e-5),
+    ``pixel_value_range`` (``[low, high]``, default [-1, 1]: the value range the ``pixel_opt`` loss
+    compares output and GT in; both upstream recipes take their L1 on [-1, 1] images, twice its value
+    on BasicSR's [0, 1], while their perceptual and transferal losses see [0, 1], as here).
     Validation metrics are BasicSR's: ``calculate_psnr``/``calculate_ssim`` with
     ``test_y_channel: true, crop_border: 0`` (TTSR paper) or ``false, 4`` (MMagic's RGB protocol).
     """
 
-    train_option_keys = frozenset({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr'})
+    pixel_low, pixel_span = -1.0, 2.0  # pixel_value_range [-1, 1] until the training options say otherwise
+    train_option_keys = frozenset({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr',
+                                   'pixel_value_range'})
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -85,6 +90,15 @@ class TTSRModel(SRGANModel):
             problems.append('train: no loss configured (pixel_opt, perceptual_opt, tpl_opt, gan_opt)')
         if self.disc_repeat < 1:
             problems.append(f'train.disc_repeat: must be >= 1, got {self.disc_repeat}')
+        value_range = train_opt.get('pixel_value_range', [-1, 1])
+        try:
+            low, high = (float(v) for v in value_range)
+        except (TypeError, ValueError):
+            low = high = None
+        if low is None or not low < high:
+            problems.append(f'train.pixel_value_range: expected [low, high] with low < high, got {value_range!r}')
+        else:
+            self.pixel_low, self.pixel_span = low, high - low
         if problems:
             raise OptionError('TTSRModel: ' + '; '.join(problems))
         self.setup_optimizers()
@@ -120,6 +134,10 @@ class TTSRModel(SRGANModel):
         self.lq_up, self.ref_down_up, self.mask = get('lq_up'), get('ref_down_up'), get('mask')
         if 'gt' in data:
             self.gt = get('gt')
+
+    def to_pixel_range(self, image):
+        """A [0, 1] image in ``pixel_value_range``, where the pixel loss compares."""
+        return image * self.pixel_span + self.pixel_low
 
     def in_warmup(self, current_iter):
         return current_iter <= self.pixel_init_iters
@@ -163,7 +181,7 @@ class TTSRModel(SRGANModel):
         self.optimizer_g.zero_grad()
         terms = OrderedDict()
         if self.cri_pix is not None:
-            terms['l_g_pix'] = self.cri_pix(self.output, self.gt)
+            terms['l_g_pix'] = self.cri_pix(self.to_pixel_range(self.output), self.to_pixel_range(self.gt))
         if not warmup:
             if self.cri_perceptual is not None:
                 percep = self.cri_perceptual(self.output, self.gt)

@@ -4,10 +4,16 @@ A training run or a data script can be killed at any moment (SIGKILL, OOM killer
 pre-empted node). Writing to a temporary file in the target folder, flushing and
 fsync-ing it, then ``os.replace``-ing it over the target makes the switch atomic on
 POSIX and Windows file systems.
+
+The temporary file is created as any new file is (mode 0o666 less the user's umask, and the
+folder's default ACL), not with ``tempfile.mkstemp``'s private 0o600, so a group sharing the
+experiment folder can read the checkpoints and results.
 """
 import contextlib
 import os
-import tempfile
+import secrets
+
+_CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_CLOEXEC', 0)
 
 
 def _fsync_dir(path):
@@ -23,6 +29,17 @@ def _fsync_dir(path):
         os.close(fd)
 
 
+def _create_temporary(folder, name):
+    """``(fd, path)`` of a new, exclusively created file in ``folder`` with the umask's permissions."""
+    for _ in range(100):
+        tmp_path = os.path.join(folder, f'.{name}.{secrets.token_hex(4)}.tmp')
+        try:
+            return os.open(tmp_path, _CREATE_FLAGS, 0o666), tmp_path
+        except FileExistsError:
+            continue
+    raise FileExistsError(f'could not create a temporary file for {name!r} in {folder!r}')
+
+
 @contextlib.contextmanager
 def atomic_open(path, mode='wb'):
     """Open a temporary file next to ``path``; on a clean exit it replaces ``path``.
@@ -32,7 +49,7 @@ def atomic_open(path, mode='wb'):
     if 'w' not in mode:
         raise ValueError(f'atomic_open() writes files; got mode {mode!r}')
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f'.{os.path.basename(path)}.', suffix='.tmp')
+    fd, tmp_path = _create_temporary(folder, os.path.basename(path))
     try:
         with os.fdopen(fd, mode) as handle:
             yield handle

@@ -164,6 +164,7 @@ def demo_options(args, base_options, name, data, experiments, total_iter, pretra
                  meta_info=osp.join(data, 'meta_info', 'meta_info_multiscale_reduced.txt'), gt_size=b['gt_size'],
                  num_worker_per_gpu=1, batch_size_per_gpu=b['batch'], persistent_workers=True,
                  min_texture_score=0.008)  # also skip one-coloured crops of textured photos
+    train['crop_pad_size'] = 96 if args.minimal else 128  # region degraded before the crop (upstream: 400)
     opt['datasets']['val'].update(dataroot_gt=osp.join(data, 'val', 'gt'), dataroot_lq=osp.join(data, 'val', 'lq_x4'))
     opt['network_g'].update(num_feat=b['num_feat'], num_block=b['num_block'], num_grow_ch=b['num_feat'] // 2)
     if 'network_d' in opt:

@@ -40,8 +40,8 @@ def shrink(option_file, name, workdir, data, total_iter=4, perceptual=False):
     opt.update(gt_size=80, queue_size=4)
     train = opt['datasets']['train']
     assert train['type'] == 'MaterialMultiscaleDataset'
-    train.update(dataroot_gt=data['root'], meta_info=data['meta'], gt_size=80, num_worker_per_gpu=0,
-                 batch_size_per_gpu=2)
+    train.update(dataroot_gt=data['root'], meta_info=data['meta'], gt_size=80, crop_pad_size=96,
+                 num_worker_per_gpu=0, batch_size_per_gpu=2)  # degrade 96 px regions (upstream: 400), crop 80
     opt['datasets']['val'].update(dataroot_gt=data['val_gt'], dataroot_lq=data['val_lq'])
     opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
     if 'network_d' in opt:

@@ -33,7 +33,8 @@ KERNEL_OPTIONS = {
 
 def dataset_options(root, **overrides):
     opt = {'name': 'materials', 'type': 'MaterialMultiscaleDataset', 'phase': 'train', 'dataroot_gt': root,
-           'io_backend': {'type': 'disk'}, 'gt_size': 32, 'use_hflip': True, 'use_rot': False, **KERNEL_OPTIONS}
+           'io_backend': {'type': 'disk'}, 'gt_size': 32, 'crop_pad_size': 40, 'use_hflip': True, 'use_rot': False,
+           **KERNEL_OPTIONS}
     opt.update(overrides)
     return opt
 
@@ -64,17 +65,31 @@ def test_disk_sample_matches_realesrgan_dataset_contract(root):
     for index in range(len(dataset)):
         sample = dataset[index]
         assert set(sample) == {'gt', 'kernel1', 'kernel2', 'sinc_kernel', 'gt_path'}
-        assert sample['gt'].shape == (3, 32, 32) and sample['gt'].dtype == torch.float32  # cropped to gt_size
+        # the region degraded before the model's gt_size crop
+        assert sample['gt'].shape == (3, 40, 40) and sample['gt'].dtype == torch.float32
         assert 0 <= float(sample['gt'].min()) and float(sample['gt'].max()) <= 1
         for key in ('kernel1', 'kernel2', 'sinc_kernel'):
             assert sample[key].shape == (21, 21) and abs(float(sample[key].sum()) - 1) < 1e-3
-    assert sample['gt_path'] == osp.join(root, 'HR', 'small.v1.png')  # 24 px: reflect-padded up to 32
+    assert sample['gt_path'] == osp.join(root, 'HR', 'small.v1.png')  # 24 px: reflect-padded up to 40
     batch = next(iter(torch.utils.data.DataLoader(dataset, batch_size=2)))
-    assert batch['gt'].shape == (2, 3, 32, 32) and batch['kernel1'].shape == (2, 21, 21)
+    assert batch['gt'].shape == (2, 3, 40, 40) and batch['kernel1'].shape == (2, 21, 21)
+
+
+def test_crop_pad_size_default_and_errors(root):
+    opt = dataset_options(root)
+    del opt['crop_pad_size']
+    assert build(opt)[0]['gt'].shape == (3, 400, 400)  # upstream's fixed pad/crop size
+    with pytest.raises(ValueError, match=r'crop_pad_size \(24.*must be >= gt_size \(32\)'):
+        build(dataset_options(root, crop_pad_size=24))
+    with pytest.raises(ValueError, match='crop_pad_size 90 must be a multiple of scale 4'):
+        build(dataset_options(root, crop_pad_size=90, gt_size=80, scale=4))
+    with pytest.raises(ValueError, match='crop_pad_size >= 44'):
+        build(dataset_options(root, crop_pad_size=40, scale=4))
 
 
 def test_crop_is_a_window_of_the_image(root):
-    dataset = build(dataset_options(root, meta_info=osp.join(root, 'all.txt'), use_hflip=False, gt_size=40))
+    dataset = build(dataset_options(root, meta_info=osp.join(root, 'all.txt'), use_hflip=False, gt_size=32,
+                                    crop_pad_size=40))
     image = cv2.imread(osp.join(root, 'HR', '0000.png'))[..., ::-1].astype(np.float32) / 255
     crop = dataset[0]['gt'].permute(1, 2, 0).numpy()
     matches = [(top, left) for top in range(9) for left in range(9)
@@ -159,8 +174,8 @@ def test_flat_crops_rejected_with_bounded_tries(tmp_path):
     (tmp_path / 'HR').mkdir()
     cv2.imwrite(str(tmp_path / 'HR' / 'tile.png'), image)
     threshold = 0.01
-    plain = build(dataset_options(str(tmp_path), gt_size=48, use_hflip=False))
-    picky = build(dataset_options(str(tmp_path), gt_size=48, use_hflip=False, min_texture_score=threshold,
+    plain = build(dataset_options(str(tmp_path), crop_pad_size=48, use_hflip=False))
+    picky = build(dataset_options(str(tmp_path), crop_pad_size=48, use_hflip=False, min_texture_score=threshold,
                                   texture_tries=200))
     random.seed(0)
     plain_scores = [texture_score(plain[0]['gt'].permute(1, 2, 0).numpy()) for _ in range(20)]
@@ -169,5 +184,5 @@ def test_flat_crops_rejected_with_bounded_tries(tmp_path):
     assert all(score >= threshold for score in picky_scores)
     # bounded: an entirely flat image still yields a crop after texture_tries draws
     cv2.imwrite(str(tmp_path / 'HR' / 'tile.png'), np.full((64, 64, 3), 7, np.uint8))
-    flat = build(dataset_options(str(tmp_path), gt_size=48, min_texture_score=threshold, texture_tries=3))
+    flat = build(dataset_options(str(tmp_path), crop_pad_size=48, min_texture_score=threshold, texture_tries=3))
     assert flat[0]['gt'].shape == (3, 48, 48)

@@ -1,4 +1,4 @@
-"""GT crops and Real-ESRGAN blur kernels from a multiscale material set, on disk or in an LMDB."""
+"""GT regions and Real-ESRGAN blur kernels from a multiscale material set, on disk or in an LMDB."""
 import math
 import os
 import os.path as osp
@@ -18,6 +18,7 @@ from ext.data.texture_score import DEFAULT_SCORE_SIZE, texture_score
 from ext.registry import register
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
+DEFAULT_CROP_PAD_SIZE = 400  # Real-ESRGAN's RealESRGANDataset (hard-coded there)
 _LMDB_META_LINE = re.compile(r'^(.*) \(\d+,\d+,\d+\) \d+$')
 _KERNEL_KEYS = ('blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range', 'betap_range',
                 'sinc_prob')
@@ -89,16 +90,22 @@ class _KernelSampler:
 
 @register()
 class MaterialMultiscaleDataset(torch.utils.data.Dataset):
-    """GT crops plus Real-ESRGAN degradation kernels, for material photos and their multiscale copies.
+    """GT regions plus Real-ESRGAN degradation kernels, for material photos and their multiscale copies.
 
     Papers: Wang et al., "Real-ESRGAN", ICCVW 2021 (data synthesis); Wei et al., "A-ESRGAN",
     arXiv:2112.10046. Option-compatible with BasicSR's ``RealESRGANDataset`` and returns the same
     dict, ``gt`` (RGB CHW float in [0, 1]), ``kernel1``, ``kernel2``, ``sinc_kernel``, ``gt_path``,
-    to be degraded on the fly by a Real-ESRGAN-style model (``AESRGANModel``, ...). Differences:
+    to be degraded on the fly by a Real-ESRGAN-style model (``AESRGANModel``, ...).
 
-    - the GT is cropped (reflect-padded if smaller) to ``gt_size``, the size the model trains on,
-      instead of a fixed 400x400, so the degradations work on no more pixels than needed;
-    - optionally, a crop whose :func:`~ext.data.texture_score.texture_score` is below
+    Crop order as upstream: the GT is reflect-padded / randomly cropped to ``crop_pad_size`` (400,
+    upstream's fixed size), the model degrades that whole region and only then takes its random
+    ``gt_size`` training crop (``paired_random_crop``). So the border pixels of the degraded image,
+    where blur and resampling saw reflect padding, rarely reach the LQ the network trains on.
+    ``crop_pad_size: <gt_size>`` restores this package's former order (crop to ``gt_size``, then
+    degrade: every LQ border is such a padded border); smaller values save memory and time on small
+    data (the demo). Other differences from upstream:
+
+    - optionally, a region whose :func:`~ext.data.texture_score.texture_score` is below
       ``min_texture_score`` is re-drawn, at most ``texture_tries`` times (the most textured try is
       kept), so one-coloured regions of material photos do not dominate the batches;
     - an unreadable or missing file is logged once (per loader worker) and another random sample is
@@ -114,16 +121,20 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
             (key = path without extension, see :func:`~ext.data.lmdb_keys.lmdb_key`); default:
             every record of ``<lmdb>/meta_info.txt``; on disk default: every image under the root.
         io_backend (dict): ``{type: disk}`` or ``{type: lmdb}`` (a ``.lmdb`` root implies lmdb).
-        gt_size (int): crop size. use_hflip, use_rot (bool): augmentations.
+        gt_size (int): the training crop size (taken by the model after the degradation).
+        crop_pad_size (int): size of the region cropped (reflect-padded if the image is smaller)
+            before the degradation; >= ``gt_size`` and a multiple of ``scale`` (default 400, upstream).
+        use_hflip, use_rot (bool): augmentations.
         blur_kernel_size, kernel_list, kernel_prob, blur_sigma, betag_range, betap_range, sinc_prob:
             first blur (as RealESRGANDataset); the same keys with suffix 2: second blur;
             final_sinc_prob: probability of the final sinc filter.
-        min_texture_score (float | None): reject crops below this score (default None: off).
+        min_texture_score (float | None): reject regions (``crop_pad_size``) below this score
+            (default None: off).
         texture_tries (int): crops drawn per sample when rejecting (default 5).
         max_read_failures (int): unreadable files in a row before giving up (default 20).
     """
 
-    option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'use_hflip', 'use_rot', 'final_sinc_prob',
+    option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'crop_pad_size', 'use_hflip', 'use_rot', 'final_sinc_prob',
                              'min_texture_score', 'texture_tries', 'max_read_failures'}
                             | {key + suffix for key in _KERNEL_KEYS for suffix in ('', '2')})
 
@@ -136,6 +147,10 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         if 'gt_size' not in opt:
             raise KeyError('MaterialMultiscaleDataset: option gt_size (GT crop size in pixels) is missing')
         self.gt_size = int(opt['gt_size'])
+        self.crop_pad_size = int(opt.get('crop_pad_size', DEFAULT_CROP_PAD_SIZE))
+        if self.crop_pad_size < self.gt_size:
+            raise ValueError(f'MaterialMultiscaleDataset: crop_pad_size ({self.crop_pad_size}, the region degraded '
+                             f'before the training crop) must be >= gt_size ({self.gt_size})')
         self.use_hflip = bool(opt.get('use_hflip', True))
         self.use_rot = bool(opt.get('use_rot', False))
         self.min_texture_score = opt.get('min_texture_score')
@@ -151,11 +166,15 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         self.pulse_tensor[self.kernel1.max_size // 2, self.kernel1.max_size // 2] = 1
         self._reported = set()
         scale = opt.get('scale')  # set by BasicSR's loader builder
-        if scale and self.gt_size // scale <= self.kernel1.max_size // 2:
-            # the final sinc filter runs on the LQ with reflect padding of blur_kernel_size // 2
-            raise ValueError(f'MaterialMultiscaleDataset: gt_size {self.gt_size} at scale {scale} gives '
-                             f'{self.gt_size // scale}-pixel LQ crops, too small for blur_kernel_size '
-                             f'{self.kernel1.max_size}; use gt_size >= {(self.kernel1.max_size // 2 + 1) * scale}')
+        if scale and self.crop_pad_size % scale:
+            raise ValueError(f'MaterialMultiscaleDataset: crop_pad_size {self.crop_pad_size} must be a multiple of '
+                             f'scale {scale} (the degraded LQ is crop_pad_size / scale pixels)')
+        if scale and self.crop_pad_size // scale <= self.kernel1.max_size // 2:
+            # the final sinc filter runs on the whole degraded LQ with reflect padding of blur_kernel_size // 2
+            raise ValueError(f'MaterialMultiscaleDataset: crop_pad_size {self.crop_pad_size} at scale {scale} gives '
+                             f'{self.crop_pad_size // scale}-pixel LQ images, too small for blur_kernel_size '
+                             f'{self.kernel1.max_size}; use crop_pad_size >= '
+                             f'{(self.kernel1.max_size // 2 + 1) * scale}')
 
         if self.io_backend_opt['type'] == 'lmdb' or self.gt_folder.endswith('.lmdb'):
             self._init_lmdb()
@@ -219,7 +238,7 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ cropping
     def _pad_to_crop(self, image):
         h, w = image.shape[:2]
-        pad_h, pad_w = max(0, self.gt_size - h), max(0, self.gt_size - w)
+        pad_h, pad_w = max(0, self.crop_pad_size - h), max(0, self.crop_pad_size - w)
         if pad_h or pad_w:
             border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
             image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, border)
@@ -227,8 +246,9 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
 
     def _random_crop(self, image):
         h, w = image.shape[:2]
-        top, left = random.randint(0, h - self.gt_size), random.randint(0, w - self.gt_size)
-        return image[top:top + self.gt_size, left:left + self.gt_size]
+        size = self.crop_pad_size
+        top, left = random.randint(0, h - size), random.randint(0, w - size)
+        return image[top:top + size, left:left + size]
 
     def _textured_crop(self, image):
         """A random crop; with ``min_texture_score``, the first of ``texture_tries`` crops above it, else the

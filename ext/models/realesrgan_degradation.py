@@ -105,7 +105,8 @@ class SecondOrderDegradation(nn.Module):
             raise ValueError(
                 f'GT images of {gt.shape[-2]}x{gt.shape[-1]} are too small for the Real-ESRGAN degradation: with '
                 f'resize_range[0] {self.opt["resize_range"][0]}, {kernel2.shape[-1]}-tap blur kernels and scale '
-                f'{self.scale} they must be at least {needed} px (the GT the dataset returns, e.g. its gt_size); '
+                f'{self.scale} they must be at least {needed} px (the GT the dataset returns: its crop_pad_size, '
+                f'or gt_size for datasets without one); '
                 f'or raise resize_range[0] / lower blur_kernel_size')
 
     @torch.no_grad()
@@ -248,6 +249,10 @@ class RealESRGANDataSynthesisMixin:
     ``super().__init__``. Subclasses choose what the LQ is made from and what the target is with
     :meth:`degradation_source_and_target`.
 
+    Crop order as Real-ESRGAN: the whole GT region the dataset returns (``crop_pad_size``, 400 upstream)
+    is degraded, then a random ``gt_size`` crop of the (target, LQ) pair is trained on, so the LQ's
+    borders are rarely the degraded image's borders (where blur and resizing saw padding).
+
     Top-level option keys: ``scale``, ``gt_size``, ``queue_size`` (default 180),
     ``high_order_degradation`` (default true; false trains on the dataset's own ``lq``) and the
     degradation keys in ``DEGRADATION_KEYS``.
@@ -282,6 +287,7 @@ class RealESRGANDataSynthesisMixin:
         source, target = self.degradation_source_and_target(data['gt'].to(self.device))
         lq = self.degradation(source, data['kernel1'].to(self.device), data['kernel2'].to(self.device),
                               data['sinc_kernel'].to(self.device))
+        # the training crop, after the degradation (a no-op when the dataset already returns gt_size)
         target, lq = paired_random_crop(target, lq, self.opt['gt_size'], self.opt['scale'])
         lq, self.gt = self.pair_queue(lq, target)
         self.lq = lq.contiguous()  # a cropped view: the conv gradient layout wants a contiguous input

@@ -3,10 +3,12 @@
 Default behaviour is Real-ESRGAN's / A-ESRGAN's ``generate_multiscale_DF2K.py``: for ``name.ext`` it
 writes ``nameT0.png``, ``nameT1.png``, ``nameT2.png`` at scales 0.75, 0.5 and 1/3 (``int(w * s)``,
 Pillow LANCZOS) and ``nameT3.png`` with the shortest edge resized to 400 pixels, keeping the aspect
-ratio (this one enlarges smaller images, as upstream does). Sub-folders are mirrored. Unlike
-upstream, any image format Pillow reads is accepted (EXIF rotation applied), work runs in
-parallel, every output is written atomically, and unreadable inputs are listed at the end and
-skipped.
+ratio. Sub-folders are mirrored. Unlike upstream, no copy is ever larger than its original
+(upstream enlarges images whose shortest edge is below 400, giving blurry ground truth): such a
+copy is skipped unless ``--allow_upscale``, and a copy the size of its original is that original's
+pixels, kept as-is; both are listed at the end. Also unlike upstream, any image format Pillow reads
+is accepted (EXIF rotation applied), work runs in parallel, every output is written atomically, and
+unreadable inputs are listed at the end and skipped.
 
 Example::
 
@@ -37,6 +39,9 @@ def parse_args(argv=None):
     parser.add_argument('--shortest_edge', type=int, default=DEFAULT_SHORTEST_EDGE,
                         help='also write a copy whose shortest edge has this many pixels, suffix '
                              'T<len(scales)>; 0 disables it (default: %(default)s)')
+    parser.add_argument('--allow_upscale', action='store_true',
+                        help='write --shortest_edge copies larger than their original (upstream behaviour; '
+                             'default: skip them)')
     parser.add_argument('--ext', default='png', choices=['png', 'jpg', 'webp'],
                         help='output format (default: png, as upstream; png is lossless)')
     add_workers_argument(parser)
@@ -73,18 +78,27 @@ def _pil_mode_for_output(image):
 
 
 def process_one(job):
-    """Write the copies of one image; returns ``(relative_path, written_count, error_message)``."""
-    relative, input_root, output_root, scales, shortest_edge, ext = job
+    """Write the copies of one image; returns ``(relative_path, written_count, error_message, notes)`` with
+    ``notes`` = ``[(kind, message)]`` for copies skipped (``'skipped'``) or kept at the original size
+    (``'kept'``)."""
+    relative, input_root, output_root, scales, shortest_edge, ext, allow_upscale = job
     try:
         image = _pil_mode_for_output(open_pil(osp.join(input_root, relative)))
     except UnreadableImage as error:
-        return relative, 0, str(error)
+        return relative, 0, str(error), []
     stem = osp.splitext(relative)[0]
-    written = 0
+    written, notes = 0, []
     for suffix, (width, height) in target_sizes(image.width, image.height, scales, shortest_edge):
+        original = f'{image.width}x{image.height}'
         if width < 1 or height < 1:
-            continue  # a tiny input at a small scale has no pixels left
-        resized = image.resize((width, height), resample=Image.LANCZOS)
+            notes.append(('skipped', f'{relative} {suffix}: {width}x{height} leaves no pixels of the {original} original'))
+            continue
+        if (width > image.width or height > image.height) and not allow_upscale:
+            notes.append(('skipped', f'{relative} {suffix}: {width}x{height} would enlarge the {original} original'))
+            continue
+        if (width, height) == image.size:
+            notes.append(('kept', f'{relative} {suffix}: the {original} original, unchanged'))
+        resized = image.resize((width, height), resample=Image.LANCZOS)  # Pillow copies at the same size
         if ext in ('jpg', 'webp') and resized.mode == 'RGBA':
             resized = resized.convert('RGB')
         buffer = io.BytesIO()
@@ -92,7 +106,21 @@ def process_one(job):
                      **({'quality': 95} if ext != 'png' else {}))
         atomic_write_bytes(osp.join(output_root, f'{stem}{suffix}.{ext}'), buffer.getvalue())
         written += 1
-    return relative, written, None
+    return relative, written, None, notes
+
+
+def report_notes(notes, stream=None, limit=20):
+    """List the skipped and the kept-as-is copies (the first ``limit`` of each) with a count."""
+    stream = stream or sys.stderr
+    for kind, what in (('skipped', 'copies skipped (pass --allow_upscale to enlarge small originals, as upstream)'),
+                       ('kept', 'copies kept as-is (the same size as their original)')):
+        messages = [message for each_kind, message in notes if each_kind == kind]
+        if messages:
+            print(f'{len(messages)} {what}:', file=stream)
+            for message in messages[:limit]:
+                print(f'  {message}', file=stream)
+            if len(messages) > limit:
+                print(f'  ... and {len(messages) - limit} more', file=stream)
 
 
 def main(argv=None):
@@ -101,12 +129,13 @@ def main(argv=None):
     if not inputs:
         raise SystemExit(f'error: no images found under {args.input!r}')
     os.makedirs(args.output, exist_ok=True)
-    jobs = [(relative, args.input, args.output, tuple(args.scales), args.shortest_edge, args.ext)
+    jobs = [(relative, args.input, args.output, tuple(args.scales), args.shortest_edge, args.ext, args.allow_upscale)
             for relative in inputs]
     results = parallel_map(process_one, jobs, args.workers, desc='multiscale')
-    failures = [error for _, _, error in results if error]
-    written = sum(count for _, count, _ in results)
+    failures = [error for _, _, error, _ in results if error]
+    written = sum(count for _, count, _, _ in results)
     print(f'{written} images written to {args.output} from {len(inputs) - len(failures)} inputs.')
+    report_notes([note for _, _, _, notes in results for note in notes])
     report_unreadable(failures)
     if len(failures) == len(inputs):
         raise SystemExit('error: none of the inputs could be read')

@@ -70,12 +70,31 @@ def test_generate_multiscale_upstream_defaults_and_unreadable(material_root, cap
     err = capsys.readouterr().err
     assert 'corrupt.png' in err and '1 unreadable files skipped' in err
     assert not any('corrupt' in name for name in os.listdir(out))
-    # 64x64 brick: int(64 * s) for 0.75, 0.5, 1/3, then shortest edge 400 (upstream enlarges)
-    sizes = [cv2.imread(osp.join(out, f'0000T{i}.png')).shape[:2] for i in range(4)]
-    assert sizes == [(48, 48), (32, 32), (21, 21), (400, 400)]
-    # 90x60 jpeg in a sub-folder: mirrored, aspect kept for T3, PNG output
-    assert cv2.imread(osp.join(out, 'fabrics', 'chelseaT3.png')).shape[:2] == (400, 600)
+    # 64x64 brick: int(64 * s) for 0.75, 0.5, 1/3; its shortest-edge-400 copy would enlarge it: skipped
+    sizes = [cv2.imread(osp.join(out, f'0000T{i}.png')).shape[:2] for i in range(3)]
+    assert sizes == [(48, 48), (32, 32), (21, 21)] and not osp.exists(osp.join(out, '0000T3.png'))
+    assert not [name for name in os.listdir(out) if name.endswith('T3.png')]
+    # every skipped copy is reported, by file
+    assert '6 copies skipped (pass --allow_upscale' in err
+    assert 'fabrics/chelsea.jpg T3: 600x400 would enlarge the 90x60 original' in err
     assert cv2.imread(osp.join(out, 'flat swatch.v2T1.png')).shape[:2] == (24, 36)
+
+
+def test_generate_multiscale_allow_upscale_and_kept_as_is(material_root, tmp_path, capsys):
+    hr = osp.join(material_root, 'HR')
+    out = str(tmp_path / 'upscaled')
+    generate_multiscale.main(['--input', hr, '--output', out, '--scales', '0.5', '--allow_upscale', '--workers', '1'])
+    # upstream: the shortest edge is enlarged to 400; 90x60 jpeg in a sub-folder: mirrored, aspect kept, PNG
+    assert cv2.imread(osp.join(out, '0000T1.png')).shape[:2] == (400, 400)
+    assert cv2.imread(osp.join(out, 'fabrics', 'chelseaT1.png')).shape[:2] == (400, 600)
+    assert 'copies skipped' not in capsys.readouterr().err
+    # a copy as large as its original is the original's pixels, reported as kept as-is
+    same = str(tmp_path / 'same')
+    generate_multiscale.main(['--input', hr, '--output', same, '--scales', '--shortest_edge', '64', '--workers', '1'])
+    err = capsys.readouterr().err
+    assert '4 copies kept as-is' in err and '0000.png T0: the 64x64 original, unchanged' in err
+    assert np.array_equal(cv2.imread(osp.join(same, '0000T0.png')), cv2.imread(osp.join(hr, '0000.png')))
+    assert '2 copies skipped' in err and f'{FLAT_NAME} T0: 96x64 would enlarge the 72x48 original' in err
 
 
 def test_generate_multiscale_custom_scales_parallel_cli_matches_serial(material_root, tmp_path):
@@ -97,7 +116,7 @@ def test_generate_meta_info_several_inputs_and_check(material_root, capsys):
     meta = _meta(material_root)
     lines = open(meta).read().splitlines()
     assert 'corrupt.png' in capsys.readouterr().err
-    assert lines == sorted(lines) and len(lines) == 6 + 6 * 4
+    assert lines == sorted(lines) and len(lines) == 6 + 6 * 3  # no T3: every original is below 400 px
     assert 'HR/0000.png' in lines and 'multiscale/fabrics/chelseaT2.png' in lines and f'HR/{FLAT_NAME}' in lines
     assert not any('corrupt' in line for line in lines)
     with pytest.raises(SystemExit):
@@ -118,7 +137,7 @@ def test_filter_low_texture_drops_flat_images_with_contact_sheet(material_root, 
     kept_lines = open(kept).read().splitlines()
     dropped_rows = [line.split('\t') for line in open(dropped).read().splitlines()]
     assert sorted(path for path, _ in dropped_rows) == sorted(
-        [f'HR/{FLAT_NAME}'] + [f'multiscale/flat swatch.v2T{i}.png' for i in range(4)])
+        [f'HR/{FLAT_NAME}'] + [f'multiscale/flat swatch.v2T{i}.png' for i in range(3)])
     assert all(float(score) < filter_low_texture.DEFAULT_THRESHOLD for _, score in dropped_rows)
     assert len(kept_lines) + len(dropped_rows) == len(lines) and 'HR/0001.png' in kept_lines
     contact = cv2.imread(sheet)

@@ -143,7 +143,8 @@ def build(args, entries, keys, tmp_path):
     import lmdb
     bounds = parallel_map(size_bound, [path for _, path in entries], args.workers, desc='sizes')
     map_size = int(sum(bounds) * 1.1) + 16 * 1024 * 1024
-    env = lmdb.open(tmp_path, map_size=map_size, subdir=True, meminit=False, map_async=True)
+    env = lmdb.open(tmp_path, map_size=map_size, subdir=True, meminit=False, map_async=True,
+                     mode=0o777)  # files 0666, the folder 0777, less the umask (lmdb: 0644 / 0755)
     meta_lines, failures, pending = [], [], []
     try:
         jobs = [(path, args.compress_level) for _, path in entries]

@@ -77,7 +77,8 @@ def main(argv=None):
     os.makedirs(args.output, exist_ok=True)
     temps = [f'{path[:-len(".lmdb")]}.partial-{os.getpid()}.lmdb' for path in outputs]
     map_size = sum(osp.getsize(a) + osp.getsize(b) for a, b in pairs) * 8 + 64 * 2**20
-    envs = [lmdb.open(path, map_size=map_size, subdir=True, meminit=False, map_async=True) for path in temps]
+    envs = [lmdb.open(path, map_size=map_size, subdir=True, meminit=False, map_async=True, mode=0o777)  # umask
+            for path in temps]
     metas, failures = ([], []), []
     try:
         jobs = [(a, b, args.compress_level) for a, b in pairs]

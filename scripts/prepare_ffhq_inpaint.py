@@ -125,7 +125,8 @@ class LmdbWriter:
         os.makedirs(folder, exist_ok=True)
         self.folder = folder
         self.envs = {kind: lmdb.open(osp.join(folder, f'{kind}.lmdb'), map_size=map_size, meminit=False,
-                                     map_async=True) for kind in ('gt', 'ref')}
+                                     map_async=True, mode=0o777)  # files 0666 less the umask (lmdb: 0644)
+                     for kind in ('gt', 'ref')}
 
     def put(self, kind, key, png):
         with self.envs[kind].begin(write=True) as txn:

@@ -91,7 +91,8 @@ def process_one(job):
     for suffix, (width, height) in target_sizes(image.width, image.height, scales, shortest_edge):
         original = f'{image.width}x{image.height}'
         if width < 1 or height < 1:
-            notes.append(('skipped', f'{relative} {suffix}: {width}x{height} leaves no pixels of the {original} original'))
+            notes.append(('skipped', f'{relative} {suffix}: {width}x{height} leaves no pixels of the '
+                                     f'{original} original'))
             continue
         if (width > image.width or height > image.height) and not allow_upscale:
             notes.append(('skipped', f'{relative} {suffix}: {width}x{height} would enlarge the {original} original'))

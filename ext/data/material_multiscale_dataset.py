@@ -134,8 +134,8 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         max_read_failures (int): unreadable files in a row before giving up (default 20).
     """
 
-    option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'crop_pad_size', 'use_hflip', 'use_rot', 'final_sinc_prob',
-                             'min_texture_score', 'texture_tries', 'max_read_failures'}
+    option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'crop_pad_size', 'use_hflip', 'use_rot',
+                             'final_sinc_prob', 'min_texture_score', 'texture_tries', 'max_read_failures'}
                             | {key + suffix for key in _KERNEL_KEYS for suffix in ('', '2')})
 
     def __init__(self, opt):

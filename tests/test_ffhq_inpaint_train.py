@@ -149,7 +149,8 @@ def test_saturation_guard_at_rank_0_validation_stops_both_ddp_ranks(faces, tmp_p
                         cwd=str(tmp_path), env={'OMP_NUM_THREADS': '1'}, check=False, timeout=300)
     output = result.stdout + result.stderr
     assert result.returncode != 0
-    assert len(re.findall(r'exitcode\s*:\s*3\b', output)) == 2, output[-4000:]  # both ranks, the guard's status
+    exited = re.findall(r'rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*:\s*(\d+)', output)
+    assert sorted(exited) == [('0', '3'), ('1', '3')], output[-4000:]  # both ranks, the guard's exit status
     stop = 'Stopping after iteration 2: rank 0: OutputSaturationError: saturated outputs at validation'
     assert output.count(stop) == 2  # logged by both ranks
     text = read_logs(experiment_dir(opt, str(tmp_path)))

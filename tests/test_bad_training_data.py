@@ -4,7 +4,6 @@ import logging
 import os
 import os.path as osp
 
-import cv2
 import pytest
 import torch
 

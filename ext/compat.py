@@ -15,7 +15,10 @@ import itertools
 import os
 import random
 import re
+import signal
 import sys
+import threading
+import time
 import types
 import warnings
 from os import path as osp
@@ -50,9 +53,11 @@ from basicsr.archs import vgg_arch  # noqa: E402
 from basicsr.data.data_sampler import EnlargedSampler  # noqa: E402
 from basicsr.losses.basic_loss import PerceptualLoss  # noqa: E402
 from basicsr.models import base_model, realesrgan_model, realesrnet_model, sr_model  # noqa: E402
-from basicsr.utils import dist_util, img_process_util, options  # noqa: E402
+from basicsr.data import prefetch_dataloader  # noqa: E402
+from basicsr.utils import dist_util, file_client, img_process_util, img_util, options  # noqa: E402
 from basicsr.utils.misc import check_resume  # noqa: E402
 
+from ext.data.image_reader import BadImageFile, decode_image, read_image_bytes  # noqa: E402
 from ext.utils import checkpoint  # noqa: E402
 from ext.utils.atomic_io import atomic_torch_save  # noqa: E402
 from ext.utils.pretrained import PretrainedWeightsNotFound, find_vgg_weights, how_to_obtain_network  # noqa: E402
@@ -197,30 +202,44 @@ def _set_rng_state(state):
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-def _all_ranks_rng_states():
+def _distributed():
     import torch.distributed as dist
-    mine = _rng_state()
-    if not (dist.is_available() and dist.is_initialized()):
-        return [mine]
-    gathered = [None] * dist.get_world_size()
-    dist.all_gather_object(gathered, mine)  # collective: every rank calls save_training_state
+    return dist.is_available() and dist.is_initialized()
+
+
+def _gather_on_rank0(obj):
+    """``[obj of rank 0, obj of rank 1, ...]`` on rank 0 (``None`` elsewhere); ``[obj]`` without DDP.
+    A collective: every rank calls it."""
+    import torch.distributed as dist
+    if not _distributed():
+        return [obj]
+    gathered = [None] * dist.get_world_size() if dist.get_rank() == 0 else None
+    dist.gather_object(obj, gathered, dst=0)
     return gathered
 
 
 class TrainProgress:
-    """What the running job knows about its data loader and a pending resume."""
+    """What the running job knows about its data loader, its model and a pending resume."""
     iters_per_epoch = None
     batch_size = None
     pending_resume = None  # the loaded .state until its position is handed to the sampler
+    train_sampler = None
+    model = None
+    current_iter = None  # the iteration being trained (set as it starts)
 
 
 PROGRESS = TrainProgress()
 
 
 def _save_training_state_resumable(self, epoch, current_iter):
+    """BasicSR's .state plus, for every rank, its random states and its model's extra state (e.g.
+    the training-pair queue, different on each rank), gathered on rank 0 which writes the file."""
     if current_iter == -1:
         return
-    rng_states = _all_ranks_rng_states()
+    mine = {'rng': _rng_state()}
+    if hasattr(self, 'extra_training_state'):
+        mine['extra'] = self.extra_training_state()
+    per_rank = _gather_on_rank0(mine)  # collective: every rank calls save_training_state
     if _rank() != 0:
         return
     state = {
@@ -228,13 +247,25 @@ def _save_training_state_resumable(self, epoch, current_iter):
         'iter': current_iter,
         'optimizers': [o.state_dict() for o in self.optimizers],
         'schedulers': [s.state_dict() for s in self.schedulers],
-        'rng': rng_states,
+        'rng': [each['rng'] for each in per_rank],
         'iters_per_epoch': PROGRESS.iters_per_epoch,
     }
-    if hasattr(self, 'extra_training_state'):
-        state['extra'] = self.extra_training_state()
+    if 'extra' in mine:
+        state['extra_by_rank'] = [each['extra'] for each in per_rank]
     path = osp.join(self.opt['path']['training_states'], f'{current_iter}.state')
     _save_with_retry(state, path, 'training state')
+
+
+def own_rank_entry(entries, rank, what):
+    """``entries[rank]`` of a per-rank list saved by a run; a warning (resume not exact) and rank 0's
+    entry when the saved run had fewer processes than this one."""
+    world_size = dist_util.get_dist_info()[1]
+    if len(entries) != world_size and rank == 0:
+        from basicsr.utils import get_root_logger
+        get_root_logger().warning(f'Resume: the saved run had {len(entries)} process(es), this one has {world_size}; '
+                                  f'{what} of ranks without a saved one start from rank 0\'s: the run does not '
+                                  'continue exactly')
+    return entries[rank] if rank < len(entries) else entries[0]
 
 
 def _validation_keeping_random_states(self, *args, **kwargs):
@@ -259,8 +290,15 @@ def _test_on_the_bare_network(self):
 
 
 def _resume_training_with_extra(self, resume_state):
+    """Also restores this rank's own extra state (``extra_by_rank``; ``extra``: rank 0's only, as
+    written by earlier versions, which every rank then takes)."""
     ORIGINALS['BaseModel.resume_training'](self, resume_state)
-    if 'extra' in resume_state and hasattr(self, 'load_extra_training_state'):
+    if not hasattr(self, 'load_extra_training_state'):
+        return
+    if 'extra_by_rank' in resume_state:
+        self.load_extra_training_state(own_rank_entry(resume_state['extra_by_rank'], self.opt['rank'], 'the model '
+                                                      'state (training-pair queue, guards)'))
+    elif 'extra' in resume_state:
         self.load_extra_training_state(resume_state['extra'])
 
 
@@ -268,6 +306,60 @@ def sample_seed(seed, rank, epoch, position):
     """The seed of one draw of the training set: a hash of where it stands in the run."""
     digest = hashlib.blake2b(f'{seed}:{rank}:{epoch}:{position}'.encode(), digest_size=8).digest()
     return int.from_bytes(digest, 'little') % 2**32
+
+
+# --- 7b. bad training files: BasicSR's datasets die on the first one (AttributeError on None, OpenCV's
+#         !buf.empty()), without its name. Files are read through ext.data.image_reader (section 10);
+#         the training set logs each bad file once and draws another sample, deterministically.
+class BadTrainingData(RuntimeError):
+    """Too many training files cannot be read; training stops (exit status 2, as an option error)."""
+
+    def __str__(self):
+        text = str(self.args[0]) if self.args else ''
+        marker = f'{type(self).__name__}: '  # re-raised from a loader worker: keep the message, not the traceback
+        return text.rsplit(marker, 1)[-1].strip() if 'Original Traceback' in text else text
+
+
+class BadFileGuard:
+    """The bad files of one training set: each logged once, the run stopped when there are too many.
+
+    ``is_bad`` is one flag per sample in shared memory, so loader workers (forked or spawned) see
+    each other's finds and a file is logged once per run whatever the number of workers.
+
+    Option keys of ``datasets.train``:
+        bad_file_max_share (float, default 0.1): stop when more than this share of the samples is bad.
+        bad_file_retries (int, default 10): other samples tried for one draw before stopping.
+    """
+
+    def __init__(self, size, max_share=0.1, retries=10):
+        self.max_share, self.retries = float(max_share), int(retries)
+        if not 0 <= self.max_share <= 1 or self.retries < 0:
+            from ext.options import OptionError
+            raise OptionError(f'datasets.train: bad_file_max_share must be in [0, 1] (got {max_share}) and '
+                              f'bad_file_retries >= 0 (got {retries})')
+        self.size = size
+        self.is_bad = torch.zeros(max(size, 1), dtype=torch.uint8).share_memory_()
+        self.seen = {}  # index -> message, found in this process
+
+    def report(self, index, error):
+        """Log ``error`` (a :class:`BadImageFile`) the first time sample ``index`` fails; stop when too many."""
+        self.seen[index] = str(error)
+        if self.is_bad[index]:
+            return
+        self.is_bad[index] = 1
+        from basicsr.utils import get_root_logger
+        get_root_logger().warning(f'Bad training file {error.path}: {error.reason}; another sample is drawn instead '
+                                  '(reported once)')
+        bad = int(self.is_bad.sum())
+        if bad > self.max_share * self.size:
+            raise BadTrainingData(f'{bad} of the {self.size} training samples cannot be read, more than '
+                                  f'datasets.train.bad_file_max_share ({self.max_share:g}): {self.listing()}')
+
+    def listing(self, limit=20):
+        messages = sorted(set(self.seen.values()))
+        text = '; '.join(messages[:limit]) + (f' (+{len(messages) - limit} more)' if len(messages) > limit else '')
+        others = int(self.is_bad.sum()) - len(self.seen)
+        return text + (f' (+{others} found by other loader workers, named in the log)' if others > 0 else '')
 
 
 class PerSampleSeededDataset(torch.utils.data.Dataset):
@@ -278,23 +370,28 @@ class PerSampleSeededDataset(torch.utils.data.Dataset):
     function of (manual_seed, rank, epoch, position) whatever the number of loader workers, so a run
     resumed in the middle of an epoch draws exactly the samples the killed run would have drawn.
     Plain integer indices read the wrapped dataset as they are.
+
+    A sample whose file is bad (:class:`~ext.data.image_reader.BadImageFile`: missing, empty,
+    truncated, not an image) is replaced by another one, chosen and seeded by a hash of the draw's
+    seed and the attempt: the replacement does not depend on which files were already known to be
+    bad, so resume stays exact. :class:`BadFileGuard` logs and limits the bad files.
     """
 
-    def __init__(self, dataset):
+    def __init__(self, dataset, bad_files=None):
         self.dataset = dataset
+        self.bad_files = bad_files or BadFileGuard(len(dataset))
 
     def __len__(self):
         return len(self.dataset)
 
     def __getattr__(self, name):  # the wrapped dataset's attributes (opt, paths, ...)
-        if name == 'dataset':  # not set yet while unpickling in a worker
+        if name in ('dataset', 'bad_files'):  # not set yet while unpickling in a worker
             raise AttributeError(name)
         return getattr(self.dataset, name)
 
-    def __getitem__(self, item):
-        if not isinstance(item, tuple):
-            return self.dataset[item]
-        index, seed = item
+    def _read(self, index, seed):
+        if seed is None:
+            return self.dataset[index]
         saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
         random.seed(seed)
         np.random.seed(seed)
@@ -306,10 +403,30 @@ class PerSampleSeededDataset(torch.utils.data.Dataset):
             np.random.set_state(saved[1])
             torch.set_rng_state(saved[2])
 
+    def __getitem__(self, item):
+        index, seed = item if isinstance(item, tuple) else (item, None)
+        base = index if seed is None else seed
+        for attempt in range(self.bad_files.retries + 1):
+            if attempt:
+                seed = sample_seed(base, 'replacement', attempt, len(self))
+                index = seed % len(self)
+            if self.bad_files.is_bad[index]:
+                continue  # known bad: skipped without reading, the same draw as reading it again
+            try:
+                return self._read(index, seed)
+            except BadImageFile as error:
+                self.bad_files.report(index, error)
+        raise BadTrainingData(f'no readable training sample in {self.bad_files.retries + 1} draws in a row '
+                              f'(datasets.train.bad_file_retries); bad files: {self.bad_files.listing()}')
+
 
 def _build_dataset_seeded_for_training(dataset_opt):
     dataset = ORIGINALS['basicsr.train.build_dataset'](dataset_opt)
-    return PerSampleSeededDataset(dataset) if dataset_opt.get('phase') == 'train' else dataset
+    if dataset_opt.get('phase') != 'train':
+        return dataset
+    guard = BadFileGuard(len(dataset), dataset_opt.get('bad_file_max_share', 0.1),
+                         dataset_opt.get('bad_file_retries', 10))
+    return PerSampleSeededDataset(dataset, guard)
 
 
 class ResumableEnlargedSampler(EnlargedSampler):
@@ -339,6 +456,7 @@ def _create_dataloaders_resumable(opt, logger):
     train_loader, train_sampler = result[0], result[1]
     if isinstance(train_sampler.dataset, PerSampleSeededDataset):
         train_sampler.seed = opt['manual_seed']
+    PROGRESS.train_sampler = train_sampler
     PROGRESS.iters_per_epoch, PROGRESS.batch_size = len(train_loader), train_loader.batch_size
     state, PROGRESS.pending_resume = PROGRESS.pending_resume, None
     if state is None:
@@ -350,7 +468,7 @@ def _create_dataloaders_resumable(opt, logger):
                        f"run had {state.get('iters_per_epoch')}; epoch {state['epoch']} restarts from its first "
                        f'batch and the random states are not restored.')
         return result
-    rank_rng = rng[opt['rank']] if rng and opt['rank'] < len(rng) else None
+    rank_rng = own_rank_entry(rng, opt['rank'], 'the random streams') if rng else None
     train_sampler.resume_within_epoch(
         state['epoch'], consumed * PROGRESS.batch_size,
         on_first_sample=(lambda: _set_rng_state(rank_rng)) if rank_rng else None)
@@ -432,6 +550,210 @@ def load_resume_state(opt):
     return state
 
 
+# --- 9. stopping cleanly: SIGTERM / SIGINT (spot instances, Ctrl-C, torchrun) and guards ----------
+# BasicSR dies on a signal and loses everything since the last periodic checkpoint; a guard that
+# raises on one DDP rank leaves the others waiting in a collective. Here a signal or a guard only asks
+# for a stop; at the end of each iteration (when the loop asks its prefetcher for the next batch) the
+# ranks agree (all-reduce) and every rank stops after the same iteration: for a signal after saving
+# the networks and the .state of that iteration (exit status 0, --auto_resume continues exactly), for
+# a guard or bad data without saving (exit status 3 or 2). A second signal exits at once; checkpoints
+# are written atomically, so the previous one stays whole.
+REPEATED_SIGNAL_GRACE_S = 1.0  # torchrun forwards the SIGINT that a terminal already sent to every process
+EXIT_GUARD, EXIT_BAD_DATA = 3, 2
+
+
+class TrainingStopped(Exception):
+    """Every rank agreed to stop after ``iteration``; ``exit_code`` 0 when a checkpoint was saved for it."""
+
+    def __init__(self, reason, exit_code, iteration=None, saved=()):
+        super().__init__(reason)
+        self.reason, self.exit_code, self.iteration, self.saved = reason, exit_code, iteration, list(saved)
+
+
+class StopControl:
+    """This process's stop request and signal handlers; :data:`STOP` is the one instance."""
+
+    def __init__(self):
+        self.request = None  # (reason, exit_code, save_checkpoint)
+        self.first_signal_time = None
+        self.checked_iter = None
+        self._handlers = {}
+        self._owner_pid = None
+
+    def ask(self, reason, exit_code=0, save_checkpoint=True):
+        """Ask every rank to stop after the current iteration (saving a checkpoint only if every asker wants it)."""
+        if self.request is None:
+            self.request = (reason, exit_code, save_checkpoint)
+        else:
+            old_reason, old_code, old_save = self.request
+            self.request = (f'{old_reason}; {reason}', max(old_code, exit_code), old_save and save_checkpoint)
+
+    def reset(self):
+        self.request, self.first_signal_time, self.checked_iter = None, None, None
+
+    # --- signals
+    def install(self, signals=(signal.SIGTERM, signal.SIGINT)):
+        if threading.current_thread() is not threading.main_thread():
+            return
+        self._owner_pid = os.getpid()
+        for signum in signals:
+            self._handlers[signum] = signal.signal(signum, self._on_signal)
+
+    def uninstall(self):
+        for signum, handler in self._handlers.items():
+            signal.signal(signum, handler)
+        self._handlers = {}
+
+    def _on_signal(self, signum, frame):
+        if os.getpid() != self._owner_pid:
+            return  # a forked loader worker: the training process stops it
+        name = signal.Signals(signum).name
+        now = time.monotonic()
+        if self.first_signal_time is None:
+            self.first_signal_time = now
+            self.ask(f'received {name}', 0, True)
+            os.write(2, f'\n{name}: finishing the current iteration, then saving a checkpoint and exiting '
+                        f'(a second signal exits at once)\n'.encode())
+        elif now - self.first_signal_time > REPEATED_SIGNAL_GRACE_S:
+            os.write(2, f'\n{name} again: exiting now; the checkpoints already written are complete\n'.encode())
+            os._exit(128 + signum)
+
+    # --- agreement
+    def agree(self, save_kinds=(True, False)):
+        """``(reason, exit_code, save_checkpoint)`` if any rank asked to stop (a collective under DDP), else None.
+
+        Only requests whose ``save_checkpoint`` is in ``save_kinds`` count; the others stay pending."""
+        import torch.distributed as dist
+        local = self.request if self.request is not None and self.request[2] in save_kinds else None
+        level = 0 if local is None else 1 if local[2] else 2  # 2: a rank refuses the checkpoint
+        if _distributed():
+            device = torch.device('cuda', torch.cuda.current_device()) if dist.get_backend() == 'nccl' else 'cpu'
+            flag = torch.tensor([level], dtype=torch.int32, device=device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            level = int(flag.item())
+            if level == 0:
+                return None
+            requests = [None] * dist.get_world_size()
+            dist.all_gather_object(requests, local)
+        elif level == 0:
+            return None
+        else:
+            requests = [local]
+        if local is not None:
+            self.request = None
+        reasons = [(f'rank {rank}: ' if len(requests) > 1 else '') + each[0]
+                   for rank, each in enumerate(requests) if each is not None]
+        return '; '.join(reasons), max(each[1] for each in requests if each is not None), level == 1
+
+
+STOP = StopControl()
+
+
+def request_stop(reason, exit_code=EXIT_GUARD, save_checkpoint=False):
+    """Ask the training loop to stop every rank after the current iteration (a guard's ``action: stop``).
+
+    ``save_checkpoint``: write the networks and the .state of that iteration first (signals do; a guard
+    that saw the model diverge does not, so ``--auto_resume`` takes the last periodic checkpoint)."""
+    STOP.ask(reason, exit_code, save_checkpoint)
+
+
+def _saved_files(opt, iteration):
+    files = [checkpoint.find_network_file(opt['path']['models'], f'net_{label}', iteration)
+             for label in _network_labels(opt)]
+    state = osp.join(opt['path']['training_states'], f'{iteration}.state')
+    return [path for path in files if path] + ([state] if osp.isfile(state) else [])
+
+
+def _stop_after_iteration():
+    """At the end of an iteration: stop every rank if any asked to (saving first for a signal)."""
+    iteration = PROGRESS.current_iter
+    if iteration is None or iteration == STOP.checked_iter:
+        return  # the first batch of an epoch: the previous iteration was checked already
+    STOP.checked_iter = iteration
+    decision = STOP.agree()
+    if decision is None:
+        return
+    from basicsr.utils import get_root_logger
+    reason, exit_code, save = decision
+    logger, model = get_root_logger(), PROGRESS.model
+    if not save:
+        logger.error(f'Stopping after iteration {iteration}: {reason}')
+        raise TrainingStopped(reason, exit_code, iteration)
+    logger.warning(f'Stopping after iteration {iteration} ({reason}): saving the networks and the training state.')
+    if iteration % model.opt['logger']['save_checkpoint_freq'] != 0:  # else the loop saved it just now
+        model.save(PROGRESS.train_sampler.epoch, iteration)
+    saved = _saved_files(model.opt, iteration) if _rank() == 0 else []
+    logger.info(f'Saved iteration {iteration}: {", ".join(saved)}. Continue with --auto_resume.')
+    raise TrainingStopped(reason, 0, iteration, saved)
+
+
+def _next_batch_stopping_together(self):
+    """The prefetcher's next(): first the end-of-iteration stop agreement, then the batch; a data error
+    on any rank stops every rank."""
+    _stop_after_iteration()
+    try:
+        original = next(ORIGINALS[f'{cls.__name__}.next'] for cls in type(self).__mro__
+                        if f'{cls.__name__}.next' in ORIGINALS)
+        batch = original(self)
+    except BadTrainingData as error:
+        STOP.ask(f'{type(error).__name__}: {error}', EXIT_BAD_DATA, save_checkpoint=False)
+        batch = None
+    decision = STOP.agree(save_kinds=(False, ))  # the batch is drawn: only stops without a checkpoint now
+    if decision is not None:
+        from basicsr.utils import get_root_logger
+        get_root_logger().error(f'Stopping: {decision[0]}')
+        raise TrainingStopped(decision[0], decision[1], PROGRESS.current_iter)
+    return batch
+
+
+def _update_learning_rate_noting_the_iteration(self, current_iter, *args, **kwargs):
+    PROGRESS.model, PROGRESS.current_iter = self, current_iter  # the loop calls it first in every iteration
+    return ORIGINALS['BaseModel.update_learning_rate'](self, current_iter, *args, **kwargs)
+
+
+def _train_pipeline_stopping_cleanly(root_path):
+    """BasicSR's train_pipeline with the signal handlers installed; a stop ends the process with its status."""
+    STOP.reset()
+    STOP.install()
+    try:
+        ORIGINALS['basicsr.train.train_pipeline'](root_path)
+        decision = STOP.agree()  # asked for during the final validation (every rank gets here)
+        stopped = TrainingStopped(decision[0], decision[1] if not decision[2] else 0) if decision else None
+    except TrainingStopped as error:
+        stopped = error
+    finally:
+        STOP.uninstall()
+    if stopped is None:
+        return
+    if _distributed():
+        import torch.distributed as dist
+        dist.destroy_process_group()
+    if _rank() == 0 or stopped.exit_code:
+        if stopped.exit_code == 0:
+            where = f' after iteration {stopped.iteration}' if stopped.iteration is not None else ''
+            print(f'Training stopped{where} ({stopped.reason}); saved: {", ".join(stopped.saved) or "-"}. '
+                  'Continue with --auto_resume.', file=sys.stderr)
+        else:
+            print(f'error: training stopped: {stopped.reason}', file=sys.stderr)
+    raise SystemExit(stopped.exit_code)
+
+
+# --- 10. image files read through one guarded reader (BasicSR: no file name in any decoding error) --
+def _file_client_get_naming_the_file(self, filepath, client_key='default'):
+    return read_image_bytes(self, filepath, client_key)
+
+
+def _imfrombytes_naming_the_file(content, flag='color', float32=False):
+    return decode_image(content, getattr(content, 'path', None), flag, float32)
+
+
+def _replace_imported_name(name, original, new):
+    """Replace ``name`` in every basicsr module that imported it by name (``from ... import name``)."""
+    for module_name, module in list(sys.modules.items()):
+        if module_name.startswith('basicsr') and getattr(module, name, None) is original:
+            setattr(module, name, new)
+
+
 def apply():
     """Apply every fix (idempotent)."""
     global _applied
@@ -458,3 +780,11 @@ def apply():
     _replace(basicsr.train, 'build_dataset', _build_dataset_seeded_for_training)
     _replace(basicsr.train, 'create_train_val_dataloader', _create_dataloaders_resumable)
     _replace(basicsr.train, 'load_resume_state', load_resume_state)
+    _replace(base_model.BaseModel, 'update_learning_rate', _update_learning_rate_noting_the_iteration)
+    _replace(prefetch_dataloader.CPUPrefetcher, 'next', _next_batch_stopping_together)
+    _replace(prefetch_dataloader.CUDAPrefetcher, 'next', _next_batch_stopping_together)
+    _replace(basicsr.train, 'train_pipeline', _train_pipeline_stopping_cleanly)
+    _replace(file_client.FileClient, 'get', _file_client_get_naming_the_file)
+    _replace(img_util, 'imfrombytes', _imfrombytes_naming_the_file)
+    _replace_imported_name('imfrombytes', ORIGINALS['basicsr.utils.img_util.imfrombytes'],
+                           _imfrombytes_naming_the_file)

@@ -20,11 +20,12 @@ from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.utils import options as basicsr_options
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
-from ext.utils import pretrained
+from ext.utils import checkpoint, pretrained
 
 LOADER_KEYS = frozenset({
     'name', 'type', 'phase', 'scale', 'io_backend', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
-    'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers', 'num_prefetch_queue'})
+    'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers', 'num_prefetch_queue',
+    'bad_file_max_share', 'bad_file_retries'})
 _KERNEL_KEYS = frozenset({
     'blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range', 'betap_range', 'sinc_prob',
     'blur_kernel_size2', 'kernel_list2', 'kernel_prob2', 'blur_sigma2', 'betag_range2', 'betap_range2',
@@ -344,9 +345,10 @@ def parse_options(root_path, is_train=True):
 
 
 def main_guard(function):
-    """Run an entry point; an :class:`OptionError` ends it with the message and exit code 2, no traceback."""
+    """Run an entry point; an :class:`OptionError`, a missing pretrained network or a checkpoint that cannot
+    be used (refused as unsafe, damaged, mismatched) ends it with the message and exit code 2, no traceback."""
     try:
         return function()
-    except (OptionError, pretrained.PretrainedWeightsNotFound) as error:
+    except (OptionError, pretrained.PretrainedWeightsNotFound, checkpoint.CheckpointError) as error:
         print(f'error: {error}', file=sys.stderr)
         raise SystemExit(2) from None

@@ -27,6 +27,7 @@ import argparse
 import os
 import os.path as osp
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -106,9 +107,28 @@ def run(args, what):
     command = [sys.executable, *args]
     print('  $ ' + ' '.join(osp.relpath(a, os.getcwd()) if osp.isabs(a) and a.startswith(REPO_ROOT) else a
                              for a in command[1:]), flush=True)
-    result = subprocess.run(command, env=env)
-    if result.returncode != 0:
-        raise SystemExit(f'demo stopped: {what} failed (exit status {result.returncode}); see the output above')
+    # A SIGTERM (spot instance) or Ctrl-C reaches the step too: training then finishes its iteration, saves a
+    # checkpoint and exits 0. The demo must not go on to the next step with a half-trained network.
+    received = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        if process.poll() is None:
+            process.send_signal(signum)  # a Ctrl-C's copy from the terminal and this one count as one signal
+
+    process = subprocess.Popen(command, env=env)
+    handlers = {signum: signal.signal(signum, forward) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        returncode = process.wait()
+    finally:
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    if received:
+        print(f'\ndemo interrupted ({signal.Signals(received[0]).name}) during: {what}; run the demo again to '
+              'resume from the checkpoint it saved', flush=True)
+        raise SystemExit(0 if returncode == 0 else returncode)
+    if returncode != 0:
+        raise SystemExit(f'demo stopped: {what} failed (exit status {returncode}); see the output above')
 
 
 def skimage_bgr(name):

@@ -59,6 +59,14 @@ def write_paired_folders(root, count, gt_size, scale=4, seed=0):
     return gt_dir, lq_dir
 
 
+def free_port():
+    """A TCP port nobody listens on now (for torchrun's rendezvous; tests run in parallel on one machine)."""
+    import socket
+    with socket.socket() as probe:
+        probe.bind(('127.0.0.1', 0))
+        return probe.getsockname()[1]
+
+
 def write_options(path, opt):
     with open(path, 'w') as handle:
         yaml.safe_dump(opt, handle, sort_keys=False)

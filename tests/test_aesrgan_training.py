@@ -3,6 +3,7 @@ import glob
 import math
 import os
 import os.path as osp
+import random
 import re
 
 import cv2
@@ -10,7 +11,10 @@ import pytest
 import torch
 import yaml
 
-from helpers import REPO_ROOT, run_train, write_image_folder, write_paired_folders
+from helpers import (REPO_ROOT, free_port, read_logs, run_script, run_train, write_image_folder, write_options,
+                     write_paired_folders)
+
+FAULT_DRIVER = osp.join(REPO_ROOT, 'tests', 'train_with_fault.py')
 
 pytestmark = pytest.mark.slow
 
@@ -92,7 +96,7 @@ def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_
     grid = cv2.imread(f'{root}/visualization/0000/0000_4_grid.png')
     assert grid.shape == (64, 3 * 64 + 2 * 4, 3)  # bicubic lq | output | gt
     assert osp.isfile(f'{root}/visualization/0001/0001_2.png')
-    assert 'pair_queue' in load(f'{root}/training_states/4.state')['extra']
+    assert 'pair_queue' in load(f'{root}/training_states/4.state')['extra_by_rank'][0]
 
     # kill after iteration 2: its checkpoint is the newest; --auto_resume must redo 3 and 4 identically
     finished = {name: load(f'{root}/models/{name}_4.pth') for name in ('net_g', 'net_d')}
@@ -138,3 +142,52 @@ def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_pat
     assert all(math.isfinite(v) for v in losses[2].values())
     assert set(load(f'{root2}/models/net_g_latest.pth')) == {'params', 'params_ema'}
     assert 'conv9.weight' in load(f'{root2}/models/net_d_latest.pth')['params']
+
+
+def torchrun(args, workdir, check=True):
+    return run_script(['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', *args,
+                       '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'}, check=check)
+
+
+def test_ddp_sigterm_on_one_rank_then_sigkill_then_auto_resume_equals_an_uninterrupted_run(tmp_path, tiny_data):
+    """2-process gloo DDP A-ESRGAN. Each rank has its own training-pair queue (other images): a SIGTERM to
+    rank 1 alone stops both ranks after the same iteration with a checkpoint; a SIGKILL after 4.state and
+    --auto_resume then end with bitwise the weights of an uninterrupted 2-process run (CPU)."""
+    def options(name):
+        opt = shrink('train_multiaesrgan_x4plus.yml', name, tmp_path, tiny_data, total_iter=6)
+        opt.pop('val')
+        opt['datasets'].pop('val')
+        opt['datasets']['train']['dataset_enlarge_ratio'] = 2  # 2 iterations per epoch
+        opt['logger']['save_checkpoint_freq'] = 2
+        return opt, write_options(str(tmp_path / f'{name}.yml'), opt)
+
+    base, base_yml = options('ddp_base')
+    torchrun([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', base_yml], str(tmp_path))
+
+    opt, yml = options('ddp_stopped')
+    root = opt['path']['experiments_root']
+    iteration = random.choice([1, 3])  # not a checkpoint iteration
+    stopped = torchrun([FAULT_DRIVER, '--sigterm-at-iter', str(iteration), '--signal-rank', '1', '-opt', yml],
+                       str(tmp_path), check=False)
+    assert stopped.returncode == 0, (iteration, stopped.stderr[-4000:])
+    log = read_logs(root)
+    assert f'Stopping after iteration {iteration} (rank 1: received SIGTERM)' in log, iteration
+    assert f'iter:{iteration + 1:8,d}' not in log
+    state = load(f'{root}/training_states/{iteration}.state')
+    assert len(state['rng']) == 2 and len(state['extra_by_rank']) == 2
+    queues = [each['pair_queue'] for each in state['extra_by_rank']]
+    assert queues[0]['filled'] == queues[1]['filled'] == min(2 * iteration, 4)
+    assert not torch.equal(queues[0]['gt']['uint8'], queues[1]['gt']['uint8'])  # each rank's own pairs
+
+    killed = torchrun([FAULT_DRIVER, '--kill-after-state', '4', '-opt', yml, '--auto_resume'], str(tmp_path),
+                      check=False)
+    assert killed.returncode != 0
+    assert f'Resuming training from epoch: {iteration // 2}, iter: {iteration}' in killed.stdout + killed.stderr
+    resumed = torchrun([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', yml, '--auto_resume'], str(tmp_path))
+    assert 'Resuming training from epoch: 1, iter: 4' in resumed.stdout + resumed.stderr
+    for name in ('net_g', 'net_d'):
+        expected = load(f"{base['path']['experiments_root']}/models/{name}_latest.pth")
+        got = load(f'{root}/models/{name}_latest.pth')
+        for key in expected:
+            for param, value in expected[key].items():
+                assert torch.equal(got[key][param], value), f'{name} {key} {param} differs (SIGTERM at {iteration})'

@@ -334,3 +334,66 @@ def test_per_sample_seeds_make_augmentation_independent_of_the_caller_streams():
     assert drawn[3][1] == compat.sample_seed(5, 0, 1, 3)
     sampler.resume_within_epoch(1, 6)
     assert list(sampler) == drawn[6:]  # resumed draws keep their seeds
+
+
+def test_image_decoding_errors_name_the_file(tmp_path):
+    """BasicSR: OpenCV's `!buf.empty()` for a zero-byte file, AttributeError on None for a non-image."""
+    import cv2
+    from basicsr.data import paired_image_dataset
+    from basicsr.utils import FileClient
+    from ext.data.image_reader import BadImageFile
+    empty, text = tmp_path / 'empty.png', tmp_path / 'text.png'
+    empty.write_bytes(b'')
+    text.write_text('not an image')
+    original_get = compat.ORIGINALS['FileClient.get']
+    original_decode = compat.ORIGINALS['basicsr.utils.img_util.imfrombytes']
+    client = FileClient('disk')
+    with pytest.raises(cv2.error, match='buf.empty'):
+        original_decode(original_get(client, str(empty)), float32=True)
+    with pytest.raises(AttributeError, match="'NoneType' object has no attribute 'astype'"):
+        original_decode(original_get(client, str(text)), float32=True)
+    decode = paired_image_dataset.imfrombytes  # imported by name: replaced there too
+    with pytest.raises(BadImageFile, match=rf'{empty}: empty file \(0 bytes\)'):
+        decode(client.get(str(empty), 'gt'), float32=True)
+    with pytest.raises(BadImageFile, match=rf'{text}: not a decodable image'):
+        decode(client.get(str(text), 'gt'), float32=True)
+    with pytest.raises(BadImageFile, match=rf'{tmp_path / "gone.png"}: missing file'):
+        client.get(str(tmp_path / 'gone.png'), 'gt')
+
+
+class _ModelWithExtraState:
+    def __init__(self, rank):
+        self.opt, self.optimizers, self.schedulers, self.loaded = {'rank': rank}, [], [], None
+
+    def load_extra_training_state(self, state):
+        self.loaded = state
+
+
+def test_each_rank_resumes_its_own_extra_state():
+    """BasicSR saves rank 0's state only; the training-pair queue of every rank is saved and restored."""
+    state = {'optimizers': [], 'schedulers': [], 'extra_by_rank': [{'queue': 'rank 0'}, {'queue': 'rank 1'}]}
+    model = _ModelWithExtraState(rank=1)
+    import unittest.mock
+    with unittest.mock.patch.object(compat.dist_util, 'get_dist_info', return_value=(1, 2)):
+        compat._resume_training_with_extra(model, state)
+    assert model.loaded == {'queue': 'rank 1'}
+    old_format = _ModelWithExtraState(rank=1)  # earlier .state files: rank 0's for every rank
+    compat._resume_training_with_extra(old_format, {'optimizers': [], 'schedulers': [], 'extra': {'queue': 'rank 0'}})
+    assert old_format.loaded == {'queue': 'rank 0'}
+
+
+def test_stop_requests_are_agreed_and_a_signal_asks_for_a_saved_stop():
+    """BasicSR dies on SIGTERM (tests/test_train.py shows the clean stop end to end)."""
+    import signal
+    stop = compat.StopControl()
+    assert stop.agree() is None
+    stop.install((signal.SIGUSR1, ))
+    try:
+        os.kill(os.getpid(), signal.SIGUSR1)
+    finally:
+        stop.uninstall()
+    assert stop.request == ('received SIGUSR1', 0, True)
+    assert stop.agree(save_kinds=(False, )) is None  # after a batch is drawn: saving then would not resume exactly
+    stop.ask('a guard', compat.EXIT_GUARD, save_checkpoint=False)  # a guard refuses the checkpoint of a diverged model
+    assert stop.agree(save_kinds=(False, )) == ('received SIGUSR1; a guard', compat.EXIT_GUARD, False)
+    assert stop.request is None and stop.agree() is None

@@ -12,7 +12,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import (REPO_ROOT, TEST_PY, experiment_dir, iteration_logs, read_logs, run_script, run_train,
+from helpers import (REPO_ROOT, TEST_PY, experiment_dir, free_port, iteration_logs, read_logs, run_script, run_train,
                      skimage_rgb, write_options)
 
 pytestmark = pytest.mark.slow
@@ -104,13 +104,13 @@ def test_exp2_3_options_train_validate_and_test(faces, tmp_path, vgg19_env):
                                f"astronaut_{test_opt['name']}.png"))
 
 
-def test_saturation_guard_stops_a_white_generator(faces, tmp_path):
+def white_generator_options(faces, tmp_path, name, guard):
     """A generator whose last convolution is biased far above 1 gives white images (clamped, so the
-    L1 gradient cannot bring it back, as the seed's epoch 3): the guard stops and logs it."""
-    opt = tiny(read_yaml('train_ttsr_ffhq_inpaint_384.yml'), 'ffhq_inpaint_white', str(tmp_path), faces, total_iter=6)
+    L1 gradient cannot bring it back, as the seed's epoch 3)."""
+    opt = tiny(read_yaml('train_ttsr_ffhq_inpaint_384.yml'), name, str(tmp_path), faces, total_iter=6)
     opt['datasets']['train'].update(use_flip=False)
     opt['network_g']['load_pretrained_vgg'] = False
-    opt['train']['saturation_guard'] = {'action': 'stop', 'max_fraction': 0.5, 'tolerance': 0.004, 'patience': 2}
+    opt['train']['saturation_guard'] = guard
 
     import ext  # noqa: F401
     from basicsr.archs import build_network
@@ -121,11 +121,37 @@ def test_saturation_guard_stops_a_white_generator(faces, tmp_path):
     white = str(tmp_path / 'white.pth')
     torch.save({'params': state}, white)
     opt['path']['pretrain_network_g'] = white
+    return opt
 
+
+def test_saturation_guard_stops_a_white_generator(faces, tmp_path):
+    """The guard stops after the iteration that exhausts its patience, logs why, exits with status 3."""
+    opt = white_generator_options(faces, tmp_path, 'ffhq_inpaint_white',
+                                  {'action': 'stop', 'max_fraction': 0.5, 'tolerance': 0.004, 'patience': 2})
     result = run_train(opt, str(tmp_path), check=False)
-    assert result.returncode != 0
-    assert 'OutputSaturationError' in result.stderr
+    assert result.returncode == 3, result.stderr[-3000:]
+    assert 'error: training stopped: OutputSaturationError: saturated outputs at iteration 2' in result.stderr
+    assert 'Traceback' not in result.stderr
     text = read_logs(experiment_dir(opt, str(tmp_path)))
     assert 'Stopping: saturated outputs at iteration 2' in text  # patience 2: not at iteration 1
     assert float(re.search(r"out_saturated: ([\d.e+-]+)", iteration_logs(text)[1]).group(1)) > 0.9
     assert 3 not in iteration_logs(text)
+
+
+def test_saturation_guard_at_rank_0_validation_stops_both_ddp_ranks(faces, tmp_path):
+    """2-process gloo DDP: validation (and so its saturation check) runs on rank 0 only; its stop is
+    agreed with rank 1 at the end of the iteration, both ranks stop after iteration 2 with status 3."""
+    opt = white_generator_options(faces, tmp_path, 'ffhq_inpaint_white_ddp',
+                                  {'action': 'stop', 'max_fraction': 0.5, 'tolerance': 0.004, 'patience': 100})
+    yml = write_options(str(tmp_path / 'white_ddp.yml'), opt)
+    result = run_script(['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
+                         osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', yml, '--launcher', 'pytorch'],
+                        cwd=str(tmp_path), env={'OMP_NUM_THREADS': '1'}, check=False, timeout=300)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0
+    exited = re.findall(r'rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*:\s*(\d+)', output)
+    assert sorted(exited) == [('0', '3'), ('1', '3')], output[-4000:]  # both ranks, the guard's exit status
+    stop = 'Stopping after iteration 2: rank 0: OutputSaturationError: saturated outputs at validation'
+    assert output.count(stop) == 2  # logged by both ranks
+    text = read_logs(experiment_dir(opt, str(tmp_path)))
+    assert stop in text and 3 not in iteration_logs(text)

@@ -2,13 +2,17 @@
 import glob
 import os
 import os.path as osp
+import random
+import re
 import shutil
+import signal
+import time
 import uuid
 
 import pytest
 import torch
 
-from helpers import (REPO_ROOT, TEST_PY, TRAIN_PY, base_train_options, run_script, run_train, write_options,
+from helpers import (REPO_ROOT, TEST_PY, TRAIN_PY, base_train_options, read_logs, run_script, run_train, write_options,
                      write_paired_folders)
 
 FAULT_DRIVER = osp.join(REPO_ROOT, 'tests', 'train_with_fault.py')
@@ -177,3 +181,52 @@ def test_ddp_two_processes_on_gloo_keep_parameters_equal(photos, tmp_path):
     rank0, rank1 = load(dump / 'rank0_iter4.pth'), load(dump / 'rank1_iter4.pth')
     assert max_difference(rank0, rank1) == 0
     assert max_difference(rank0, load(dump / 'rank0_iter2.pth')) > 0  # it did train
+
+
+def test_sigterm_saves_exits_0_and_auto_resume_equals_an_uninterrupted_run(photos, tmp_path, uninterrupted):
+    """A spot instance's SIGTERM at a random iteration: that iteration is finished, its networks and .state
+    are written, the run exits 0; --auto_resume then gives bitwise the uninterrupted run's weights."""
+    iteration = random.choice([1, 2, 4, 5, 7, 8])  # not a checkpoint iteration (3, 6, 9)
+    workdir = str(tmp_path)
+    opt = resume_options('sigterm', workdir, photos)
+    yml = write_options(osp.join(workdir, 'sigterm.yml'), opt)
+    started = time.monotonic()
+    stopped = run_script([FAULT_DRIVER, '--sigterm-at-iter', str(iteration), '-opt', yml], cwd=workdir, check=False)
+    assert stopped.returncode == 0, (iteration, stopped.stderr[-3000:])
+    assert time.monotonic() - started < 60
+    root = opt['path']['experiments_root']
+    log = read_logs(root)
+    assert f'Stopping after iteration {iteration} (received SIGTERM)' in log, iteration
+    assert f'iter:{iteration:8,d}' in log and f'iter:{iteration + 1:8,d}' not in log  # finished, then stopped
+    saved = f"{root}/models/net_g_{iteration}.pth, {root}/models/net_d_{iteration}.pth, " \
+            f"{root}/training_states/{iteration}.state"
+    assert f'Saved iteration {iteration}: {saved}. Continue with --auto_resume.' in log
+    resumed = run_script([TRAIN_PY, '-opt', yml, '--auto_resume'], cwd=workdir)
+    assert f'iter: {iteration}.' in resumed.stdout + resumed.stderr
+    models = osp.join(root, 'models')
+    base_g, base_d = uninterrupted
+    net_g, net_d = load(osp.join(models, 'net_g_latest.pth')), load(osp.join(models, 'net_d_latest.pth'))
+    for key in ('params', 'params_ema'):
+        assert max_difference(net_g[key], base_g[key]) == 0, (iteration, key)
+    assert max_difference(net_d['params'], base_d['params']) == 0, iteration
+
+
+def test_second_sigterm_exits_at_once_and_keeps_the_previous_checkpoint(photos, tmp_path, uninterrupted):
+    """SIGTERM at iteration 5, a second one while its .state is being written: the process exits at once
+    (128 + SIGTERM), 5.state never appears, and --auto_resume continues exactly from 3.state."""
+    workdir = str(tmp_path)
+    opt = resume_options('sigterm_twice', workdir, photos)
+    yml = write_options(osp.join(workdir, 'sigterm_twice.yml'), opt)
+    killed = run_script([FAULT_DRIVER, '--sigterm-at-iter', '5', '--second-signal-in-state-write', '5', '-opt', yml],
+                        cwd=workdir, check=False)
+    ended = time.time()
+    assert killed.returncode == 128 + signal.SIGTERM, killed.stderr[-3000:]
+    second_signal = float(re.search(r'second signal sent at ([\d.]+)', killed.stderr).group(1))
+    assert ended - second_signal < 10  # at once, not after the 30 s the fault driver would still sleep
+    assert 'SIGTERM again: exiting now' in killed.stderr
+    states = osp.join(opt['path']['experiments_root'], 'training_states')
+    assert sorted(name for name in os.listdir(states) if not name.startswith('.')) == ['3.state']
+    resumed = run_script([TRAIN_PY, '-opt', yml, '--auto_resume'], cwd=workdir)
+    assert 'Resuming training from epoch: 0, iter: 3' in resumed.stdout + resumed.stderr
+    net_g = load(osp.join(opt['path']['experiments_root'], 'models', 'net_g_latest.pth'))
+    assert max_difference(net_g['params'], uninterrupted[0]['params']) == 0

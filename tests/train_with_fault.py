@@ -4,6 +4,10 @@
     python tests/train_with_fault.py --kill-in-state-write N -opt X.yml ... # half-way through writing N.state
     python tests/train_with_fault.py --dump-params DIR -opt X.yml ...       # every rank dumps net_g at each save
     python tests/train_with_fault.py --basicsr-resume -opt X.yml ...        # BasicSR's epoch-restarting resume
+    python tests/train_with_fault.py --sigterm-at-iter N [--signal-rank R] -opt X.yml ...
+        # SIGTERM to this process (only rank R's) as iteration N starts
+    python tests/train_with_fault.py --second-signal-in-state-write N -opt X.yml ...
+        # a second SIGTERM, 1.2 s after the first, half-way through writing N.state
 
 All other arguments go to ext/train.py unchanged.
 """
@@ -12,6 +16,7 @@ import os
 import os.path as osp
 import signal
 import sys
+import time
 
 sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
@@ -67,6 +72,34 @@ def dump_params(folder):
     base_model.BaseModel.save_training_state = save_and_dump
 
 
+def sigterm_at_iter(iteration, rank=None):
+    update = base_model.BaseModel.update_learning_rate  # the loop calls it first in every iteration
+
+    def update_then_signal(self, current_iter, *args, **kwargs):
+        if current_iter == iteration and rank in (None, self.opt['rank']):
+            os.kill(os.getpid(), signal.SIGTERM)
+        return update(self, current_iter, *args, **kwargs)
+
+    base_model.BaseModel.update_learning_rate = update_then_signal
+
+
+def second_signal_in_state_write(iteration):
+    real_save = compat.atomic_torch_save
+
+    def interrupted_save(obj, path):
+        if osp.basename(path) == f'{iteration}.state':
+            with atomic_open(path, 'wb') as handle:
+                handle.write(b'PK\x03\x04 half-written')
+                handle.flush()
+                time.sleep(compat.REPEATED_SIGNAL_GRACE_S + 0.2)
+                print(f'second signal sent at {time.time()}', file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(30)  # the handler exits before this ends
+        real_save(obj, path)
+
+    compat.atomic_torch_save = interrupted_save
+
+
 def use_basicsr_resume():
     """Undo the exact-resume fix (control runs): restart the epoch, keep the random states as they are."""
     import basicsr.train
@@ -79,6 +112,9 @@ if __name__ == '__main__':
     parser.add_argument('--kill-in-state-write', type=int)
     parser.add_argument('--dump-params')
     parser.add_argument('--basicsr-resume', action='store_true')
+    parser.add_argument('--sigterm-at-iter', type=int)
+    parser.add_argument('--signal-rank', type=int)
+    parser.add_argument('--second-signal-in-state-write', type=int)
     faults, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]
     if faults.kill_after_state is not None:
@@ -89,4 +125,8 @@ if __name__ == '__main__':
         use_basicsr_resume()
     if faults.dump_params:
         dump_params(faults.dump_params)
+    if faults.sigterm_at_iter is not None:
+        sigterm_at_iter(faults.sigterm_at_iter, faults.signal_rank)
+    if faults.second_signal_in_state_write is not None:
+        second_signal_in_state_write(faults.second_signal_in_state_write)
     main()

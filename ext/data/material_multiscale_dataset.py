@@ -13,6 +13,7 @@ from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, get_root_logger, img2tensor
+from ext.data.image_reader import read_image
 from ext.data.lmdb_keys import lmdb_key, read_lmdb_keys
 from ext.data.texture_score import DEFAULT_SCORE_SIZE, texture_score
 from ext.registry import register
@@ -209,14 +210,8 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
 
     # ------------------------------------------------------------------ loading
     def _load(self, path):
-        """BGR float32 image in [0, 1]; raises on a missing, unreadable or empty file."""
-        data = self.file_client.get(path, 'gt')
-        if data is None:  # LMDB: key not found
-            raise KeyError(f'key {path!r} not in {self.gt_folder}')
-        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-        if image is None:
-            raise ValueError('not a decodable image')
-        return image.astype(np.float32) / 255.0
+        """BGR float32 image in [0, 1]; a missing, unreadable or empty file is a ``BadImageFile``."""
+        return read_image(self.file_client, path, 'gt', float32=True)
 
     def _load_some_image(self, index):
         """``(image, path)`` of ``index``, or of random other samples while files fail to load."""

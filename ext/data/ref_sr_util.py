@@ -10,18 +10,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-from basicsr.utils import imfrombytes
+from ext.data.image_reader import read_image
 
 
 def read_rgb(file_client, path, client_key='default'):
-    """uint8 RGB image from a BasicSR ``FileClient`` (disk path or LMDB key); the error names it."""
-    try:
-        data = file_client.get(path, client_key)
-    except Exception as error:  # noqa: BLE001  (disk and LMDB raise different types)
-        raise OSError(f'cannot read {client_key} image {path!r}: {error}') from error
-    image = imfrombytes(data, float32=False) if data else None
-    if image is None:
-        raise OSError(f'{client_key} image {path!r} is not a readable image')
+    """uint8 RGB image from a BasicSR ``FileClient`` (disk path or LMDB key); a missing, empty or
+    undecodable file is a :class:`~ext.data.image_reader.BadImageFile` naming it."""
+    image = read_image(file_client, path, client_key)
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)

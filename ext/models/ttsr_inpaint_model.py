@@ -21,7 +21,8 @@ SATURATION_KEYS = frozenset({'action', 'max_fraction', 'tolerance', 'patience'})
 
 
 class OutputSaturationError(RuntimeError):
-    """Training stopped by ``train.saturation_guard`` (``action: stop``): the outputs saturated."""
+    """Why ``train.saturation_guard`` (``action: stop``) stopped training: the outputs saturated (the
+    name that starts the stop reason; the run ends with exit status 3 on every rank)."""
 
 
 def saturated_fraction(images, tolerance):
@@ -97,8 +98,11 @@ class SaturationGuard:
                    'learning rate or smaller GAN/perceptual weights.')
         logger = get_root_logger()
         if self.action == 'stop':
+            # every rank stops together after this iteration (ext.compat.request_stop), none waits alone in
+            # a collective: the validation check runs on rank 0 only
             logger.error(f'Stopping: {message}')
-            raise OutputSaturationError(message)
+            compat.request_stop(f'{OutputSaturationError.__name__}: {message}')
+            return
         logger.warning(message)
 
 
@@ -136,7 +140,8 @@ class TTSRInpaintModel(TTSRModel):
             (1/255: how near 0 or 1 a pixel counts as saturated), ``patience`` (1: training
             iterations in a row). Every iteration logs ``out_saturated``; validation logs the share
             over the set (``metrics/<set>/saturated`` in TensorBoard) and applies the same action.
-            ``stop`` ends training with :class:`OutputSaturationError` after logging why.
+            ``stop`` ends training on every rank after the current iteration, without a checkpoint of
+            it, with the reason logged and exit status 3 (``ext.compat.request_stop``).
 
     Validation passes the box mask to the metrics, so ``calculate_masked_psnr`` and
     ``calculate_masked_ssim`` (``region: inside|outside``) sit next to BasicSR's whole-image

@@ -34,6 +34,7 @@ ITERATIONS = 2500
 GAN_WEIGHT = 1.0
 G_LR = 5e-4
 NORM = 'batch'
+HOLE_FILL = 'mean'  # the hole starts at the known pixels' mean colour (0.5: pix2pix's zero)
 TELEA_RADII = (3, 5, 9)
 
 
@@ -75,7 +76,7 @@ def options(workdir, train_dir, total_iter):
         'manual_seed': 0,
         'datasets': {'train': {
             'name': 'photos', 'type': 'MaskedImageDataset', 'dataroot_gt': train_dir, 'crop_size': SIZE,
-            'use_flip': True, 'mask_mode': 'random', 'random_mask': BOX_MASKS, 'hole_fill': 0.5,
+            'use_flip': True, 'mask_mode': 'random', 'random_mask': BOX_MASKS, 'hole_fill': HOLE_FILL,
             'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 200,
             'prefetch_mode': None}},
         'network_g': {'type': 'Pix2PixUNetGenerator', 'in_channels': 4, 'out_channels': 3, 'image_size': SIZE,
@@ -140,7 +141,7 @@ def run(ctx):
             teleas[radius] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             scores[f'telea_r{radius}'].append(hole_psnr(teleas[radius], gt, mask))
         lq = gt.astype(np.float32) / 255
-        lq[hole] = 0.5
+        lq[hole] = lq[~hole].mean(axis=0) if HOLE_FILL == 'mean' else HOLE_FILL
         x = torch.cat([torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None],
                        torch.from_numpy(mask[None, None].astype(np.float32))], dim=1)
         with torch.no_grad():

@@ -63,6 +63,14 @@ def build_args(tmp_path_factory):
         'RefCUFEDDataset': dataset(dataroot_gt=photos, dataroot_ref=str(root / 'refs')),
         'CUFED5Dataset': dataset(dataroot=str(cufed5), ref_level=1),
         'FFHQInpaintDataset': dataset(dataroot_gt=photos),
+        'Pix2PixUNetGenerator': dict(image_size=32, num_feat=4),
+        'PatchGANDiscriminator': dict(num_feat=4),
+        'VGGUNetGenerator': dict(encoder_blocks=2, decoder_feat=[8, 8], bottleneck_feat=8, load_pretrained_vgg=False),
+        'VGGPatchDiscriminator': dict(num_blocks=2, head_feat=4, load_pretrained_vgg=False),
+        'HoleWeightedL1Loss': dict(),
+        'InpaintPerceptualLoss': dict(),  # needs the VGG file: the vgg19_env fixture provides it
+        'Pix2PixInpaintModel': model_opt(dict(type='Pix2PixUNetGenerator', image_size=32, num_feat=4)),
+        'MaskedImageDataset': dataset(dataroot_gt=photos, crop_size=32),
     }
 
 

@@ -1,0 +1,247 @@
+"""Masked-image pairs for inpainting: an image, a hole mask (from files, the FFHQ box rule or random
+free-form strokes and boxes) and the image with the hole filled."""
+import hashlib
+import math
+import os
+import os.path as osp
+import random
+
+import cv2
+import numpy as np
+import torch
+from torch.utils import data
+
+from basicsr.utils import FileClient
+from ext.data import inpaint_pairs
+from ext.data.ffhq_inpaint_dataset import list_images_recursive
+from ext.data.lmdb_keys import read_lmdb_keys
+from ext.data.ref_sr_util import read_rgb
+from ext.registry import register
+
+MASK_MODES = ('file', 'box', 'random')
+RANDOM_MASK_DEFAULTS = {
+    'strokes': [1, 4],  # free-form strokes per mask (inclusive range)
+    'boxes': [0, 2],  # rectangles per mask
+    'stroke_vertices': [4, 10],
+    'stroke_width': [0.03, 0.10],  # fractions of the shorter side
+    'stroke_step': [0.05, 0.20],  # segment length, fraction of the shorter side
+    'box_size': [0.15, 0.45],  # box side, fraction of each side
+    'hole_fraction': [0.0, 0.6],  # redraw until the hole covers this share of the image (up to 10 tries)
+}
+
+
+def _unit_seed(*parts):
+    digest = hashlib.sha256('\0'.join(str(p) for p in parts).encode('utf-8')).digest()
+    return int.from_bytes(digest[:8], 'big')
+
+
+def random_mask(height, width, rng, spec=None):
+    """float32 ``height`` x ``width`` mask (1 = hole) of free-form strokes and boxes drawn from ``rng``
+    (a ``numpy.random.Generator``); ``spec`` overrides :data:`RANDOM_MASK_DEFAULTS`."""
+    spec = {**RANDOM_MASK_DEFAULTS, **(spec or {})}
+    short = min(height, width)
+    low, high = spec['hole_fraction']
+    for _ in range(10):
+        mask = np.zeros((height, width), np.uint8)
+        for _ in range(int(rng.integers(spec['strokes'][0], spec['strokes'][1] + 1))):
+            x, y = rng.uniform(0, width), rng.uniform(0, height)
+            thickness = max(1, int(round(rng.uniform(*spec['stroke_width']) * short)))
+            angle = rng.uniform(0, 2 * math.pi)
+            for _ in range(int(rng.integers(spec['stroke_vertices'][0], spec['stroke_vertices'][1] + 1))):
+                angle += rng.uniform(-math.pi / 2, math.pi / 2)
+                step = rng.uniform(*spec['stroke_step']) * short
+                nx = float(np.clip(x + step * math.cos(angle), 0, width - 1))
+                ny = float(np.clip(y + step * math.sin(angle), 0, height - 1))
+                cv2.line(mask, (int(x), int(y)), (int(nx), int(ny)), 1, thickness)
+                x, y = nx, ny
+        for _ in range(int(rng.integers(spec['boxes'][0], spec['boxes'][1] + 1))):
+            bw = max(1, int(rng.uniform(*spec['box_size']) * width))
+            bh = max(1, int(rng.uniform(*spec['box_size']) * height))
+            left, top = int(rng.integers(0, width - bw + 1)), int(rng.integers(0, height - bh + 1))
+            mask[top:top + bh, left:left + bw] = 1
+        if low <= mask.mean() <= high and mask.any():
+            break
+    if not mask.any():  # never an empty hole: one pixel-wide stroke at least
+        mask[height // 2, width // 4:max(width // 4 + 1, 3 * width // 4)] = 1
+    return mask.astype(np.float32)
+
+
+def read_mask_file(path, height, width):
+    """A mask image (white or non-zero = hole) resized (nearest) to ``height`` x ``width``, float32 0/1."""
+    mask = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if mask is None:
+        raise FileNotFoundError(f'mask file {path!r} cannot be read as an image')
+    if mask.ndim == 3:
+        mask = mask[..., 3] if mask.shape[2] == 4 else mask.max(axis=2)
+    if mask.shape != (height, width):
+        mask = cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+    threshold = 127 if mask.dtype == np.uint8 and mask.max() > 1 else 0.5
+    return (mask > threshold).astype(np.float32)
+
+
+def _chw(image):
+    return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
+
+
+@register()
+class MaskedImageDataset(data.Dataset):
+    """Inpainting pairs from clean images: ``gt``, a hole ``mask`` and ``lq`` = ``gt`` with the hole
+    filled (pix2pix / VGG inpainting GAN of the seed; Isola et al., CVPR 2017).
+
+    Items (float [0, 1] RGB CHW): ``lq`` (the masked image: hole pixels = ``hole_fill``), ``mask``
+    (1 x H x W, 1 = hole; models feed ``cat(lq, mask)`` to the generator and pass the mask to the
+    masked PSNR/SSIM metrics), ``gt``, ``lq_path``, ``gt_path``, ``mask_path`` (``''`` unless read from
+    a file).
+
+    Masks (``mask_mode``):
+        'file': mask images from ``dataroot_mask`` (white / non-zero = hole), resized nearest to the
+            image; ``mask_pairing``: 'name' (same file name, any extension), 'cycle' (mask
+            ``index % count``) or 'random' (any mask, drawn per sample in training, per file name
+            otherwise).
+        'box': the FFHQ inpainting box rule of :mod:`ext.data.inpaint_pairs` (``box_x``, ``box_y``
+            fractions, default the seed's [0.5, 0.8] each; ``random_box`` moves it).
+        'random': free-form strokes and boxes (:func:`random_mask`; ``random_mask`` overrides
+            :data:`RANDOM_MASK_DEFAULTS`).
+    Training draws random masks and boxes from the sample's seed (``ext.compat`` seeds every draw of
+    a training set from (manual_seed, rank, epoch, position), so a resumed run draws the same
+    masks); validation and test masks are fixed per file name and ``mask_seed``, identical in every run.
+
+    Option keys: ``dataroot_gt`` (an image folder, searched recursively, or a BasicSR LMDB with
+    ``io_backend: {type: lmdb}``), ``meta_info_file``, ``image_size`` (centre-crop and resize to this
+    square first, PIL bicubic; the seed's 256 / 512), ``crop_size`` (random crop in training, centre
+    crop otherwise), ``use_flip`` (horizontal, training), ``mask_mode``, ``dataroot_mask``, ``mask_pairing``,
+    ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``hole_fill`` (0.5, i.e.
+    0 in pix2pix's [-1, 1]; or 'mean': the mean colour of the known pixels).
+    """
+
+    option_keys = frozenset({'dataroot_gt', 'meta_info_file', 'image_size', 'crop_size', 'use_flip', 'mask_mode',
+                             'dataroot_mask', 'mask_pairing', 'box_x', 'box_y', 'random_box', 'random_mask',
+                             'mask_seed', 'hole_fill'})
+
+    def __init__(self, opt):
+        super().__init__()
+        self.opt = opt
+        name = opt.get('name', 'MaskedImageDataset')
+        self.train_phase = opt.get('phase') == 'train'
+        self.mask_mode = opt.get('mask_mode', 'random')
+        if self.mask_mode not in MASK_MODES:
+            raise ValueError(f'{name}: mask_mode must be one of {MASK_MODES}, got {self.mask_mode!r}')
+        self.mask_seed = opt.get('mask_seed', 0)
+        self.image_size = opt.get('image_size')
+        self.crop_size = opt.get('crop_size')
+        for key in ('image_size', 'crop_size'):
+            value = opt.get(key)
+            if value is not None and (int(value) != value or value < 8):
+                raise ValueError(f'{name}: {key} must be an integer >= 8, got {value!r}')
+        hole_fill = opt.get('hole_fill', 0.5)
+        if hole_fill != 'mean' and not (isinstance(hole_fill, (int, float)) and 0 <= hole_fill <= 1):
+            raise ValueError(f"{name}: hole_fill must be a value in [0, 1] or 'mean', got {hole_fill!r}")
+        self.hole_fill = hole_fill
+        try:
+            self.box_x, self.box_y = inpaint_pairs.check_box(opt.get('box_x', inpaint_pairs.DEFAULT_BOX_X),
+                                                             opt.get('box_y', inpaint_pairs.DEFAULT_BOX_Y))
+        except ValueError as error:
+            raise ValueError(f'{name}: {error}') from None
+        self.random_box = bool(opt.get('random_box', False))
+        spec = opt.get('random_mask') or {}
+        unknown = sorted(set(spec) - set(RANDOM_MASK_DEFAULTS))
+        if unknown:
+            raise ValueError(f'{name}: random_mask: unknown keys {unknown}; expected some of '
+                             f'{sorted(RANDOM_MASK_DEFAULTS)}')
+        self.random_mask_spec = {**RANDOM_MASK_DEFAULTS, **spec}
+
+        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        self.file_client = None
+        root = opt['dataroot_gt']
+        if self.io_backend_opt['type'] == 'lmdb':
+            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
+            paths = read_lmdb_keys(root)
+        else:
+            paths = [osp.relpath(path, root).replace(os.sep, '/') for path in list_images_recursive(root)]
+        if opt.get('meta_info_file'):
+            from ext.data.ffhq_inpaint_dataset import FFHQInpaintDataset
+            paths = FFHQInpaintDataset.select_from_meta_info(paths, opt['meta_info_file'], root)
+        if not paths:
+            raise ValueError(f'{name}: no images in {root}')
+        self.paths = paths if self.io_backend_opt['type'] == 'lmdb' else [osp.join(root, p) for p in paths]
+
+        self.mask_paths = []
+        if self.mask_mode == 'file':
+            if not opt.get('dataroot_mask'):
+                raise ValueError(f"{name}: mask_mode 'file' needs dataroot_mask (a folder of mask images)")
+            self.mask_paths = list_images_recursive(opt['dataroot_mask'])
+            if not self.mask_paths:
+                raise ValueError(f"{name}: no mask images in {opt['dataroot_mask']}")
+            self.mask_pairing = opt.get('mask_pairing', 'cycle')
+            if self.mask_pairing not in ('name', 'cycle', 'random'):
+                raise ValueError(f"{name}: mask_pairing must be 'name', 'cycle' or 'random', got {self.mask_pairing!r}")
+            if self.mask_pairing == 'name':
+                by_stem = {osp.splitext(osp.basename(p))[0]: p for p in self.mask_paths}
+                missing = [p for p in self.paths if inpaint_pairs.split_name(p) not in by_stem]
+                if missing:
+                    raise FileNotFoundError(f"{name}: no mask in {opt['dataroot_mask']} for {len(missing)} images "
+                                            f'(mask_pairing: name), e.g. {missing[:3]}')
+                self.mask_by_stem = by_stem
+
+    def __len__(self):
+        return len(self.paths)
+
+    def read_gt(self, index):
+        if self.file_client is None:
+            backend = dict(self.io_backend_opt)
+            self.file_client = FileClient(backend.pop('type'), **backend)
+        gt = read_rgb(self.file_client, self.paths[index], 'gt')
+        if self.image_size is not None:
+            gt = inpaint_pairs.square_resize(gt, int(self.image_size))
+        if self.crop_size is not None:
+            size = int(self.crop_size)
+            h, w = gt.shape[:2]
+            if min(h, w) < size:
+                raise ValueError(f'{self.paths[index]}: image of {h}x{w} is smaller than crop_size {size}')
+            if self.train_phase:
+                top, left = random.randint(0, h - size), random.randint(0, w - size)
+            else:
+                top, left = (h - size) // 2, (w - size) // 2
+            gt = gt[top:top + size, left:left + size]
+        return np.ascontiguousarray(gt)
+
+    def mask_rng(self, path):
+        """Training: the sample's own seed (set per draw by ext.compat); otherwise fixed per file."""
+        if self.train_phase:
+            return np.random.default_rng(random.getrandbits(64))
+        return np.random.default_rng(_unit_seed('mask', self.mask_seed, inpaint_pairs.split_name(path)))
+
+    def make_mask(self, index, height, width):
+        path = self.paths[index]
+        if self.mask_mode == 'box':
+            position = None
+            if self.random_box:
+                rng = random if self.train_phase else inpaint_pairs.box_generator(path, self.mask_seed)
+                position = inpaint_pairs.box_position(rng)
+            box = inpaint_pairs.box_pixels(width, height, self.box_x, self.box_y, position)
+            return inpaint_pairs.box_mask(height, width, box), ''
+        if self.mask_mode == 'random':
+            return random_mask(height, width, self.mask_rng(path), self.random_mask_spec), ''
+        if self.mask_pairing == 'name':
+            mask_path = self.mask_by_stem[inpaint_pairs.split_name(path)]
+        elif self.mask_pairing == 'cycle':
+            mask_path = self.mask_paths[index % len(self.mask_paths)]
+        else:
+            mask_path = self.mask_paths[int(self.mask_rng(path).integers(len(self.mask_paths)))]
+        return read_mask_file(mask_path, height, width), mask_path
+
+    def __getitem__(self, index):
+        path = self.paths[index]
+        gt = self.read_gt(index)
+        if self.train_phase and self.opt.get('use_flip', True) and random.random() < 0.5:
+            gt = gt[:, ::-1]  # horizontal only: photos and faces are upright
+        gt = gt.astype(np.float32) / 255.0
+        mask, mask_path = self.make_mask(index, gt.shape[0], gt.shape[1])
+        if self.hole_fill == 'mean':
+            known = mask < 0.5
+            fill = gt[known].mean(axis=0) if known.any() else np.full(3, 0.5, np.float32)
+        else:
+            fill = np.full(3, float(self.hole_fill), np.float32)
+        lq = gt * (1 - mask[..., None]) + fill[None, None, :] * mask[..., None]
+        return {'lq': _chw(lq), 'gt': _chw(gt), 'mask': torch.from_numpy(mask[None].copy()),
+                'lq_path': path, 'gt_path': path, 'mask_path': mask_path}

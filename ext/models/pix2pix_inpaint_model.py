@@ -1,0 +1,328 @@
+"""pix2pix-style inpainting GAN (the seed's pix2pix and VGG-encoder generations): L1 + perceptual +
+conditional adversarial losses, a frozen-then-unfrozen encoder and a plateau rule on the
+discriminator loss, with masked PSNR/SSIM and lq | output | gt grids at validation."""
+import os
+import os.path as osp
+from collections import OrderedDict
+
+import cv2
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ext import compat  # noqa: F401  (shims before basicsr)
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, tensor2img
+from ext.models.plateau_rule import LearningRatePlateau
+from ext.models.realesrgan_degradation import side_by_side
+from ext.models.validation_util import validation_image_path
+from ext.options import OptionError
+from ext.registry import register
+from ext.utils.atomic_io import atomic_write_bytes
+
+
+def _set_requires_grad(net, flag):
+    for param in net.parameters():
+        param.requires_grad = flag
+
+
+def _write_png(path, image):
+    ok, encoded = cv2.imencode('.png', image)
+    if not ok:
+        raise OSError(f'could not encode {path}')
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    atomic_write_bytes(path, encoded.tobytes())
+
+
+@register()
+class Pix2PixInpaintModel(SRModel):
+    """Image inpainting with a conditional GAN: pix2pix (Isola et al., "Image-to-Image Translation
+    with Conditional Adversarial Networks", CVPR 2017) and the seed's VGG-encoder generator.
+
+    Data: :class:`~ext.data.masked_image_dataset.MaskedImageDataset` batches (``lq`` = masked image,
+    ``mask``, ``gt``). The generator sees ``cat(lq, mask)``; a conditional discriminator
+    (``conditional_d``) sees ``cat(image, lq, mask)``, the image first. Each iteration: one
+    generator forward, a discriminator step on the real and the detached generated image (its loss
+    halved, as pix2pix), then the generator step on ``pixel_opt`` (``HoleWeightedL1Loss``, λ = 100,
+    called with the mask), ``perceptual_opt`` (``InpaintPerceptualLoss``) and ``gan_opt`` (BasicSR's
+    ``GANLoss``, ``vanilla`` or ``lsgan``).
+
+    Option keys, ``train`` (besides ``optim_g``, ``optim_d``, ``scheduler``, ``total_iter``,
+    ``warmup_iter``, ``ema_decay``, the losses):
+        conditional_d (bool, true): the discriminator also sees the generator's input.
+        freeze_encoder_iters (int, 0): the generator's pretrained encoder (``encoder_parameters()``
+            of ``VGGUNetGenerator``) is frozen for the first N *global* iterations, then trained, so
+            the other layers learn first (the seed); the schedule follows the iteration, so a resume
+            keeps it. The encoder is always in ``optim_g`` (its own group, learning rate
+            ``encoder_lr``, default ``optim_g.lr``); frozen, it has no gradient and Adam skips it.
+        encoder_lr (float): learning rate of the encoder group.
+        plateau (mapping, optional): ``monitor`` (a logged loss, 'l_d_total'), ``target`` ('g': the
+            seed halves the generator's learning rate; 'd': its variant multiplies the
+            discriminator's by 1.1), ``factor`` (0.5 for g, 1.1 for d), ``patience`` (checks without
+            improvement, 10), ``min_delta`` (0), ``smoothing`` (decay of the moving average, 0.9),
+            ``check_interval`` (iterations between checks, 1), ``max_reductions`` (10), ``min_lr``
+            (0). Its state is in the ``.state`` file: a SIGKILL + ``--auto_resume`` continues it
+            exactly. The log shows ``plateau_smoothed`` and ``plateau_fired``.
+    ``val``: ``composite`` (true): outputs keep the known pixels and take the generator's only in
+    the hole, as inpainting is evaluated. Validation passes the mask to the metrics
+    (``calculate_masked_psnr`` / ``calculate_masked_ssim``, ``region: inside|outside``) and saves the
+    output and a ``*_grid.png`` (lq | output | gt).
+    """
+
+    train_option_keys = frozenset({'conditional_d', 'freeze_encoder_iters', 'encoder_lr', 'plateau'})
+    val_option_keys = frozenset({'composite'})
+
+    def __init__(self, opt):
+        train_opt = opt.get('train') or {}
+        if opt.get('dist') and int(train_opt.get('freeze_encoder_iters', 0) or 0) > 0:
+            # DDP's reducer must accept the frozen encoder's missing gradients
+            opt.setdefault('find_unused_parameters', True)
+        self.encoder_frozen = None
+        self.mask = None
+        super().__init__(opt)
+
+    # --- training set-up ---------------------------------------------------------------------------
+    def init_training_settings(self):
+        train_opt = self.opt['train']
+        logger = get_root_logger()
+        name = type(self).__name__
+        self.net_g.train()
+        self.ema_decay = train_opt.get('ema_decay', 0)
+        if self.ema_decay > 0:
+            logger.info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
+            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+            load_path = self.opt['path'].get('pretrain_network_g')
+            if load_path is not None:
+                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
+            else:
+                self.model_ema(0)
+            self.net_g_ema.eval()
+
+        self.net_d = None
+        if self.opt.get('network_d'):
+            self.net_d = self.model_to_device(build_network(self.opt['network_d']))
+            self.print_network(self.net_d)
+            load_path = self.opt['path'].get('pretrain_network_d')
+            if load_path is not None:
+                self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
+                                  self.opt['path'].get('param_key_d', 'params'))
+            self.net_d.train()
+
+        def loss(key):
+            return build_loss(train_opt[key]).to(self.device) if train_opt.get(key) else None
+
+        self.cri_pix, self.cri_perceptual, self.cri_gan = loss('pixel_opt'), loss('perceptual_opt'), loss('gan_opt')
+        self.conditional_d = bool(train_opt.get('conditional_d', True))
+        self.freeze_encoder_iters = int(train_opt.get('freeze_encoder_iters', 0) or 0)
+        problems = []
+        if (self.net_d is None) != (self.cri_gan is None):
+            problems.append('train.gan_opt and network_d: give both (GAN training) or neither (reconstruction only)')
+        if not any((self.cri_pix, self.cri_perceptual, self.cri_gan)):
+            problems.append('train: no loss configured (pixel_opt, perceptual_opt, gan_opt)')
+        if self.freeze_encoder_iters < 0:
+            problems.append(f'train.freeze_encoder_iters: must be >= 0, got {self.freeze_encoder_iters}')
+        if self.freeze_encoder_iters and not hasattr(self.bare_g, 'encoder_parameters'):
+            problems.append(f"train.freeze_encoder_iters: {type(self.bare_g).__name__} has no pretrained encoder "
+                            '(encoder_parameters()); use VGGUNetGenerator or set it to 0')
+        try:
+            self.plateau = LearningRatePlateau.from_options(train_opt.get('plateau'), name)
+        except TypeError as error:
+            raise OptionError(f'{name}: train.plateau: {error}') from None
+        if self.plateau is not None and self.plateau.target == 'd' and self.net_d is None:
+            problems.append("train.plateau.target: 'd' needs a discriminator (network_d)")
+        if problems:
+            raise OptionError(f'{name}: ' + '; '.join(problems))
+        self.setup_optimizers()
+        self.setup_schedulers()
+
+    @property
+    def bare_g(self):
+        return self.get_bare_model(self.net_g)
+
+    def encoder_parameters(self):
+        getter = getattr(self.bare_g, 'encoder_parameters', None)
+        return list(getter()) if getter else []
+
+    def setup_optimizers(self):
+        train_opt = self.opt['train']
+        optim_opt = dict(train_opt['optim_g'])
+        optim_type, lr = optim_opt.pop('type'), optim_opt.pop('lr')
+        encoder_ids = {id(p) for p in self.encoder_parameters()}
+        # every parameter is in the optimizer from the start (a stable state layout for resumes); a frozen one
+        # has no gradient, which Adam skips
+        groups = [{'params': [p for p in self.net_g.parameters() if id(p) not in encoder_ids]}]
+        if encoder_ids:
+            groups.append({'params': self.encoder_parameters(), 'lr': float(train_opt.get('encoder_lr', lr))})
+        self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
+        if self.net_d is not None:
+            optim_opt = dict(train_opt['optim_d'])
+            optim_type = optim_opt.pop('type')
+            self.optimizer_d = self.get_optimizer(optim_type, self.net_d.parameters(), **optim_opt)
+            self.optimizers.append(self.optimizer_d)
+
+    def set_encoder_frozen(self, frozen, current_iter=None):
+        if frozen == self.encoder_frozen:
+            return
+        for param in self.encoder_parameters():
+            param.requires_grad = not frozen
+            if frozen:
+                param.grad = None
+        if self.encoder_frozen is not None or frozen:
+            get_root_logger().info(f"{'Froze' if frozen else 'Unfroze'} the generator's encoder"
+                                   + (f' at iteration {current_iter}' if current_iter is not None else '') + '.')
+        self.encoder_frozen = frozen
+
+    # --- data and forward -------------------------------------------------------------------------
+    def feed_data(self, data):
+        self.lq = data['lq'].to(self.device)
+        if data.get('mask') is None:
+            raise KeyError(f"{type(self).__name__}: the batches need a 'mask' (1 = hole); use MaskedImageDataset")
+        self.mask = data['mask'].to(self.device)
+        if 'gt' in data:
+            self.gt = data['gt'].to(self.device)
+
+    def generator_input(self):
+        return torch.cat([self.lq, self.mask], dim=1)
+
+    def discriminator_input(self, image):
+        return torch.cat([image, self.lq, self.mask], dim=1) if self.conditional_d else image
+
+    def _mean_over_ranks(self, value):
+        value = value.detach().clone()
+        if self.opt.get('dist') and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(value)
+            value /= dist.get_world_size()
+        return value
+
+    def optimize_parameters(self, current_iter):
+        if self.freeze_encoder_iters:
+            self.set_encoder_frozen(current_iter <= self.freeze_encoder_iters, current_iter)
+        self.output = self.net_g(self.generator_input())
+        loss_dict = OrderedDict()
+
+        if self.net_d is not None:  # discriminator step first (pix2pix), on the detached output
+            _set_requires_grad(self.net_d, True)
+            self.optimizer_d.zero_grad()
+            pred_fake = self.net_d(self.discriminator_input(self.output.detach()))
+            pred_real = self.net_d(self.discriminator_input(self.gt))
+            l_d_fake = self.cri_gan(pred_fake, False, is_disc=True)
+            l_d_real = self.cri_gan(pred_real, True, is_disc=True)
+            l_d_total = (l_d_fake + l_d_real) * 0.5  # pix2pix halves D's objective (slower D than G)
+            l_d_total.backward()
+            self.optimizer_d.step()
+            loss_dict.update(l_d_real=l_d_real, l_d_fake=l_d_fake, l_d_total=l_d_total,
+                             out_d_real=pred_real.detach().mean(), out_d_fake=pred_fake.detach().mean())
+            _set_requires_grad(self.net_d, False)
+
+        self.optimizer_g.zero_grad()
+        terms = OrderedDict()
+        if self.cri_pix is not None:
+            terms['l_g_pix'] = self.cri_pix(self.output, self.gt, self.mask)
+        if self.cri_perceptual is not None:
+            terms['l_g_percep'] = self.cri_perceptual(self.output, self.gt)
+        if self.cri_gan is not None:
+            terms['l_g_gan'] = self.cri_gan(self.net_d(self.discriminator_input(self.output)), True, is_disc=False)
+        l_g_total = sum(terms.values())
+        l_g_total.backward()
+        self.optimizer_g.step()
+        loss_dict.update(terms)
+        loss_dict['l_g_total'] = l_g_total
+
+        with torch.no_grad():  # unweighted L1 inside and outside the hole, for the log
+            error = (self.output.detach() - self.gt).abs().mean(dim=1, keepdim=True)
+            loss_dict['l1_hole'] = (error * self.mask).sum() / self.mask.sum().clamp_min(1)
+            loss_dict['l1_valid'] = (error * (1 - self.mask)).sum() / (1 - self.mask).sum().clamp_min(1)
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+        if self.plateau is not None:
+            self.step_plateau(loss_dict, current_iter)
+
+    def step_plateau(self, loss_dict, current_iter):
+        monitor = self.plateau.monitor
+        if monitor not in loss_dict:
+            raise OptionError(f'{type(self).__name__}: train.plateau.monitor: {monitor!r} is not a logged loss; '
+                              f'one of {sorted(loss_dict)}')
+        value = self._mean_over_ranks(loss_dict[monitor]).item()  # every rank takes the same decision
+        optimizers = {'g': self.optimizer_g, 'd': getattr(self, 'optimizer_d', None)}
+        new_lrs = self.plateau.step(value, optimizers)
+        self.log_dict['plateau_smoothed'] = self.plateau.rule.smoothed
+        self.log_dict['plateau_fired'] = self.plateau.rule.reductions
+        if new_lrs is not None:
+            rule = self.plateau.rule
+            get_root_logger().info(
+                f'Plateau of the smoothed {monitor} at iteration {current_iter} ({rule.smoothed:.4g}): learning '
+                f'rate of net_{self.plateau.target} x{self.plateau.factor} -> {new_lrs} '
+                f'({rule.reductions}/{rule.max_reductions}).')
+
+    def extra_training_state(self):
+        return {'plateau': self.plateau.state_dict()} if getattr(self, 'plateau', None) is not None else {}
+
+    def load_extra_training_state(self, state):
+        if getattr(self, 'plateau', None) is not None and 'plateau' in state:
+            self.plateau.load_state_dict(state['plateau'])
+
+    # --- inference and validation ------------------------------------------------------------------
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.bare_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.generator_input())
+            if (self.opt.get('val') or {}).get('composite', True):
+                self.output = self.output * self.mask + self.lq * (1 - self.mask)
+        net.train(was_training)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        # (ext.compat keeps the training random streams untouched around every validation)
+        dataset_name = dataloader.dataset.opt['name']
+        metrics_opt = self.opt['val'].get('metrics')
+        if metrics_opt:
+            self._initialize_best_metric_results(dataset_name)
+        self.metric_results = {name: 0.0 for name in metrics_opt or {}}
+        count = 0
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            lq, output, mask = self.lq.cpu(), self.output.cpu(), self.mask.cpu()
+            gt = self.gt.cpu() if hasattr(self, 'gt') else None
+            for i in range(output.shape[0]):
+                img_name = osp.splitext(osp.basename(val_data['lq_path'][i]))[0]
+                metric_data = {'img': tensor2img([output[i:i + 1]]), 'mask': mask[i, 0].numpy()}
+                if gt is not None:
+                    metric_data['img2'] = tensor2img([gt[i:i + 1]])
+                if save_img:
+                    path = validation_image_path(self.opt, img_name, dataset_name, current_iter)
+                    _write_png(path, metric_data['img'])
+                    _write_png(f'{osp.splitext(path)[0]}_grid.png',
+                               side_by_side(lq[i:i + 1], output[i:i + 1], None if gt is None else gt[i:i + 1]))
+                for name, metric_opt in (metrics_opt or {}).items():
+                    self.metric_results[name] += calculate_metric(metric_data, metric_opt)
+                count += 1
+            for attr in ('lq', 'output', 'gt'):
+                if hasattr(self, attr):
+                    delattr(self, attr)
+            if pbar is not None:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar is not None:
+            pbar.close()
+        if metrics_opt and count:
+            for name in self.metric_results:
+                self.metric_results[name] /= count
+                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+
+    def save(self, epoch, current_iter):
+        if hasattr(self, 'net_g_ema'):
+            self.save_network([self.net_g, self.net_g_ema], 'net_g', current_iter, param_key=['params', 'params_ema'])
+        else:
+            self.save_network(self.net_g, 'net_g', current_iter)
+        if self.net_d is not None:
+            self.save_network(self.net_d, 'net_d', current_iter)
+        self.save_training_state(epoch, current_iter)

@@ -1,0 +1,209 @@
+"""pix2pix / VGG inpainting GAN (seed 002): architectures at 256 and 512, losses, masks, the plateau
+rule on scripted losses, and which parameters the encoder freeze lets move."""
+import math
+import os.path as osp
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import ext  # noqa: F401
+from ext.archs.patchgan_discriminator_arch import PatchGANDiscriminator, patchgan_receptive_field
+from ext.archs.pix2pix_unet_arch import Pix2PixUNetGenerator
+from ext.archs.vgg_patch_discriminator_arch import VGGPatchDiscriminator
+from ext.archs.vgg_unet_arch import VGGUNetGenerator
+from ext.data.masked_image_dataset import MaskedImageDataset, random_mask
+from ext.losses.hole_weighted_l1_loss import HoleWeightedL1Loss
+from ext.losses.inpaint_perceptual_loss import InpaintPerceptualLoss
+from ext.models.plateau_rule import LearningRatePlateau, PlateauRule
+from ext.options import OptionError
+from helpers import write_image_folder
+
+
+def meta_shape(net, shape):
+    """Output shape of ``net`` on an input of ``shape``, on the meta device (shapes only, no compute)."""
+    with torch.no_grad():
+        return tuple(net.to('meta')(torch.empty(shape, device='meta')).shape)
+
+
+@pytest.mark.parametrize('size', [256, 512])
+def test_architectures_at_the_seed_sizes(size):
+    with torch.device('meta'):  # full-width networks, built and run without memory or compute
+        unet = Pix2PixUNetGenerator(image_size=size)
+        patch = PatchGANDiscriminator()
+        vgg_unet = VGGUNetGenerator(load_pretrained_vgg=False)
+        vgg_d = VGGPatchDiscriminator(load_pretrained_vgg=False)
+    assert unet.num_downs == int(math.log2(size))  # down to a 1x1 bottleneck: 8 for 256, 9 for 512
+    assert [next(m for m in b if isinstance(m, torch.nn.Conv2d)).out_channels for b in unet.down] == \
+        [64, 128, 256] + [512] * (unet.num_downs - 3)
+    assert meta_shape(unet, (1, 4, size, size)) == (1, 3, size, size)
+    assert meta_shape(patch, (1, 7, size, size)) == (1, 1, size // 8 - 2, size // 8 - 2)
+    assert meta_shape(vgg_unet, (1, 4, size, size)) == (1, 3, size, size)
+    assert meta_shape(vgg_d, (1, 7, size, size)) == (1, 1, size // 8, size // 8)
+    if size == 256:  # pix2pix's published generator size
+        assert round(sum(p.numel() for p in unet.parameters()) / 1e6, 1) == 54.4
+
+
+def test_pix2pix_layers_and_value_range():
+    unet = Pix2PixUNetGenerator(image_size=256)
+    dropouts = [i for i, block in enumerate(unet.up) if any(isinstance(m, torch.nn.Dropout) for m in block)]
+    assert dropouts == [1, 2, 3]  # CD512 x 3 after the innermost block
+    assert isinstance(unet.down[0][0], torch.nn.Conv2d) and len(unet.down[0]) == 1  # C64: no norm, no activation
+    assert isinstance(unet.last[-1], torch.nn.Tanh)
+    assert patchgan_receptive_field(3) == 70 and patchgan_receptive_field(1) == 16
+    small = Pix2PixUNetGenerator(image_size=32, num_feat=8).eval()
+    out = small(torch.rand(2, 4, 40, 24))  # not a multiple of 32: padded and cropped back
+    assert out.shape == (2, 3, 40, 24) and out.min() >= 0 and out.max() <= 1
+
+
+def test_vgg_unet_loads_vgg19_from_a_local_file_and_starts_exact(vgg19_weights):
+    net = VGGUNetGenerator(encoder_blocks=2, decoder_feat=[8, 8], bottleneck_feat=8, vgg_weights_path=vgg19_weights)
+    state = torch.load(vgg19_weights, weights_only=True)
+    assert torch.equal(net.encoder.vgg[2].weight, state['features.2.weight'])
+    image = torch.rand(1, 3, 16, 16)
+    with_mask = net.encoder(torch.cat([image, torch.ones(1, 1, 16, 16)], 1))
+    without = net.encoder(torch.cat([image, torch.zeros(1, 1, 16, 16)], 1))
+    assert torch.equal(with_mask[-1], without[-1])  # the mask's conv starts at zero: pretrained features exact
+    assert len(list(net.encoder_parameters())) == 8  # conv1_1, conv1_2, conv2_1, conv2_2 weights and biases
+    net.set_encoder_trainable(False)
+    assert not any(p.requires_grad for p in net.encoder_parameters())
+    assert net.encoder.extra.weight.requires_grad
+    with pytest.raises(FileNotFoundError, match='vgg19'):
+        VGGUNetGenerator(vgg_weights_path=osp.join(osp.dirname(vgg19_weights), 'missing', 'vgg19-dcbb9e9d.pth'))
+
+
+def test_losses(vgg19_weights):
+    pred, target = torch.zeros(1, 3, 4, 4), torch.ones(1, 3, 4, 4)
+    target[..., :2] = 0.5  # error 0.5 left, 1 right
+    mask = torch.zeros(1, 1, 4, 4)
+    mask[..., 2:] = 1  # the hole is the right half
+    assert HoleWeightedL1Loss(loss_weight=1, range_scale=1)(pred, target, mask).item() == pytest.approx(0.75)
+    assert HoleWeightedL1Loss(loss_weight=100)(pred, target, mask).item() == pytest.approx(150)  # [-1, 1] scale
+    assert HoleWeightedL1Loss(1, valid_weight=0, range_scale=1)(pred, target, mask).item() == pytest.approx(1.0)
+    assert HoleWeightedL1Loss(1, hole_weight=3, range_scale=1)(pred, target, mask).item() == pytest.approx(3.5 / 4)
+
+    percep = InpaintPerceptualLoss(vgg_weights_path=vgg19_weights)
+    assert sorted(percep.indices) == [3, 8, 17]  # relu1_2, relu2_2, relu3_4: before pool1, pool2, pool3
+    x, y = torch.rand(1, 3, 16, 16), torch.rand(1, 3, 16, 16)
+    features = percep.features(x)
+    expected = 0.5 * sum(torch.nn.functional.mse_loss(features[k], percep.features(y)[k]) for k in features)
+    assert percep(x, y).item() == pytest.approx(expected.item(), rel=1e-5)
+    assert percep(x, x).item() == 0
+    with pytest.raises(ValueError, match='relu9_9'):
+        InpaintPerceptualLoss(layer_weights={'relu9_9': 1}, vgg_weights_path=vgg19_weights)
+
+
+def test_masks_from_files_boxes_and_seeded_strokes(tmp_path):
+    write_image_folder(str(tmp_path / 'img'), 3, 40)
+    (tmp_path / 'masks').mkdir()
+    hole = np.zeros((20, 20), np.uint8)
+    hole[5:10, 5:15] = 255
+    cv2.imwrite(str(tmp_path / 'masks' / '0001.png'), hole)
+    base = {'name': 'm', 'dataroot_gt': str(tmp_path / 'img'), 'image_size': 32, 'phase': 'val'}
+    by_file = MaskedImageDataset({**base, 'mask_mode': 'file', 'dataroot_mask': str(tmp_path / 'masks')})
+    item = by_file[1]
+    assert item['mask'].shape == (1, 32, 32) and item['mask'].sum() == 8 * 16  # resized nearest to 32x32
+    assert torch.all(item['lq'][:, item['mask'][0] > 0] == 0.5)
+    assert torch.equal(item['lq'][:, item['mask'][0] == 0], item['gt'][:, item['mask'][0] == 0])
+    with pytest.raises(FileNotFoundError, match='mask_pairing: name'):
+        MaskedImageDataset({**base, 'mask_mode': 'file', 'dataroot_mask': str(tmp_path / 'masks'),
+                            'mask_pairing': 'name'})
+
+    box = MaskedImageDataset({**base, 'mask_mode': 'box'})[0]['mask'][0]
+    assert box[16:25, 16:25].all() and box.sum() == 9 * 9  # the FFHQ rule [0.5w:0.8w, 0.5h:0.8h]
+
+    strokes = MaskedImageDataset({**base, 'mask_mode': 'random'})
+    assert torch.equal(strokes[0]['mask'], strokes[0]['mask'])  # fixed per file outside training
+    assert not torch.equal(strokes[0]['mask'], strokes[1]['mask'])
+    other_seed = MaskedImageDataset({**base, 'mask_mode': 'random', 'mask_seed': 1})
+    assert not torch.equal(strokes[0]['mask'], other_seed[0]['mask'])
+    mask = random_mask(64, 64, np.random.default_rng(0), {'strokes': [0, 0], 'boxes': [1, 1]})
+    rows, cols = np.nonzero(mask)
+    assert mask.sum() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # one box
+    with pytest.raises(ValueError, match='mask_mode'):
+        MaskedImageDataset({**base, 'mask_mode': 'circles'})
+
+
+def test_plateau_rule_on_a_scripted_loss_sequence():
+    rule = PlateauRule(patience=3, min_delta=0.01, smoothing=0.0, max_reductions=2)
+    losses = [1.0, 0.9, 0.8, 0.8, 0.795, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
+    fired = [i for i, value in enumerate(losses) if rule.update(value)]
+    # no improvement beyond 0.01 after index 2 -> fires at 5; improves at 6; fires at 9; then the cap of 2
+    assert fired == [5, 9] and rule.reductions == 2
+
+    smooth = PlateauRule(patience=1, smoothing=0.5, check_interval=2)
+    assert [smooth.update(v) for v in (4.0, 2.0)] == [False, False]
+    assert smooth.smoothed == pytest.approx((0.5 * 0.5 * 4 + 0.5 * 2) / (1 - 0.25))  # bias-corrected average
+    assert [smooth.update(v) for v in (9.0, 9.0)] == [False, True]  # the check at the 4th update fires
+    restored = PlateauRule(patience=1, smoothing=0.5, check_interval=2)
+    restored.load_state_dict(smooth.state_dict())
+    assert restored.state_dict() == smooth.state_dict()
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    opt_g, opt_d = torch.optim.Adam([param], lr=1e-3), torch.optim.Adam([param], lr=1e-3)
+    halve = LearningRatePlateau(target='g', patience=1, smoothing=0.0)
+    raise_d = LearningRatePlateau(target='d', patience=1, smoothing=0.0)
+    assert halve.factor == 0.5 and raise_d.factor == 1.1  # the seed and its variant
+    for value in (1.0, 1.0):
+        halve.step(value, {'g': opt_g, 'd': opt_d})
+        raise_d.step(value, {'g': opt_g, 'd': opt_d})
+    assert opt_g.param_groups[0]['lr'] == pytest.approx(5e-4) and opt_d.param_groups[0]['lr'] == pytest.approx(1.1e-3)
+    with pytest.raises(OptionError, match='train.plateau.target'):
+        LearningRatePlateau.from_options({'target': 'x'}, 'M')
+    with pytest.raises(OptionError, match='patiense'):
+        LearningRatePlateau.from_options({'patiense': 2}, 'M')
+
+
+def _model(opt_overrides, tmp_path, network_g=None):
+    from basicsr.models import build_model
+    opt = {
+        'name': 'freeze', 'model_type': 'Pix2PixInpaintModel', 'scale': 1, 'num_gpu': 0, 'dist': False,
+        'is_train': True, 'rank': 0, 'world_size': 1,
+        'network_g': {'type': 'VGGUNetGenerator', 'encoder_blocks': 2, 'decoder_feat': [8, 8], 'bottleneck_feat': 8,
+                      'load_pretrained_vgg': False},
+        'network_d': {'type': 'PatchGANDiscriminator', 'in_channels': 7, 'num_feat': 4, 'n_layers': 1},
+        'path': {'models': str(tmp_path), 'training_states': str(tmp_path), 'visualization': str(tmp_path)},
+        'train': {'optim_g': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.5, 0.999]},
+                  'optim_d': {'type': 'Adam', 'lr': 1e-3, 'betas': [0.5, 0.999]},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [], 'gamma': 0.5}, 'total_iter': 10,
+                  'pixel_opt': {'type': 'HoleWeightedL1Loss'},
+                  'gan_opt': {'type': 'GANLoss', 'gan_type': 'lsgan', 'loss_weight': 1.0}},
+    }
+    opt['train'].update(opt_overrides)
+    if network_g is not None:
+        opt['network_g'] = network_g
+    return build_model(opt)
+
+
+def test_encoder_frozen_then_unfrozen_moves_the_right_parameters(tmp_path):
+    torch.manual_seed(0)
+    model = _model({'freeze_encoder_iters': 2, 'encoder_lr': 1e-3}, tmp_path)
+    net = model.bare_g
+    encoder = {id(p) for p in net.encoder_parameters()}
+    assert len(model.optimizer_g.param_groups) == 2  # the encoder is in the optimizer from the start
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    gt = torch.rand(2, 3, 16, 16)
+    batch = {'lq': gt * (1 - mask) + 0.5 * mask, 'mask': mask, 'gt': gt}
+    moved = {}
+    for iteration in range(1, 5):
+        before = {name: p.detach().clone() for name, p in net.named_parameters()}
+        model.feed_data(batch)
+        model.optimize_parameters(iteration)
+        moved[iteration] = {name for name, p in net.named_parameters() if not torch.equal(before[name], p)}
+    encoder_names = {name for name, p in net.named_parameters() if id(p) in encoder}
+    others = {name for name, _ in net.named_parameters()} - encoder_names
+    for iteration in (1, 2):  # frozen: every other layer learns, the VGG layers do not
+        assert not moved[iteration] & encoder_names, iteration
+        assert others <= moved[iteration] | {'encoder.extra.weight', 'encoder.extra.bias'}
+    assert len(encoder_names) == 8 and 'encoder.extra.weight' in moved[2]  # the mask's conv is never frozen
+    for iteration in (3, 4):  # unfrozen: the optimizer now updates the encoder too
+        assert encoder_names <= moved[iteration], iteration
+    assert all(p.requires_grad for p in net.encoder_parameters())
+
+
+def test_freeze_needs_an_encoder(tmp_path):
+    with pytest.raises(OptionError, match='Pix2PixUNetGenerator has no pretrained encoder'):
+        _model({'freeze_encoder_iters': 5}, tmp_path,
+               network_g={'type': 'Pix2PixUNetGenerator', 'image_size': 16, 'num_feat': 4})

@@ -70,6 +70,9 @@ class ESRGANPairedDataset(PairedImageDataset):
     the hard transforms (they work on [0, 1] images).
     """
 
+    option_keys = frozenset({'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'gt_size', 'use_hflip',
+                             'use_rot', 'mean', 'std', 'color', *DEFAULTS})
+
     def __init__(self, opt):
         for key, value in DEFAULTS.items():
             opt.setdefault(key, value)

@@ -41,6 +41,8 @@ BENCHMARK_SETS = {
     'bsds500_val': ('BSDS500/val/HR', 'BSDS500/val/LR_bicubic/X{s}', '{}'),
 }
 DEFAULT_NETWORK_OPT = osp.join(REPO_ROOT, 'options', 'test_esrgan_x4.yml')
+if REPO_ROOT not in sys.path:  # this checkout's ext, not another installed copy
+    sys.path.insert(1, REPO_ROOT)
 
 
 def parse_args(argv=None):

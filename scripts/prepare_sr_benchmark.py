@@ -21,7 +21,8 @@ Examples::
     python scripts/prepare_sr_benchmark.py --input datasets/raw/Set5 --output datasets/Set5
     python scripts/prepare_sr_benchmark.py --input datasets/BSR/BSDS500/data/images/test --output datasets/BSDS500/test
     python scripts/prepare_sr_benchmark.py --layout div2k --input datasets/DIV2K/DIV2K_valid_HR --output datasets/DIV2K
-    python scripts/prepare_sr_benchmark.py --input datasets/DIV2K/DIV2K_train_HR datasets/BSR/BSDS500/data/images/train \\
+    python scripts/prepare_sr_benchmark.py \\
+        --input datasets/DIV2K/DIV2K_train_HR datasets/BSR/BSDS500/data/images/train \\
         --output datasets/DIV2K_BSDS500_train --lmdb
 """
 import argparse

@@ -86,7 +86,7 @@ def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_
                 'l_d_fake_scale0', 'out_d_real_scale0', 'out_d_fake'} <= set(values)
         assert values['l_g_gan'] == pytest.approx(values['l_g_gan_scale0'] + values['l_g_gan_scale1'], rel=1e-3)
     net_g, net_d = load(f'{root}/models/net_g_4.pth'), load(f'{root}/models/net_d_4.pth')
-    assert set(net_g) == {'params', 'params_ema'}
+    assert set(net_g) == {'params', 'params_ema', 'network_options'}
     assert any(k.startswith('layer1.attn_3.') for k in net_d['params'])
     assert not torch.equal(net_g['params']['conv_first.weight'], net_g['params_ema']['conv_first.weight'])
     grid = cv2.imread(f'{root}/visualization/0000/0000_4_grid.png')
@@ -124,7 +124,7 @@ def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_pat
     root1 = stage1['path']['experiments_root']
     assert all(math.isfinite(v) for v in logged_losses(root1)[2].values())
     generator = load(f'{root1}/models/net_g_latest.pth')
-    assert set(generator) == {'params', 'params_ema'}
+    assert set(generator) == {'params', 'params_ema', 'network_options'}
     assert osp.isfile(f'{root1}/visualization/0000/0000_2_grid.png')
 
     # stage 2 with upstream's single-D option file (type UNetDiscriminatorAesrgan), starting from stage 1
@@ -136,5 +136,5 @@ def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_pat
     losses = logged_losses(root2)
     assert {'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(losses[2]) and 'l_g_gan_scale0' not in losses[2]
     assert all(math.isfinite(v) for v in losses[2].values())
-    assert set(load(f'{root2}/models/net_g_latest.pth')) == {'params', 'params_ema'}
+    assert set(load(f'{root2}/models/net_g_latest.pth')) == {'params', 'params_ema', 'network_options'}
     assert 'conv9.weight' in load(f'{root2}/models/net_d_latest.pth')['params']

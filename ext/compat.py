@@ -12,6 +12,7 @@ applies the rest. Both are idempotent.
 import hashlib
 import inspect
 import itertools
+import json
 import os
 import random
 import re
@@ -165,7 +166,12 @@ def _network_options_of(opt, net_label):
     section = opt.get(f'network_{net_label[len("net_"):]}') if net_label.startswith('net_') else None
     if not isinstance(section, dict):
         return None
-    return {'network': dict(section), 'scale': opt.get('scale'), 'option_key': f'network_{net_label[4:]}'}
+    options = {'network': dict(section), 'scale': opt.get('scale'), 'option_key': f'network_{net_label[4:]}'}
+    try:
+        json.dumps(options)
+    except (TypeError, ValueError):  # an option value JSON cannot hold: save the weights without the record
+        return None
+    return options
 
 
 # --- 6b. networks load from .pth or .safetensors, never running pickled code; a missing file says

@@ -44,7 +44,11 @@ setup(
     # (both own the `mmcv` package folder). `make env` installs mmcv-lite only when `import mmcv` fails.
     extras_require={
         'mmcv-lite': ['mmcv-lite>=2.0'],
-        'test': ['pytest>=7'],
+        # ONNX export (scripts/export_onnx.py) and running .onnx models in scripts/inference.py
+        'onnx': ['onnx>=1.14', 'onnxruntime>=1.16'],
+        # LPIPS / DISTS validation metrics (their backbone weights are local files, never downloaded)
+        'metrics': ['lpips>=0.1.4', 'DISTS-pytorch>=0.1'],
+        'test': ['pytest>=7', 'onnx>=1.14', 'onnxruntime>=1.16', 'lpips>=0.1.4', 'DISTS-pytorch>=0.1'],
     },
     license='Apache-2.0',
     classifiers=['Programming Language :: Python :: 3', 'Topic :: Scientific/Engineering :: Image Processing'],

@@ -12,6 +12,7 @@ applies the rest. Both are idempotent.
 import hashlib
 import inspect
 import itertools
+import json
 import os
 import random
 import re
@@ -160,7 +161,22 @@ def _save_network_atomically(self, net, net_label, current_iter, param_key='para
     save_dict = {key: self.get_bare_model(each_net).state_dict() for each_net, key in zip(nets, keys)}
     file_format = (self.opt.get('logger') or {}).get('checkpoint_format', 'pth')
     path = osp.join(self.opt['path']['models'], checkpoint.network_file_name(net_label, label, file_format))
-    _save_with_retry(save_dict, path, f'network {net_label}', writer=checkpoint.save_network_file)
+    options = _network_options_of(self.opt, net_label)
+    _save_with_retry(save_dict, path, f'network {net_label}',
+                     writer=lambda obj, target: checkpoint.save_network_file(obj, target, network_options=options))
+
+
+def _network_options_of(opt, net_label):
+    """What a saved network file records about its network (net_g -> opt['network_g'] and the scale)."""
+    section = opt.get(f'network_{net_label[len("net_"):]}') if net_label.startswith('net_') else None
+    if not isinstance(section, dict):
+        return None
+    options = {'network': dict(section), 'scale': opt.get('scale'), 'option_key': f'network_{net_label[4:]}'}
+    try:
+        json.dumps(options)
+    except (TypeError, ValueError):  # an option value JSON cannot hold: save the weights without the record
+        return None
+    return options
 
 
 # --- 6b. networks load from .pth or .safetensors, never running pickled code; a missing file says

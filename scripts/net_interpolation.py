@@ -60,7 +60,7 @@ def _param_keys(checkpoint):
     from ext.utils.checkpoint import is_state_dict
     if is_state_dict(checkpoint):
         return ['params']  # a plain state dict counts as 'params'
-    return [key for key, value in checkpoint.items() if isinstance(value, dict)]
+    return [key for key, value in checkpoint.items() if is_state_dict(value)]  # not e.g. network_options
 
 
 def interpolate_checkpoints(psnr_path, gan_path, alpha, param_key='params_ema'):

@@ -90,7 +90,7 @@ def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_
                 'l_d_fake_scale0', 'out_d_real_scale0', 'out_d_fake'} <= set(values)
         assert values['l_g_gan'] == pytest.approx(values['l_g_gan_scale0'] + values['l_g_gan_scale1'], rel=1e-3)
     net_g, net_d = load(f'{root}/models/net_g_4.pth'), load(f'{root}/models/net_d_4.pth')
-    assert set(net_g) == {'params', 'params_ema'}
+    assert set(net_g) == {'params', 'params_ema', 'network_options'}
     assert any(k.startswith('layer1.attn_3.') for k in net_d['params'])
     assert not torch.equal(net_g['params']['conv_first.weight'], net_g['params_ema']['conv_first.weight'])
     grid = cv2.imread(f'{root}/visualization/0000/0000_4_grid.png')
@@ -118,6 +118,9 @@ def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_
     for name, expected in finished.items():
         resumed = load(f'{root}/models/{name}_4.pth')
         for key in expected:
+            if key == 'network_options':  # the run's network options, not weights
+                assert resumed[key] == expected[key]
+                continue
             for param, value in expected[key].items():
                 assert torch.equal(resumed[key][param], value), f'{name} {key} {param} differs after resume'
 
@@ -128,7 +131,7 @@ def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_pat
     root1 = stage1['path']['experiments_root']
     assert all(math.isfinite(v) for v in logged_losses(root1)[2].values())
     generator = load(f'{root1}/models/net_g_latest.pth')
-    assert set(generator) == {'params', 'params_ema'}
+    assert set(generator) == {'params', 'params_ema', 'network_options'}
     assert osp.isfile(f'{root1}/visualization/0000/0000_2_grid.png')
 
     # stage 2 with upstream's single-D option file (type UNetDiscriminatorAesrgan), starting from stage 1
@@ -140,7 +143,7 @@ def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_pat
     losses = logged_losses(root2)
     assert {'l_g_gan', 'l_d_real', 'l_d_fake'} <= set(losses[2]) and 'l_g_gan_scale0' not in losses[2]
     assert all(math.isfinite(v) for v in losses[2].values())
-    assert set(load(f'{root2}/models/net_g_latest.pth')) == {'params', 'params_ema'}
+    assert set(load(f'{root2}/models/net_g_latest.pth')) == {'params', 'params_ema', 'network_options'}
     assert 'conv9.weight' in load(f'{root2}/models/net_d_latest.pth')['params']
 
 

@@ -271,6 +271,48 @@ def test_checkpoint_written_by_training_runs_through_inference(tmp_path):
     outputs = sorted(os.listdir(tmp_path / 'sr'))
     assert outputs == ['0000_out.png', '0001_out.png']
     assert read(tmp_path / 'sr' / outputs[0]).shape == (64, 64, 3)
+    # the checkpoint records its network_g: --model_path alone rebuilds the same network (spandrel cannot)
+    assert inference.main(['-i', lq, '-o', str(tmp_path / 'alone'), '--model_path', model_path, '--tile', '8']) == 0
+    for name in outputs:
+        np.testing.assert_array_equal(read(tmp_path / 'alone' / name), read(tmp_path / 'sr' / name))
+
+
+def test_recorded_network_options_in_safetensors_and_full_loading_errors(tmp_path, capsys):
+    from ext.utils.checkpoint import load_network_and_options, save_network_file
+    torch.manual_seed(0)
+    network_g = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
+    net = RRDBNet(3, 3, num_feat=8, num_block=1, num_grow_ch=4).eval()
+    recorded = save_network_file({'params': net.state_dict(), 'params_ema': net.state_dict()},
+                                 tmp_path / 'net_g.safetensors', network_options={'network': network_g, 'scale': 4})
+    _, options = load_network_and_options(recorded, 'params_ema')
+    assert options == {'network': network_g, 'scale': 4}
+    image = photo_bgr(12, 14)
+    cv2.imwrite(str(tmp_path / 'lr.png'), image)
+    assert inference.main(['-i', str(tmp_path / 'lr.png'), '-o', str(tmp_path / 'out'), '--model_path',
+                           str(recorded)]) == 0
+    assert np.abs(read(tmp_path / 'out' / 'lr_out.png').astype(int) - forward_uint8(net, image)).max() <= 1
+    # without recorded options spandrel guesses the architecture, fails, and the whole reason is shown
+    torch.save({'params': net.state_dict()}, tmp_path / 'bare.pth')
+    assert inference.main(['-i', str(tmp_path / 'lr.png'), '-o', str(tmp_path / 'out2'), '--model_path',
+                           str(tmp_path / 'bare.pth')]) == 2
+    err = capsys.readouterr().err
+    assert 'spandrel recognised the file but could not load it: Error(s) in loading state_dict' in err
+    assert 'size mismatch' in err
+
+
+def test_python_api_matches_the_cli(tmp_path, srvgg):
+    from ext.inference import load_upscaler
+    net, model_path = srvgg
+    image = photo_bgr(30, 34)
+    cv2.imwrite(str(tmp_path / 'lr.png'), image)
+    assert inference.main(['-i', str(tmp_path / 'lr.png'), '-o', str(tmp_path / 'cli'), '--model_path', model_path,
+                           '--tile', '16']) == 0
+    upscaler = load_upscaler(model_path, tile=16, device='cpu')
+    assert upscaler.scale == 2 and upscaler.tile_pad_source.startswith('measured')
+    np.testing.assert_array_equal(upscaler.upscale(image), read(tmp_path / 'cli' / 'lr_out.png'))
+    assert upscaler.upscale(image, outscale=1.5).shape == (45, 51, 3)
+    upscaler.upscale_file(str(tmp_path / 'lr.png'), str(tmp_path / 'api' / 'sr.png'))
+    np.testing.assert_array_equal(read(tmp_path / 'api' / 'sr.png'), read(tmp_path / 'cli' / 'lr_out.png'))
 
 
 def test_safetensors_checkpoint_and_code_running_pickle_through_the_cli(tmp_path, srvgg, capsys):

@@ -61,9 +61,9 @@ def test_esrgan_trains_validates_checkpoints_and_tests(photos, tmp_path, vgg19_e
 
     root = opt['path']['experiments_root']
     net_g = load(osp.join(root, 'models', 'net_g_4.pth'))
-    assert set(net_g) == {'params', 'params_ema'}
+    assert set(net_g) == {'params', 'params_ema', 'network_options'}
     assert all(torch.isfinite(v).all() for v in net_g['params'].values())
-    assert set(load(osp.join(root, 'models', 'net_d_4.pth'))) == {'params'}
+    assert set(load(osp.join(root, 'models', 'net_d_4.pth'))) == {'params', 'network_options'}
     state = load(osp.join(root, 'training_states', '4.state'))
     assert state['iter'] == 4 and len(state['optimizers']) == 2 and len(state['rng']) == 1
 

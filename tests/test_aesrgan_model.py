@@ -240,6 +240,7 @@ OPTION_FILES = ('train_realesrnet_x4plus.yml', 'train_multiaesrgan_x4plus.yml', 
 def _project_with_data(root, with_pretrained):
     """A project root holding the folders the option files point at (and, optionally, their pretrained files)."""
     for folder in ('datasets/materials/meta_info', 'datasets/materials/val/gt', 'datasets/materials/val/lq_x4',
+                   'datasets/materials/val/lq_x4_degraded',
                    'experiments/pretrained_models'):
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / 'datasets/materials/meta_info/meta_info_multiscale.txt').write_text('multiscale/tile_0001T0.png\n')

@@ -1,5 +1,6 @@
-"""The embedded demo end to end on its minimal budget: prep chain, both training stages, inference, pictures."""
+"""The embedded demo end to end on its minimal budget: prep chain, conversion, training, inference, pictures."""
 import glob
+import json
 import os.path as osp
 
 import cv2
@@ -10,45 +11,77 @@ from helpers import REPO_ROOT, run_script
 RUN_DEMO = osp.join(REPO_ROOT, 'scripts', 'run_demo.py')
 
 
-@pytest.mark.slow
-def test_demo_chain_on_minimal_budget_then_resumes(tmp_path):
-    workdir = str(tmp_path / 'demo')
-    first = run_script([RUN_DEMO, '--minimal', '--workdir', workdir, '--workers', '2'], cwd=str(tmp_path),
-                       env={'OMP_NUM_THREADS': '1'}, timeout=300)
-    data = osp.join(workdir, 'datasets', 'materials')
-
-    # prep chain: multiscale copies, meta info, the reduced list without the one-coloured swatches, LMDB
+def _check_prep_chain(data):
     assert len(glob.glob(osp.join(data, 'multiscale', '*T[0-3].png'))) == 4 * 5
     meta = open(osp.join(data, 'meta_info', 'meta_info_multiscale.txt')).read().splitlines()
     reduced = open(osp.join(data, 'meta_info', 'meta_info_multiscale_reduced.txt')).read().splitlines()
     assert len(meta) == 5 * 5 and len(reduced) == 3 * 5 and not any('swatch' in line for line in reduced)
     assert cv2.imread(osp.join(data, 'meta_info', 'meta_info_multiscale_dropped.png')) is not None
     assert len(open(osp.join(data, 'multiscale.lmdb', 'meta_info.txt')).read().splitlines()) == len(meta)
-    assert sorted(glob.glob(osp.join(data, 'val', 'lq_x4', '*.png')))
+    clean = sorted(osp.basename(p) for p in glob.glob(osp.join(data, 'val', 'lq_x4', '*.png')))
+    degraded = sorted(osp.basename(p) for p in glob.glob(osp.join(data, 'val', 'lq_x4_degraded', '*.png')))
+    assert clean and degraded == [name.replace('.png', '_degraded.png') for name in clean]
 
-    # both stages trained through ext/train.py; A-ESRGAN started from the Real-ESRNet generator
+
+def _log(experiment):
+    return ''.join(open(p).read() for p in sorted(glob.glob(osp.join(experiment, 'train_*.log'))))
+
+
+@pytest.mark.slow
+def test_finetune_demo_on_minimal_budget_then_resumes(tmp_path):
+    workdir = str(tmp_path / 'demo')
+    first = run_script([RUN_DEMO, '--minimal', '--workdir', workdir, '--workers', '2'], cwd=str(tmp_path),
+                       env={'OMP_NUM_THREADS': '1'}, timeout=600)
+    _check_prep_chain(osp.join(workdir, 'datasets', 'materials'))
+
+    # the released x4plus converted, then fine-tuned with a new discriminator through ext/train.py
+    x4plus = osp.join(workdir, 'pretrained', 'RealESRGAN_x4plus.pth')
+    experiment = osp.join(workdir, 'experiments', 'demo_material_aesrgan_x4plus')
+    for name in ('net_g_latest.pth', 'net_d_latest.pth', 'net_g_2.pth'):
+        assert osp.isfile(osp.join(experiment, 'models', name)), name
+    log = _log(experiment)
+    assert f'{x4plus}, with param key: [params_ema]' in log
+    assert 'Validation materials_val\n' in log and 'Validation materials_val_degraded' in log and '# niqe:' in log
+    assert glob.glob(osp.join(experiment, 'visualization', '*_degraded', '*_grid.png'))
+
+    # tiled inference with both generators, labelled pictures, the scores and the checks
+    lq = cv2.imread(osp.join(workdir, 'photos', 'lq', 'chelsea.png'))
+    for suffix in ('x4plus', 'finetuned'):
+        result = cv2.imread(osp.join(workdir, 'inference', f'chelsea_{suffix}.png'))
+        assert result.shape == (lq.shape[0] * 4, lq.shape[1] * 4, 3), suffix
+    picture = cv2.imread(osp.join(workdir, 'side_by_side.png'))
+    assert picture.shape[1] > 4 * result.shape[1] and picture.shape[0] > result.shape[0]
+    metrics = json.load(open(osp.join(workdir, 'metrics.json')))
+    scores = metrics['per_photo']['chelsea']
+    assert set(scores) == {'bicubic', 'x4plus', 'finetuned'}
+    assert scores['x4plus']['niqe'] < scores['bicubic']['niqe']  # the released weights are real
+    assert len(metrics['checks']) == 3
+    for plot in ('losses.png', 'metrics.png'):
+        assert cv2.imread(osp.join(workdir, 'curves', 'demo_material_aesrgan_x4plus', plot)) is not None, plot
+    assert 'side_by_side.png' in first.stdout and 'perceptual loss' in first.stdout
+    assert 'Quality checks' in first.stdout and 'released x4plus' in first.stdout
+
+    # a second run resumes from the last state and reuses the converted weights
+    second = run_script([RUN_DEMO, '--minimal', '--workdir', workdir, '--workers', '1'], cwd=str(tmp_path),
+                        env={'OMP_NUM_THREADS': '1'}, timeout=600)
+    output = second.stdout + second.stderr
+    assert output.count('Resuming training from epoch: ') == 1, output[-3000:]
+    assert 'Start training from epoch: 0, iter: 0' not in output and 'already converted' in output
+
+
+@pytest.mark.slow
+def test_from_scratch_demo_on_minimal_budget(tmp_path):
+    workdir = str(tmp_path / 'scratch')
+    result = run_script([RUN_DEMO, '--minimal', '--from_scratch', '--workdir', workdir, '--workers', '2'],
+                        cwd=str(tmp_path), env={'OMP_NUM_THREADS': '1'}, timeout=600)
+    _check_prep_chain(osp.join(workdir, 'datasets', 'materials'))
     experiments = osp.join(workdir, 'experiments')
     assert osp.isfile(osp.join(experiments, 'demo_material_realesrnet', 'models', 'net_g_latest.pth'))
-    for name in ('net_g_latest.pth', 'net_d_latest.pth', 'net_g_4.pth'):
-        assert osp.isfile(osp.join(experiments, 'demo_material_aesrgan', 'models', name)), name
-    aesrgan_log = ''.join(open(p).read() for p in glob.glob(osp.join(experiments, 'demo_material_aesrgan', 'train_*.log')))
-    assert 'demo_material_realesrnet/models/net_g_latest.pth' in aesrgan_log and 'Validation materials_val' in aesrgan_log
-    assert glob.glob(osp.join(experiments, 'demo_material_aesrgan', 'visualization', '*', '*_grid.png'))
-
-    # tiled inference on the held-out photo, the side-by-side picture and the curves
-    result = cv2.imread(osp.join(workdir, 'inference', 'chelsea_lq_aesrgan.png'))
-    lq = cv2.imread(osp.join(workdir, 'photos', 'chelsea_lq.png'))
-    assert result.shape == (lq.shape[0] * 4, lq.shape[1] * 4, 3)
-    side_by_side = cv2.imread(osp.join(workdir, 'side_by_side.png'))
-    assert side_by_side.shape[1] > 3 * result.shape[1] and side_by_side.shape[0] > result.shape[0]
-    for stage in ('demo_material_realesrnet', 'demo_material_aesrgan'):
-        for plot in ('losses.png', 'metrics.png'):
-            assert cv2.imread(osp.join(workdir, 'curves', stage, plot)) is not None, (stage, plot)
-    assert 'side_by_side.png' in first.stdout and 'perceptual loss' in first.stdout
-
-    # a second run resumes both stages from their last states instead of training again
-    second = run_script([RUN_DEMO, '--minimal', '--workdir', workdir, '--workers', '1'], cwd=str(tmp_path),
-                        env={'OMP_NUM_THREADS': '1'}, timeout=300)
-    output = second.stdout + second.stderr
-    assert output.count('Resuming training from epoch: ') == 2, output[-3000:]
-    assert 'Start training from epoch: 0, iter: 0' not in output
+    assert osp.isfile(osp.join(experiments, 'demo_material_aesrgan', 'models', 'net_d_latest.pth'))
+    assert 'demo_material_realesrnet/models/net_g_latest.pth' in _log(osp.join(experiments, 'demo_material_aesrgan'))
+    assert not osp.exists(osp.join(workdir, 'pretrained'))  # no released weights on this path
+    scores = json.load(open(osp.join(workdir, 'metrics.json')))['per_photo']
+    assert set(scores) == {'chelsea', 'chelsea degraded'}
+    assert set(scores['chelsea degraded']) == {'bicubic', 'realesrnet', 'aesrgan'}
+    assert 'Real-ESRNet PSNR-Y' in result.stdout and 'held-out photos degraded the training way' in result.stdout
+    assert cv2.imread(osp.join(workdir, 'side_by_side.png')) is not None

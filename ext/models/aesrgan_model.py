@@ -7,6 +7,7 @@ import torch
 from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.losses.loss_util import get_refined_artifact_map
 from basicsr.models.srgan_model import SRGANModel
+from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
 from ext.options import OptionError
 from ext.registry import register
@@ -30,7 +31,7 @@ def _mean(values):
 
 
 @register(aliases=('AESRGANModel', ))
-class MultiScaleRealESRGANModel(RealESRGANDataSynthesisMixin, SRGANModel):
+class MultiScaleRealESRGANModel(EMAWarmupMixin, RealESRGANDataSynthesisMixin, SRGANModel):
     """Real-ESRGAN GAN training with one or several discriminators' outputs (A-ESRGAN).
 
     Papers: Wei et al., "A-ESRGAN: Training Real-World Blind Super-Resolution with Attention U-Net
@@ -49,12 +50,12 @@ class MultiScaleRealESRGANModel(RealESRGANDataSynthesisMixin, SRGANModel):
     Option keys, top level: ``l1_gt_usm`` (default true), ``percep_gt_usm`` (true), ``gan_gt_usm``
     (false): train each loss against the USM-sharpened GT or the plain GT; ``gt_size``, ``queue_size``,
     ``high_order_degradation`` and the degradation keys (see :mod:`ext.models.realesrgan_degradation`).
-    ``train``: SRGANModel's (``ema_decay``, ``optim_g``/``optim_d``, ``pixel_opt``, ``ldl_opt``,
+    ``train``: SRGANModel's (``ema_decay``, ``ema_warmup`` (see :mod:`ext.models.ema_warmup`), ``optim_g``/``optim_d``, ``pixel_opt``, ``ldl_opt``,
     ``perceptual_opt``, ``gan_opt``, ``net_d_iters``, ``net_d_init_iters``, ...) and
     ``gan_scale_weights`` (list, one weight per discriminator output, finest first; default 1 each).
     """
 
-    train_option_keys = frozenset({'gan_scale_weights'})
+    train_option_keys = frozenset({'gan_scale_weights'}) | EMAWarmupMixin.ema_option_keys
     compute_gt_usm = True
 
     def __init__(self, opt):

@@ -8,6 +8,7 @@ from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.srgan_model import SRGANModel
 from basicsr.utils import get_root_logger
+from ext.models.ema_warmup import EMAWarmupMixin
 from ext.options import OptionError
 from ext.registry import register
 
@@ -18,7 +19,7 @@ def _set_requires_grad(net, flag):
 
 
 @register()
-class TTSRModel(SRGANModel):
+class TTSRModel(EMAWarmupMixin, SRGANModel):
     """Reference-based x4 SR with TTSR (Yang et al., "Learning Texture Transformer Network for
     Image Super-Resolution", CVPR 2020), for ``network_g: {type: TTSRNet}``.
 
@@ -32,7 +33,7 @@ class TTSRModel(SRGANModel):
     warm-up) ``disc_repeat`` discriminator steps on the detached output, before the generator step
     with ``d_steps_first`` (original TTSR) or after it (MMagic).
 
-    Option keys, ``train``: SRGANModel's (``ema_decay``, ``optim_g``, ``optim_d``, ``scheduler``,
+    Option keys, ``train``: SRGANModel's (``ema_decay``, ``ema_warmup``, ``optim_g``, ``optim_d``, ``scheduler``,
     ``total_iter``, ``warmup_iter``) and ``pixel_opt``, ``perceptual_opt``, ``tpl_opt``, ``gan_opt``
     (``TTSRGANLoss`` for WGAN-GP; any BasicSR ``GANLoss`` also works), ``pixel_init_iters`` (0),
     ``disc_repeat`` (1), ``d_steps_first`` (false), ``extractor_lr`` (learning rate of the texture
@@ -46,7 +47,7 @@ class TTSRModel(SRGANModel):
 
     pixel_low, pixel_span = -1.0, 2.0  # pixel_value_range [-1, 1] until the training options say otherwise
     train_option_keys = frozenset({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr',
-                                   'pixel_value_range'})
+                                   'pixel_value_range'}) | EMAWarmupMixin.ema_option_keys
 
     def init_training_settings(self):
         train_opt = self.opt['train']

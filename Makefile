@@ -24,7 +24,7 @@ demo: env
 	$(PY) scripts/run_demo.py
 
 test: env
-	$(PY) -m pytest tests -q --durations=15
+	$(PY) -m pytest tests -q -n 2 --durations=15
 
 bench: env
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -54,8 +54,9 @@ setup(
         # converts RealESRGAN_x4plus from it (scripts/convert_ncnn_checkpoint.py --released)
         'weights': [RELEASED_WEIGHTS],
         # ncnn runs the released files: the reference the conversion is tested against
-        'test': ['pytest>=7', 'onnx>=1.14', 'onnxruntime>=1.16', 'lpips>=0.1.4', 'DISTS-pytorch>=0.1',
-                 'ncnn>=1.0.20240410', RELEASED_WEIGHTS],
+        # pytest-xdist: `make test` runs the suite in two processes (most tests wait on subprocess start-up)
+        'test': ['pytest>=7', 'pytest-xdist>=3', 'onnx>=1.14', 'onnxruntime>=1.16', 'lpips>=0.1.4',
+                 'DISTS-pytorch>=0.1', 'ncnn>=1.0.20240410', RELEASED_WEIGHTS],
     },
     license='Apache-2.0',
     classifiers=['Programming Language :: Python :: 3', 'Topic :: Scientific/Engineering :: Image Processing'],

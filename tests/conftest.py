@@ -8,7 +8,7 @@ import torch
 import ext  # noqa: F401  (BasicSR 1.4.2 cannot be imported before ext's compat shims)
 
 os.environ.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() or 1))
 # oneDNN generates kernels for every new shape (seconds each in tests with many tiny shapes); the native
 # CPU kernels do not. Only this process: training runs in subprocesses keep PyTorch's defaults.
 torch.backends.mkldnn.enabled = False

@@ -76,7 +76,9 @@ def write_options(path, opt):
 def subprocess_env(extra=None):
     env = dict(os.environ)
     env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
-    env.setdefault('OMP_NUM_THREADS', '2')
+    # One thread per run when pytest-xdist runs tests side by side: two spinning OpenMP threads per process
+    # on a busy 2-core machine were many times slower than one.
+    env.setdefault('OMP_NUM_THREADS', '1' if os.environ.get('PYTEST_XDIST_WORKER') else '2')
     if env.get('TESTS_ALLOW_GPU') != '1':  # CPU-only suite: the same numbers (and gloo DDP) on every machine
         env['CUDA_VISIBLE_DEVICES'] = ''
     env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')

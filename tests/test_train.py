@@ -12,7 +12,7 @@ import uuid
 import pytest
 import torch
 
-from helpers import (REPO_ROOT, TEST_PY, TRAIN_PY, base_train_options, read_logs, run_script, run_train, write_options,
+from helpers import (REPO_ROOT, free_port, TEST_PY, TRAIN_PY, base_train_options, read_logs, run_script, run_train, write_options,
                      write_paired_folders)
 
 FAULT_DRIVER = osp.join(REPO_ROOT, 'tests', 'train_with_fault.py')
@@ -174,7 +174,7 @@ def test_ddp_two_processes_on_gloo_keep_parameters_equal(photos, tmp_path):
     yml = write_options(str(tmp_path / 'ddp.yml'), opt)
     dump = tmp_path / 'dump'
     dump.mkdir()
-    result = run_script(['-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29517', FAULT_DRIVER,
+    result = run_script(['-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', FAULT_DRIVER,
                          '--dump-params', str(dump), '-opt', yml, '--launcher', 'pytorch'],
                         cwd=str(tmp_path), env={'OMP_NUM_THREADS': '1'})
     assert 'DistributedDataParallel' in result.stdout + result.stderr

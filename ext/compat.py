@@ -396,6 +396,7 @@ class PerSampleSeededDataset(torch.utils.data.Dataset):
     def __init__(self, dataset, bad_files=None):
         self.dataset = dataset
         self.bad_files = bad_files or BadFileGuard(len(dataset))
+        dataset.bad_files_guarded = True  # datasets with a retry loop of their own leave bad files to the guard
 
     def __len__(self):
         return len(self.dataset)

@@ -186,3 +186,33 @@ def test_flat_crops_rejected_with_bounded_tries(tmp_path):
     cv2.imwrite(str(tmp_path / 'HR' / 'tile.png'), np.full((64, 64, 3), 7, np.uint8))
     flat = build(dataset_options(str(tmp_path), crop_pad_size=48, min_texture_score=threshold, texture_tries=3))
     assert flat[0]['gt'].shape == (3, 48, 48)
+
+
+def test_training_set_leaves_bad_files_to_the_shared_guard(root, tmp_path):
+    """Wrapped for training, bad files go to compat's guard: logged once, replaced from the seed, limited."""
+    from ext.compat import BadFileGuard, BadTrainingData, PerSampleSeededDataset
+    (tmp_path / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 32)
+    (tmp_path / 'empty.png').write_bytes(b'')
+    good = [osp.join(root, 'HR', f'000{i}.png') for i in range(4)]
+    meta = tmp_path / 'meta.txt'
+    meta.write_text('\n'.join(good[:2] + [str(tmp_path / 'corrupt.png')] + good[2:] + [str(tmp_path / 'empty.png')]))
+
+    def draws(max_share):
+        dataset = build(dataset_options('/', meta_info=str(meta)))
+        wrapped = PerSampleSeededDataset(dataset, BadFileGuard(len(dataset), max_share, 10))
+        records = _Records()
+        logger = logging.getLogger('basicsr')
+        logger.addHandler(records)
+        try:
+            return [wrapped[(index, 1000 + index)]['gt_path'] for index in range(len(dataset))], records.messages
+        finally:
+            logger.removeHandler(records)
+
+    paths, messages = draws(0.5)
+    assert set(paths) <= set(good) and draws(0.5)[0] == paths  # replacements follow the seeds
+    for name in ('corrupt.png', 'empty.png'):
+        assert len([m for m in messages if name in m]) == 1, messages
+    assert any('empty file' in m for m in messages)
+    assert not any('MaterialMultiscaleDataset: cannot read' in m for m in messages)  # no second retry loop
+    with pytest.raises(BadTrainingData, match='bad_file_max_share'):
+        draws(0.2)

@@ -13,7 +13,7 @@ from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, get_root_logger, img2tensor
-from ext.data.image_reader import read_image
+from ext.data.image_reader import BadImageFile, read_image
 from ext.data.lmdb_keys import lmdb_key, read_lmdb_keys
 from ext.data.texture_score import DEFAULT_SCORE_SIZE, texture_score
 from ext.registry import register
@@ -109,8 +109,9 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
     - optionally, a region whose :func:`~ext.data.texture_score.texture_score` is below
       ``min_texture_score`` is re-drawn, at most ``texture_tries`` times (the most textured try is
       kept), so one-coloured regions of material photos do not dominate the batches;
-    - an unreadable or missing file is logged once (per loader worker) and another random sample is
-      taken; only ``max_read_failures`` failures in a row stop training, naming the last file;
+    - an unreadable or missing file is logged once and another sample is taken: in training by the
+      package's bad-file guard (``datasets.train.bad_file_max_share`` / ``bad_file_retries``, exact on
+      resume); used on its own, by a random retry of at most ``max_read_failures`` files in a row;
     - kernel sizes run over the odd numbers 7..``blur_kernel_size`` (upstream ignores the key and
       uses 7..21, which is the default 21 here) and kernels are padded to that size.
 
@@ -134,6 +135,8 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         texture_tries (int): crops drawn per sample when rejecting (default 5).
         max_read_failures (int): unreadable files in a row before giving up (default 20).
     """
+
+    bad_files_guarded = False  # set by compat's training-set wrapper, which then handles bad files
 
     option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'crop_pad_size', 'use_hflip', 'use_rot',
                              'final_sinc_prob', 'min_texture_score', 'texture_tries', 'max_read_failures'}
@@ -214,13 +217,20 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         return read_image(self.file_client, path, 'gt', float32=True)
 
     def _load_some_image(self, index):
-        """``(image, path)`` of ``index``, or of random other samples while files fail to load."""
+        """``(image, path)`` of ``index``, or of random other samples while files fail to load.
+
+        In training, the set is wrapped by compat's bad-file guard (``bad_files_guarded``): a bad file is
+        then raised to it, which logs it once, draws the replacement from the sample's seed and stops the
+        run when too large a share is bad. Used on its own, the dataset retries here.
+        """
         last_error = None
         for _ in range(self.max_read_failures):
             path = self.paths[index]
             try:
                 return self._load(path), path
             except Exception as error:  # I/O, decoding, missing key: all mean "take another sample"
+                if self.bad_files_guarded and isinstance(error, BadImageFile):
+                    raise
                 last_error = f'{path}: {type(error).__name__}: {error}'
                 if path not in self._reported:
                     self._reported.add(path)

@@ -12,7 +12,7 @@ Budget: 5500 iterations of batch 8 with a 16-channel U-Net of 4 downsamplings (6
 of 6 squeezes a 64-px crop to 1x1), batch norm, no dropout (pix2pix's dropout noise slows so short a fit;
 the option files keep 0.5), Adam 1e-3 (0.5, 0.999), x0.2 at 80 %. The training folder holds the
 training photos plus grey copies of the colour ones (a random-greyscale augmentation: without it the fills
-of grey photos get a colour cast). About 0.04 s of one core per iteration: 220 s of CPU in all, under
+of grey photos get a colour cast). About 0.04 s of one core per iteration: 206-220 s of CPU in all, under
 4 CPU-minutes (the training's CPU time is printed). ``GAN_WEIGHT`` > 0 adds pix2pix's conditional
 PatchGAN (16 channels, 2 layers).
 

@@ -82,3 +82,15 @@ def test_missing_backbone_names_the_file_and_where_it_comes_from(tmp_path, monke
     assert 'https://download.pytorch.org/models/vgg16-397923af.pth' in message
     with pytest.raises(PretrainedWeightsNotFound, match='backbone_weights points to'):
         calculate_dists(clean, clean, better='lower', backbone_weights=str(tmp_path / 'nope.pth'))
+
+
+@pytest.mark.parametrize('spec', ['lpips=calculate_lpips', 'dists=calculate_dists'])
+def test_evaluation_cli_metrics_pick_them_by_name_as_lower_is_better(weights, spec):
+    """scripts/evaluate.py's metric lookup (ext.utils.sr_benchmark) runs them with `better: lower`."""
+    from ext.utils.sr_benchmark import resolve_metrics
+    folder, _ = weights
+    name = spec.partition('=')[0]
+    (metric,) = resolve_metrics([spec], {name: {'backbone_weights': str(folder), 'device': 'cpu'}})
+    clean, (light, heavy) = photos()
+    assert metric.lower_is_better and metric.kwargs['better'] == 'lower'
+    assert metric(clean, clean, 0) < metric(light, clean, 0) < metric(heavy, clean, 0)

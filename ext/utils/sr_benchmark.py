@@ -10,6 +10,7 @@ column's name. A metric whose function has ``lower_is_better = True`` (or that i
 ranked the other way round.
 """
 import dataclasses
+import inspect
 import math
 
 import cv2
@@ -63,6 +64,8 @@ def resolve_metric(spec, extra_kwargs=None):
     kwargs = {**kwargs, **(extra_kwargs or {})}
     lower = bool(getattr(function, 'lower_is_better', False)) or any(
         word in LOWER_IS_BETTER for word in (name.lower(), registry_type.lower(), registry_type.lower()[10:]))
+    if lower and 'better' in inspect.signature(function).parameters:
+        kwargs.setdefault('better', 'lower')  # LPIPS/DISTS insist on it (BasicSR's validation passes it)
     return Metric(name, registry_type, function, kwargs, lower)
 
 

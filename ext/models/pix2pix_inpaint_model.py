@@ -11,7 +11,6 @@ import torch.distributed as dist
 from tqdm import tqdm
 
 from ext import compat  # noqa: F401  (shims before basicsr)
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
@@ -19,6 +18,7 @@ from basicsr.utils import get_root_logger, tensor2img
 from ext.models.plateau_rule import LearningRatePlateau
 from ext.models.realesrgan_degradation import side_by_side
 from ext.models.validation_util import validation_image_path
+from ext.models.gan_setup import build_ema_and_discriminator
 from ext.options import OptionError
 from ext.registry import register
 from ext.utils.atomic_io import atomic_write_bytes
@@ -87,29 +87,8 @@ class Pix2PixInpaintModel(SRModel):
     # --- training set-up ---------------------------------------------------------------------------
     def init_training_settings(self):
         train_opt = self.opt['train']
-        logger = get_root_logger()
         name = type(self).__name__
-        self.net_g.train()
-        self.ema_decay = train_opt.get('ema_decay', 0)
-        if self.ema_decay > 0:
-            logger.info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
-            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
-            load_path = self.opt['path'].get('pretrain_network_g')
-            if load_path is not None:
-                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
-            else:
-                self.model_ema(0)
-            self.net_g_ema.eval()
-
-        self.net_d = None
-        if self.opt.get('network_d'):
-            self.net_d = self.model_to_device(build_network(self.opt['network_d']))
-            self.print_network(self.net_d)
-            load_path = self.opt['path'].get('pretrain_network_d')
-            if load_path is not None:
-                self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
-                                  self.opt['path'].get('param_key_d', 'params'))
-            self.net_d.train()
+        build_ema_and_discriminator(self)
 
         def loss(key):
             return build_loss(train_opt[key]).to(self.device) if train_opt.get(key) else None

@@ -4,11 +4,10 @@ from collections import OrderedDict
 import torch
 
 from ext import compat  # noqa: F401  (shims before basicsr)
-from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models.srgan_model import SRGANModel
-from basicsr.utils import get_root_logger
 from ext.models.ema_warmup import EMAWarmupMixin
+from ext.models.gan_setup import build_ema_and_discriminator
 from ext.options import OptionError
 from ext.registry import register
 
@@ -51,28 +50,7 @@ class TTSRModel(EMAWarmupMixin, SRGANModel):
 
     def init_training_settings(self):
         train_opt = self.opt['train']
-        logger = get_root_logger()
-        self.net_g.train()
-        self.ema_decay = train_opt.get('ema_decay', 0)
-        if self.ema_decay > 0:
-            logger.info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
-            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
-            load_path = self.opt['path'].get('pretrain_network_g')
-            if load_path is not None:
-                self.load_network(self.net_g_ema, load_path, self.opt['path'].get('strict_load_g', True), 'params_ema')
-            else:
-                self.model_ema(0)
-            self.net_g_ema.eval()
-
-        self.net_d = None
-        if self.opt.get('network_d'):
-            self.net_d = self.model_to_device(build_network(self.opt['network_d']))
-            self.print_network(self.net_d)
-            load_path = self.opt['path'].get('pretrain_network_d')
-            if load_path is not None:
-                self.load_network(self.net_d, load_path, self.opt['path'].get('strict_load_d', True),
-                                  self.opt['path'].get('param_key_d', 'params'))
-            self.net_d.train()
+        build_ema_and_discriminator(self)
 
         def loss(key):
             return build_loss(train_opt[key]).to(self.device) if train_opt.get(key) else None

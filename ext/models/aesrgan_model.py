@@ -9,6 +9,7 @@ from basicsr.losses.loss_util import get_refined_artifact_map
 from basicsr.models.srgan_model import SRGANModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
+from ext.models.train_speed import TrainSpeedMixin
 from ext.options import OptionError
 from ext.registry import register
 
@@ -31,7 +32,7 @@ def _mean(values):
 
 
 @register(aliases=('AESRGANModel', ))
-class MultiScaleRealESRGANModel(EMAWarmupMixin, RealESRGANDataSynthesisMixin, SRGANModel):
+class MultiScaleRealESRGANModel(TrainSpeedMixin, EMAWarmupMixin, RealESRGANDataSynthesisMixin, SRGANModel):
     """Real-ESRGAN GAN training with one or several discriminators' outputs (A-ESRGAN).
 
     Papers: Wei et al., "A-ESRGAN: Training Real-World Blind Super-Resolution with Attention U-Net
@@ -52,10 +53,13 @@ class MultiScaleRealESRGANModel(EMAWarmupMixin, RealESRGANDataSynthesisMixin, SR
     ``high_order_degradation`` and the degradation keys (see :mod:`ext.models.realesrgan_degradation`).
     ``train``: SRGANModel's (``ema_decay``, ``ema_warmup`` (see :mod:`ext.models.ema_warmup`), ``optim_g``/``optim_d``, ``pixel_opt``, ``ldl_opt``,
     ``perceptual_opt``, ``gan_opt``, ``net_d_iters``, ``net_d_init_iters``, ...) and
-    ``gan_scale_weights`` (list, one weight per discriminator output, finest first; default 1 each).
+    ``gan_scale_weights`` (list, one weight per discriminator output, finest first; default 1 each), and
+    the speed keys of :mod:`ext.models.train_speed` (autocast around the forwards, losses in float32).
     """
 
-    train_option_keys = frozenset({'gan_scale_weights'}) | EMAWarmupMixin.ema_option_keys
+    train_option_keys = (frozenset({'gan_scale_weights'}) | EMAWarmupMixin.ema_option_keys
+                         | TrainSpeedMixin.speed_option_keys)
+    accumulate_batch_keys = ('lq', 'gt', 'gt_usm')
     compute_gt_usm = True
 
     def __init__(self, opt):
@@ -88,7 +92,8 @@ class MultiScaleRealESRGANModel(EMAWarmupMixin, RealESRGANDataSynthesisMixin, SR
         return self.usm_sharpener(gt), gt  # LQ from the sharpened GT (Real-ESRGAN); targets chosen per loss
 
     def _discriminate(self, image):
-        predictions = _as_list(self.net_d(image))
+        with self.autocast():
+            predictions = [p.float() for p in _as_list(self.net_d(image))]
         if len(predictions) != len(self.gan_scale_weights):
             raise ValueError(f'network_d returned {len(predictions)} outputs but train.gan_scale_weights has '
                              f'{len(self.gan_scale_weights)} weights')
@@ -112,21 +117,24 @@ class MultiScaleRealESRGANModel(EMAWarmupMixin, RealESRGANDataSynthesisMixin, SR
         # generator
         for p in self.net_d.parameters():
             p.requires_grad = False
-        self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq)
+        self.zero_grad(self.optimizer_g)
+        with self.autocast():
+            self.output = self.net_g(self.lq)
+        output = self.output.float()  # the losses in float32
         if current_iter % self.net_d_iters == 0 and current_iter > self.net_d_init_iters:
             l_g_total = 0
             if self.cri_pix:
-                loss_dict['l_g_pix'] = self.cri_pix(self.output, l1_gt)
+                loss_dict['l_g_pix'] = self.cri_pix(output, l1_gt)
                 l_g_total = l_g_total + loss_dict['l_g_pix']
             if self.cri_ldl:
                 with torch.no_grad():
-                    output_ema = self.net_g_ema(self.lq)
-                weight = get_refined_artifact_map(self.gt, self.output, output_ema, 7)
-                loss_dict['l_g_ldl'] = self.cri_ldl(weight * self.output, weight * self.gt)
+                    with self.autocast():
+                        output_ema = self.net_g_ema(self.lq).float()
+                weight = get_refined_artifact_map(self.gt, output, output_ema, 7)
+                loss_dict['l_g_ldl'] = self.cri_ldl(weight * output, weight * self.gt)
                 l_g_total = l_g_total + loss_dict['l_g_ldl']
             if self.cri_perceptual:
-                l_g_percep, l_g_style = self.cri_perceptual(self.output, percep_gt)
+                l_g_percep, l_g_style = self.cri_perceptual(output, percep_gt)
                 for name, value in (('l_g_percep', l_g_percep), ('l_g_style', l_g_style)):
                     if value is not None:
                         loss_dict[name] = value
@@ -134,20 +142,20 @@ class MultiScaleRealESRGANModel(EMAWarmupMixin, RealESRGANDataSynthesisMixin, SR
             gan_terms = self._gan_terms(self._discriminate(self.output), True, is_disc=False)
             loss_dict.update(_scale_logs('l_g_gan', gan_terms))
             l_g_total = l_g_total + loss_dict['l_g_gan']
-            l_g_total.backward()
-            self.optimizer_g.step()
+            self.backward(l_g_total, self.optimizer_g)
+            self.step(self.optimizer_g)
 
         # discriminator: real and fake backward separately, as upstream
         for p in self.net_d.parameters():
             p.requires_grad = True
-        self.optimizer_d.zero_grad()
+        self.zero_grad(self.optimizer_d)
         for kind, image, is_real in (('real', gan_gt, True), ('fake', self.output.detach().clone(), False)):
             predictions = self._discriminate(image)
             terms = self._gan_terms(predictions, is_real, is_disc=True)
             loss_dict.update(_scale_logs(f'l_d_{kind}', terms))
             loss_dict.update(_scale_logs(f'out_d_{kind}', [torch.mean(p.detach()) for p in predictions], _mean))
-            loss_dict[f'l_d_{kind}'].backward()
-        self.optimizer_d.step()
+            self.backward(loss_dict[f'l_d_{kind}'], self.optimizer_d)
+        self.step(self.optimizer_d)
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

@@ -11,6 +11,7 @@ from basicsr.utils import set_random_seed
 from ext.models.ema_warmup import warmup_ema_decay
 from ext.options import OptionError
 from test_aesrgan_model import batch_of_real_images, tiny_model_opt
+from test_aesrgan_training import tiny_data  # noqa: F401  (a fixture)
 
 ESRNET = 'train_realesrnet_x4plus.yml'
 AESRGAN = 'train_multiaesrgan_x4plus.yml'
@@ -157,3 +158,32 @@ def test_grad_scaler_state_and_position_round_trip_next_to_the_queue():
     assert fresh._grad_scalers[1].state_dict() == scaler.state_dict()
     assert torch.equal(fresh.pair_queue.gt, model.pair_queue.gt)
     assert torch.equal(fresh.pair_queue.lq, model.pair_queue.lq)
+
+
+@pytest.mark.slow
+def test_aesrgan_with_bf16_and_accumulation_sigkilled_then_auto_resumed_ends_bitwise_equal(tmp_path, tiny_data):
+    """ext/train.py with amp_bf16 + accum_iter 2: SIGKILL right after 2.state, --auto_resume, same weights at 4."""
+    import os.path as osp
+    from helpers import REPO_ROOT, run_script, write_options
+    from test_aesrgan_training import FAULT_DRIVER, load, shrink
+    finals = {}
+    for name in ('whole', 'killed'):
+        opt = shrink('train_multiaesrgan_x4plus.yml', f'speed_{name}', tmp_path, tiny_data)
+        opt['train'].update(use_amp=True, amp_bf16=True, accum_iter=2)
+        yml = write_options(str(tmp_path / f'{name}.yml'), opt)
+        train_py = osp.join(REPO_ROOT, 'ext', 'train.py')
+        if name == 'whole':
+            run_script([train_py, '-opt', yml], cwd=str(tmp_path))
+        else:
+            killed = run_script([FAULT_DRIVER, '--kill-after-state', '2', '-opt', yml, '--auto_resume'],
+                                cwd=str(tmp_path), check=False)
+            assert killed.returncode == -9, killed.stderr[-3000:]
+            log = run_script([train_py, '-opt', yml, '--auto_resume'], cwd=str(tmp_path))
+            assert 'Resuming training from epoch: 0, iter: 2' in log.stdout + log.stderr
+        root = opt['path']['experiments_root']
+        finals[name] = {label: load(f'{root}/models/{label}_4.pth') for label in ('net_g', 'net_d')}
+        assert 'train_speed' in load(f'{root}/training_states/4.state')['extra_by_rank'][0]
+    for label, expected in finals['whole'].items():
+        for key in ('params', 'params_ema') if label == 'net_g' else ('params', ):
+            for param, value in expected[key].items():
+                assert torch.equal(finals['killed'][label][key][param], value), f'{label} {key} {param}'

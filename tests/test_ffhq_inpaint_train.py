@@ -150,8 +150,9 @@ def test_saturation_guard_at_rank_0_validation_stops_both_ddp_ranks(faces, tmp_p
     output = result.stdout + result.stderr
     assert result.returncode != 0
     exited = re.findall(r'rank\s*: (\d) \(local_rank: \d\)\s*exitcode\s*:\s*(\d+)', output)
-    # the guard's exit status; torchrun reports rank 1 too unless rank 0 exited first and it was sent SIGTERM
-    assert ('0', '3') in exited and all(code == '3' for _, code in exited), output[-4000:]
+    # the guard's exit status on whichever rank torchrun saw exit first (it SIGTERMs the other one, whose
+    # "-15" the pattern skips); both ranks logging the agreed stop is checked below
+    assert exited and all(code == '3' for _, code in exited), output[-4000:]
     stop = 'Stopping after iteration 2: rank 0: OutputSaturationError: saturated outputs at validation'
     assert output.count(stop) == 2  # logged by both ranks
     text = read_logs(experiment_dir(opt, str(tmp_path)))

@@ -150,8 +150,8 @@ def gan_stage_options(workdir, hr_dir, lr_dir, budget, psnr_generator):
         # gradient; the PSNR stage ended at lr 1e-5 (cosine), so 1e-4 at once knocked it off: measured with the
         # GAN weight 0 (pure L1, 60 it.) -1.19 dB without warm-up, +0.08 dB with this 50-iteration warm-up.
         warmup_iter=GAN_WARMUP,
-        # stand-in for the perceptual term (VGG19 conv5_4, L1 criterion, weight 1): the same L1 criterion and
-        # weight on pixels instead of VGG features, plus the seed's content L1 (0.01) -> 1.01
+        # stand-in for the perceptual term (VGG19 conv5_4, L1 criterion): the L1 criterion on pixels instead of
+        # VGG features, at PERCEPTUAL_STAND_IN_WEIGHT (see there), plus the seed's content L1 (0.01)
         pixel_opt={'type': 'L1Loss', 'loss_weight': PERCEPTUAL_STAND_IN_WEIGHT + 0.01, 'reduction': 'mean'},
         gan_opt={'type': 'GANLoss', 'gan_type': 'vanilla', 'real_label_val': 1.0, 'fake_label_val': 0.0,
                  'loss_weight': 0.005},

@@ -51,6 +51,7 @@ class TTSRGANLoss(nn.Module):
         self.real_label_val, self.fake_label_val = real_label_val, fake_label_val
 
     def forward(self, pred, target_is_real, is_disc=False):
+        pred = pred.float()  # a half-precision logit under autocast: the loss in float32
         if self.gan_type == 'wgan_gp':
             loss = -pred.mean() if target_is_real else pred.mean()
         else:
@@ -60,12 +61,19 @@ class TTSRGANLoss(nn.Module):
 
     def gradient_penalty(self, net_d, real, fake):
         """``mean((||grad D(x_hat)||_2 - 1)^2)``, x_hat uniformly between real and fake per sample, the
-        gradient taken against x_hat in ``gp_value_range`` (``real``/``fake``/``net_d`` work in [0, 1])."""
-        alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
-        interpolated = alpha * real.detach() + (1 - alpha) * fake.detach()  # affine maps keep interpolations
-        scaled = (interpolated * self.gp_span + self.gp_low).requires_grad_(True)
-        grad, = torch.autograd.grad(net_d((scaled - self.gp_low) / self.gp_span).sum(), scaled, create_graph=True)
-        return ((grad.flatten(1).norm(2, dim=1) - 1)**2).mean()
+        gradient taken against x_hat in ``gp_value_range`` (``real``/``fake``/``net_d`` work in [0, 1]).
+
+        Always float32 with autocast off (a double backward through half-precision logits loses the
+        penalty's small gradients), and through the module itself when ``net_d`` is a ``torch.compile``
+        wrapper (compiled graphs do not support the double backward)."""
+        net_d = getattr(net_d, '_orig_mod', net_d)
+        real, fake = real.detach().float(), fake.detach().float()
+        with torch.autocast(device_type=real.device.type, enabled=False):
+            alpha = torch.rand(real.size(0), 1, 1, 1, device=real.device, dtype=real.dtype)
+            interpolated = alpha * real + (1 - alpha) * fake  # affine maps keep interpolations
+            scaled = (interpolated * self.gp_span + self.gp_low).requires_grad_(True)
+            grad, = torch.autograd.grad(net_d((scaled - self.gp_low) / self.gp_span).sum(), scaled, create_graph=True)
+            return ((grad.flatten(1).norm(2, dim=1) - 1)**2).mean()
 
     def discriminator_loss(self, net_d, real, fake):
         """D's loss on ``real`` and ``fake`` (detached); returns ``(total, {name: term})``."""

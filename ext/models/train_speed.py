@@ -13,6 +13,8 @@ Keys in ``train`` (all optional):
 - ``accum_iter`` (int >= 1, 1): the configured ``batch_size_per_gpu`` stays the effective batch and is
   split into ``accum_iter`` micro-batches inside ``optimize_parameters``; the optimizers step and the
   EMA updates once per iteration, after the last micro-batch; the schedulers still count iterations.
+- ``use_compile_d`` (bool, false): also ``torch.compile`` the discriminator (same mode and backend);
+  an error for a model without ``network_d``. Checkpoint keys stay unchanged as for the generator.
 - ``fast_matmul`` (bool, false): TF32 matmul and cuDNN on CUDA (no effect on CPU).
 
 Resume: the GradScaler states are saved in the ``.state`` (``extra_training_state``, merged with the
@@ -22,16 +24,20 @@ iterations and an iteration contains all its micro-batches.
 Use: put :class:`TrainSpeedMixin` first in the model's bases (before ``EMAWarmupMixin``), add
 ``TrainSpeedMixin.speed_option_keys`` to ``train_option_keys``, list the batch tensors in
 ``accumulate_batch_keys``, and call ``self.autocast()``, ``self.zero_grad(opt)``,
-``self.backward(loss, opt)`` and ``self.step(opt)`` instead of the raw torch calls.
+``self.backward(loss, opt)`` and ``self.step(opt)`` instead of the raw torch calls; losses that are
+unstable in half precision (gradient penalties, VGG features) go under ``self.full_precision()`` on
+``.float()`` inputs. A model whose iteration cannot be split by re-running it per micro-batch (a
+discriminator stepped before the generator's loss, several discriminator steps) sets
+``splits_micro_batches = True`` and loops ``for index in self.micro_batches():`` itself, once per phase.
 """
 import contextlib
 import functools
 
 import torch
 
-SPEED_KEYS = ('use_amp', 'amp_bf16', 'use_channels_last', 'use_compile', 'compile_mode', 'compile_backend',
-              'accum_iter', 'fast_matmul')
-_BOOL_KEYS = ('use_amp', 'amp_bf16', 'use_channels_last', 'use_compile', 'fast_matmul')
+SPEED_KEYS = ('use_amp', 'amp_bf16', 'use_channels_last', 'use_compile', 'use_compile_d', 'compile_mode',
+              'compile_backend', 'accum_iter', 'fast_matmul')
+_BOOL_KEYS = ('use_amp', 'amp_bf16', 'use_channels_last', 'use_compile', 'use_compile_d', 'fast_matmul')
 STATE_KEY = 'train_speed'
 
 
@@ -69,8 +75,9 @@ def parse_speed_options(opt):
     if settings['use_amp'] and not settings['amp_bf16'] and not on_cuda:
         raise _error('train.use_amp without amp_bf16 (float16 with a GradScaler) needs a CUDA device; '
                      'on CPU set amp_bf16: true')
-    if (settings['compile_mode'] is not None or 'compile_backend' in train) and not settings['use_compile']:
-        raise _error('train.compile_mode / compile_backend are set but train.use_compile is false')
+    if ((settings['compile_mode'] is not None or 'compile_backend' in train)
+            and not (settings['use_compile'] or settings['use_compile_d'])):
+        raise _error('train.compile_mode / compile_backend are set but train.use_compile and use_compile_d are false')
     return settings
 
 
@@ -78,38 +85,41 @@ def _accumulating(optimize_parameters):
 
     @functools.wraps(optimize_parameters)
     def wrapper(self, current_iter, *args, **kwargs):
-        if getattr(self, '_micro_count', None) is not None:  # a nested wrapper (super() call): pass through
+        if self._in_iteration:  # a nested wrapper (super() call): pass through
             return optimize_parameters(self, current_iter, *args, **kwargs)
         speed = self.speed_settings()
         names = [n for n in self.accumulate_batch_keys if getattr(self, n, None) is not None]
         if speed['use_channels_last']:
             for name in names:
-                setattr(self, name, getattr(self, name).contiguous(memory_format=torch.channels_last))
+                tensor = getattr(self, name)
+                if tensor.dim() == 4:
+                    setattr(self, name, tensor.contiguous(memory_format=torch.channels_last))
         count = speed['accum_iter']
-        full = {name: getattr(self, name) for name in names}
-        logs, outputs = [], []
-        self._micro_count = count
+        self._in_iteration = True
         try:
-            for index in range(count):
-                self._micro_index = index
-                for name, tensor in full.items():
-                    setattr(self, name, tensor.chunk(count)[index] if count > 1 else tensor)
+            if count == 1 or self.splits_micro_batches:
+                return optimize_parameters(self, current_iter, *args, **kwargs)
+            logs, outputs = [], []
+            for _ in self.micro_batches():
                 optimize_parameters(self, current_iter, *args, **kwargs)
                 logs.append(dict(getattr(self, 'log_dict', {}) or {}))
-                if count > 1 and getattr(self, 'output', None) is not None:
+                if getattr(self, 'output', None) is not None:
                     outputs.append(self.output.detach())
-        finally:
-            self._micro_count = self._micro_index = None
-            for name, tensor in full.items():
-                setattr(self, name, tensor)
-        if count > 1:
             if len(outputs) == count:
                 self.output = torch.cat(outputs)
-            keys = [k for k in logs[0] if all(k in each for each in logs)]
-            self.log_dict = type(self.log_dict)((k, sum(each[k] for each in logs) / count) for k in keys)
+            self.log_dict = type(self.log_dict)(mean_logs(logs))
+        finally:
+            self._in_iteration = False
 
     wrapper.accumulates_micro_batches = True
     return wrapper
+
+
+def mean_logs(logs):
+    """The mean of each entry present in every one of ``logs`` (dicts of numbers or tensors), in the
+    first's order: the logged values of an accumulated iteration (equal micro-batches)."""
+    keys = [k for k in logs[0] if all(k in each for each in logs)]
+    return [(k, sum(each[k] for each in logs) / len(logs)) for k in keys]
 
 
 class TrainSpeedMixin:
@@ -117,7 +127,9 @@ class TrainSpeedMixin:
 
     speed_option_keys = frozenset(SPEED_KEYS)
     accumulate_batch_keys = ('lq', 'gt')  # tensors split into micro-batches
+    splits_micro_batches = False  # True: optimize_parameters loops over self.micro_batches() itself
     _micro_count = _micro_index = None
+    _in_iteration = False
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)  # EMAWarmupMixin's wrapper goes inside (once per micro-batch)
@@ -139,13 +151,37 @@ class TrainSpeedMixin:
                 net.to(memory_format=torch.channels_last)
         if speed['use_compile'] and self.is_train:
             self.net_g = torch.compile(self.net_g, mode=speed['compile_mode'], backend=speed['compile_backend'])
+        if speed['use_compile_d'] and self.is_train:
+            if getattr(self, 'net_d', None) is None:
+                raise _error(f'train.use_compile_d is true but {type(self).__name__} has no discriminator '
+                             '(network_d); remove the key or set it to false')
+            self.net_d = torch.compile(self.net_d, mode=speed['compile_mode'], backend=speed['compile_backend'])
 
     def speed_settings(self):
         return self._speed
 
     def get_bare_model(self, net):
-        net = super().get_bare_model(net)
-        return getattr(net, '_orig_mod', net)  # a torch.compile wrapper: save / load the module itself
+        # a torch.compile wrapper (around the module or its DDP wrapper): save / load the module itself
+        net = super().get_bare_model(getattr(net, '_orig_mod', net))
+        return getattr(net, '_orig_mod', net)
+
+    def micro_batches(self):
+        """Yield the micro-batch indices of this iteration with the ``accumulate_batch_keys`` tensors set
+        to that micro-batch (the whole batch again afterwards), for ``splits_micro_batches`` models; the
+        helpers ``zero_grad`` / ``step`` act on the first / last index of each such loop."""
+        count = self._speed['accum_iter']
+        full = {n: getattr(self, n) for n in self.accumulate_batch_keys if getattr(self, n, None) is not None}
+        self._micro_count = count
+        try:
+            for index in range(count):
+                self._micro_index = index
+                for name, tensor in full.items():
+                    setattr(self, name, tensor.chunk(count)[index] if count > 1 else tensor)
+                yield index
+        finally:
+            self._micro_count = self._micro_index = None
+            for name, tensor in full.items():
+                setattr(self, name, tensor)
 
     @_accumulating
     def optimize_parameters(self, current_iter):
@@ -157,6 +193,12 @@ class TrainSpeedMixin:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if self._speed['amp_bf16'] else torch.float16
         return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def full_precision(self):
+        """Autocast off (float32 for ``.float()`` inputs): for gradient penalties and VGG features."""
+        if not self._speed['use_amp']:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, enabled=False)
 
     def _first_micro_batch(self):
         return not self._micro_index

@@ -8,6 +8,7 @@ from basicsr.losses import build_loss
 from basicsr.models.srgan_model import SRGANModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.gan_setup import build_ema_and_discriminator
+from ext.models.train_speed import TrainSpeedMixin, mean_logs
 from ext.options import OptionError
 from ext.registry import register
 
@@ -18,7 +19,7 @@ def _set_requires_grad(net, flag):
 
 
 @register()
-class TTSRModel(EMAWarmupMixin, SRGANModel):
+class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
     """Reference-based x4 SR with TTSR (Yang et al., "Learning Texture Transformer Network for
     Image Super-Resolution", CVPR 2020), for ``network_g: {type: TTSRNet}``.
 
@@ -40,13 +41,24 @@ class TTSRModel(EMAWarmupMixin, SRGANModel):
     ``pixel_value_range`` (``[low, high]``, default [-1, 1]: the value range the ``pixel_opt`` loss
     compares output and GT in; both upstream recipes take their L1 on [-1, 1] images, twice its value
     on BasicSR's [0, 1], while their perceptual and transferal losses see [0, 1], as here).
+    The speed keys of :mod:`ext.models.train_speed` (``use_amp``, ``amp_bf16``, ``use_channels_last``,
+    ``use_compile``, ``use_compile_d``, ``compile_mode``, ``compile_backend``, ``accum_iter``,
+    ``fast_matmul``): autocast around the generator (texture search included) and discriminator
+    forwards; the pixel, perceptual (VGG) and transferal perceptual losses and the WGAN-GP penalty in
+    float32. ``accum_iter`` splits ``lq``, ``gt``, ``ref``, ``lq_up``, ``ref_down_up`` and ``mask``;
+    every discriminator step (``disc_repeat`` per iteration) uses the gradient of all micro-batches, and
+    with ``d_steps_first`` each micro-batch's output for D comes from an extra no-grad generator forward
+    (D must step before the generator's loss, which needs every micro-batch's output first).
     Validation metrics are BasicSR's: ``calculate_psnr``/``calculate_ssim`` with
     ``test_y_channel: true, crop_border: 0`` (TTSR paper) or ``false, 4`` (MMagic's RGB protocol).
     """
 
     pixel_low, pixel_span = -1.0, 2.0  # pixel_value_range [-1, 1] until the training options say otherwise
-    train_option_keys = frozenset({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr',
+    train_option_keys = (frozenset({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr',
                                    'pixel_value_range'}) | EMAWarmupMixin.ema_option_keys
+                         | TrainSpeedMixin.speed_option_keys)
+    accumulate_batch_keys = ('lq', 'gt', 'ref', 'lq_up', 'ref_down_up', 'mask')
+    splits_micro_batches = True  # D before G and disc_repeat need whole-iteration phases
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -128,58 +140,95 @@ class TTSRModel(EMAWarmupMixin, SRGANModel):
         frozen = {name: param.detach() for name, param in extractor.named_parameters()}
         return torch.func.functional_call(extractor, frozen, (image, ))
 
-    def optimize_discriminator(self, loss_dict):
+    def generate(self, need_textures):
+        """The generator forward on the current (micro-)batch under autocast: ``(output, soft attention,
+        textures)``, the last two None without ``need_textures``."""
+        with self.autocast():
+            result = self.net_g(self.lq, self.ref, self.lq_up, self.ref_down_up, return_textures=need_textures)
+        return result if need_textures else (result, None, None)
+
+    def optimize_discriminator(self, loss_dict, fakes):
+        """``disc_repeat`` D steps, each on the summed gradient of every micro-batch's (gt, ``fakes[i]``)."""
         _set_requires_grad(self.net_d, True)
-        fake = self.output.detach()
         for _ in range(self.disc_repeat):
-            self.optimizer_d.zero_grad()
-            if hasattr(self.cri_gan, 'discriminator_loss'):
-                l_d_total, terms = self.cri_gan.discriminator_loss(self.net_d, self.gt, fake)
-            else:  # BasicSR GANLoss
-                pred_real, pred_fake = self.net_d(self.gt), self.net_d(fake)
-                terms = {'l_d_real': self.cri_gan(pred_real, True, is_disc=True),
-                         'l_d_fake': self.cri_gan(pred_fake, False, is_disc=True),
-                         'out_d_real': pred_real.detach().mean(), 'out_d_fake': pred_fake.detach().mean()}
-                l_d_total = terms['l_d_real'] + terms['l_d_fake']
-            l_d_total.backward()
-            self.optimizer_d.step()
-        loss_dict.update(terms)
+            logs = []
+            for index in self.micro_batches():
+                self.zero_grad(self.optimizer_d)
+                fake = fakes[index]
+                with self.autocast():  # TTSRGANLoss runs its gradient penalty in float32 itself
+                    if hasattr(self.cri_gan, 'discriminator_loss'):
+                        l_d_total, terms = self.cri_gan.discriminator_loss(self.net_d, self.gt, fake)
+                    else:  # BasicSR GANLoss
+                        pred_real, pred_fake = self.net_d(self.gt).float(), self.net_d(fake).float()
+                        terms = {'l_d_real': self.cri_gan(pred_real, True, is_disc=True),
+                                 'l_d_fake': self.cri_gan(pred_fake, False, is_disc=True),
+                                 'out_d_real': pred_real.detach().mean(), 'out_d_fake': pred_fake.detach().mean()}
+                        l_d_total = terms['l_d_real'] + terms['l_d_fake']
+                self.backward(l_d_total, self.optimizer_d)
+                self.step(self.optimizer_d)
+                logs.append({k: v.detach() for k, v in terms.items()})
+        loss_dict.update(mean_logs(logs))
 
-    def optimize_parameters(self, current_iter):
-        warmup = self.in_warmup(current_iter)
-        need_textures = self.cri_tpl is not None and not warmup
-        result = self.net_g(self.lq, self.ref, self.lq_up, self.ref_down_up, return_textures=need_textures)
-        self.output, soft_attention, textures = result if need_textures else (result, None, None)
-        loss_dict = OrderedDict()
-        train_gan = self.net_d is not None and not warmup
-        if train_gan and self.d_steps_first:
-            self.optimize_discriminator(loss_dict)
-
-        if self.net_d is not None:
-            _set_requires_grad(self.net_d, False)
-        self.optimizer_g.zero_grad()
+    def generator_terms(self, warmup, soft_attention, textures):
+        """G's loss terms on ``self.output`` (float32; VGG-based ones with autocast off)."""
+        output = self.output.float()
         terms = OrderedDict()
         if self.cri_pix is not None:
-            terms['l_g_pix'] = self.cri_pix(self.to_pixel_range(self.output), self.to_pixel_range(self.gt))
+            terms['l_g_pix'] = self.cri_pix(self.to_pixel_range(output), self.to_pixel_range(self.gt))
         if not warmup:
             if self.cri_perceptual is not None:
-                percep = self.cri_perceptual(self.output, self.gt)
+                with self.full_precision():
+                    percep = self.cri_perceptual(output, self.gt)
                 percep = percep[0] if isinstance(percep, tuple) else percep  # BasicSR's returns (percep, style)
                 if percep is not None:
                     terms['l_g_percep'] = percep
             if self.cri_tpl is not None:
-                terms['l_g_tpl'] = self.cri_tpl(self.texture_features(self.output), textures, soft_attention)
+                attention = soft_attention.float() if soft_attention is not None else None
+                with self.full_precision():
+                    terms['l_g_tpl'] = self.cri_tpl(self.texture_features(output), [t.float() for t in textures],
+                                                    attention)
             if self.cri_gan is not None:
-                terms['l_g_gan'] = self.cri_gan(self.net_d(self.output), True, is_disc=False)
-        l_g_total = sum(terms.values()) if terms else None
-        if l_g_total is not None:
-            l_g_total.backward()
-            self.optimizer_g.step()
-        loss_dict.update(terms)
-        loss_dict['l_g_total'] = l_g_total.detach() if terms else torch.zeros((), device=self.device)
+                with self.autocast():
+                    prediction = self.net_d(self.output)
+                terms['l_g_gan'] = self.cri_gan(prediction.float(), True, is_disc=False)
+        return terms
+
+    def optimize_parameters(self, current_iter):
+        warmup = self.in_warmup(current_iter)
+        need_textures = self.cri_tpl is not None and not warmup
+        train_gan = self.net_d is not None and not warmup
+        loss_dict = OrderedDict()
+        whole = None  # the one forward of an unsplit iteration whose D steps first
+        if train_gan and self.d_steps_first:
+            if self.speed_settings()['accum_iter'] > 1:
+                with torch.no_grad():
+                    fakes = [self.generate(False)[0] for _ in self.micro_batches()]
+            else:
+                whole = self.generate(need_textures)
+                fakes = [whole[0].detach()]
+            self.optimize_discriminator(loss_dict, fakes)
+
+        if self.net_d is not None:
+            _set_requires_grad(self.net_d, False)
+        logs, outputs = [], []
+        for _ in self.micro_batches():
+            self.zero_grad(self.optimizer_g)
+            self.output, soft_attention, textures = whole if whole is not None else self.generate(need_textures)
+            terms = self.generator_terms(warmup, soft_attention, textures)
+            if terms:
+                l_g_total = sum(terms.values())
+                self.backward(l_g_total, self.optimizer_g)
+                self.step(self.optimizer_g)
+                terms['l_g_total'] = l_g_total
+            else:
+                terms['l_g_total'] = torch.zeros((), device=self.device)
+            logs.append({k: v.detach() for k, v in terms.items()})
+            outputs.append(self.output.detach())
+        self.output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        loss_dict.update(mean_logs(logs))
 
         if train_gan and not self.d_steps_first:
-            self.optimize_discriminator(loss_dict)
+            self.optimize_discriminator(loss_dict, [output.detach() for output in outputs])
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)

@@ -47,6 +47,7 @@ import time
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(HERE)
+LEARNING_DIR = osp.join(HERE, 'learning')  # benchmarks/learning/common.py: the bundled photos
 
 SYSTEMS = ('aesrgan', 'ttsr')
 SYSTEM_TITLES = {'aesrgan': 'A-ESRGAN', 'ttsr': 'TTSR'}
@@ -157,7 +158,7 @@ def fill_defaults(args, device):
     except ValueError:
         args.ttsr_num_blocks = None
     if not args.ttsr_num_blocks or len(args.ttsr_num_blocks) != 4 or min(args.ttsr_num_blocks) < 1:
-        raise SystemExit(f'--ttsr-num-blocks: expected four positive integers like 16,16,8,4')
+        raise SystemExit('--ttsr-num-blocks: expected four positive integers like 16,16,8,4')
     if args.aesrgan_gt_size % 16:
         raise SystemExit(f'--aesrgan-gt-size {args.aesrgan_gt_size}: must be a multiple of 16 (two-scale D)')
     if args.aesrgan_source_size < args.aesrgan_gt_size:
@@ -204,7 +205,6 @@ def photo_crops(count, size, seed):
     """``count`` RGB uint8 ``size`` x ``size`` crops of scikit-image photos (bundled, no download)."""
     import cv2
     import numpy as np
-    sys.path.insert(0, osp.join(HERE, 'learning'))
     from common import TRAIN_PHOTOS, photo_rgb
     rng = np.random.default_rng(seed)
     crops = []
@@ -312,7 +312,7 @@ def run_worker(spec):
     import torch
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
-    sys.path.insert(0, HERE)
+    sys.path[:0] = [HERE, LEARNING_DIR]  # once per worker: bench_aesrgan_step, learning/common
     import ext  # noqa: F401  (registers the models; BasicSR's compat shims)
     from basicsr.models import build_model
     from basicsr.utils import set_random_seed

@@ -740,12 +740,13 @@ def _train_pipeline_stopping_cleanly(root_path):
         stopped = error
     finally:
         STOP.uninstall()
-    if stopped is None:
-        return
-    if _distributed():
+    rank = _rank()
+    if _distributed():  # BasicSR leaves the group up at the normal end; gloo's exit-time teardown can abort
         import torch.distributed as dist
         dist.destroy_process_group()
-    if _rank() == 0 or stopped.exit_code:
+    if stopped is None:
+        return
+    if rank == 0 or stopped.exit_code:
         if stopped.exit_code == 0:
             where = f' after iteration {stopped.iteration}' if stopped.iteration is not None else ''
             print(f'Training stopped{where} ({stopped.reason}); saved: {", ".join(stopped.saved) or "-"}. '

@@ -397,3 +397,22 @@ def test_stop_requests_are_agreed_and_a_signal_asks_for_a_saved_stop():
     stop.ask('a guard', compat.EXIT_GUARD, save_checkpoint=False)  # a guard refuses the checkpoint of a diverged model
     assert stop.agree(save_kinds=(False, )) == ('received SIGUSR1; a guard', compat.EXIT_GUARD, False)
     assert stop.request is None and stop.agree() is None
+
+
+def test_a_distributed_run_that_ends_normally_tears_its_process_group_down(monkeypatch):
+    """BasicSR's train_pipeline returns with the process group still up; gloo's teardown at interpreter
+    exit then races with its threads (a rank aborted with 'terminate called without an active exception')."""
+    import torch.distributed as dist
+    monkeypatch.setenv('MASTER_ADDR', '127.0.0.1')
+    monkeypatch.setenv('MASTER_PORT', '29641')
+
+    def pipeline_leaving_the_group_up(root_path):
+        dist.init_process_group('gloo', rank=0, world_size=1)
+
+    try:
+        monkeypatch.setitem(compat.ORIGINALS, 'basicsr.train.train_pipeline', pipeline_leaving_the_group_up)
+        compat._train_pipeline_stopping_cleanly('.')
+        assert not dist.is_initialized()
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,5 +1,5 @@
-"""ESRGAN two-stage recipe (seed 003) end to end on CPU: the PSNR stage (SRModel, L1) and the GAN stage
-(ESRGANModel, relativistic average GAN, ESRGANVGGDiscriminator) train on the seed's augmentations and
+"""ESRGAN two-stage recipe (seed 003) end to end on CPU: the PSNR stage (ExtSRModel, L1) and the GAN stage
+(ExtESRGANModel, relativistic average GAN, ESRGANVGGDiscriminator) train on the seed's augmentations and
 resume exactly after a SIGKILL; the option files of the recipe parse and build."""
 import os.path as osp
 
@@ -24,6 +24,7 @@ def photos(tmp_path_factory):
 
 def stage_options(stage, name, workdir, photos, pretrain_g=None):
     opt = base_train_options(name, workdir, *photos['train'], *photos['val'], gt_size=32, total_iter=6)
+    opt['model_type'] = 'ExtSRModel'  # the recipe's option files' models
     train_set = opt['datasets']['train']
     train_set.update(type='ESRGANPairedDataset', flip_prob=0.25, transpose_prob=0.75, lq_jpeg_prob=0.5,
                      lq_jpeg_quality=[50, 95], lq_dropout_prob=0.5, lq_dropout_holes=[1, 2], lq_dropout_size=[1, 2])
@@ -35,7 +36,7 @@ def stage_options(stage, name, workdir, photos, pretrain_g=None):
     opt['val'].update(val_freq=2, metrics={'psnr': {'type': 'calculate_psnr', 'crop_border': 4,
                                                      'test_y_channel': True}})
     if stage == 'gan':
-        opt['model_type'] = 'ESRGANModel'
+        opt['model_type'] = 'ExtESRGANModel'
         opt['network_d'] = dict(TINY_D)
         opt['path'].update(pretrain_network_g=pretrain_g, param_key_g='params', strict_load_d=True)
         adam = {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}
@@ -118,11 +119,11 @@ def test_option_files_hold_the_seed_hyper_parameters_and_build(name):
         assert (train_set['lq_jpeg_prob'], train_set['lq_dropout_prob']) == (0.25, 0.25)
         assert opt['datasets']['val']['dataroot_gt'].startswith('datasets/BSDS500')
     if name == 'train_esrgan_psnr_x4.yml':
-        assert opt['model_type'] == 'SRModel' and train['optim_g']['lr'] == 2e-4
+        assert opt['model_type'] == 'ExtSRModel' and train['optim_g']['lr'] == 2e-4
         assert train['scheduler']['gamma'] == 0.5 and train['scheduler']['milestones'][0] == 200000
         assert 'perceptual_opt' not in train and 'gan_opt' not in train
     if name == 'train_esrgan_x4.yml':
-        assert opt['model_type'] == 'ESRGANModel'
+        assert opt['model_type'] == 'ExtESRGANModel'
         assert opt['path']['pretrain_network_g'] == 'experiments/ESRGAN_PSNR_x4_DIV2K/models/net_g_latest.pth'
         assert train['perceptual_opt']['layer_weights'] == {'conv5_4': 1}
         assert train['perceptual_opt']['vgg_type'] == 'vgg19' and train['perceptual_opt']['criterion'] == 'l1'

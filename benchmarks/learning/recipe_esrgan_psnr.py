@@ -9,14 +9,14 @@ LR images are clean bicubic and the budget is small). Held-out: common.HELD_OUT_
 PSNR on Y with a 4-pixel border crop, against MATLAB-bicubic up-scaling (the papers' baseline; OpenCV's
 bicubic is printed too).
 
-PSNR stage (``SRModel`` through ext/train.py): ``ESRGANRRDBNet`` (= BasicSR's RRDBNet: 32 features,
+PSNR stage (``ExtSRModel`` through ext/train.py): ``ESRGANRRDBNet`` (= BasicSR's RRDBNet: 32 features,
 2 RRDB blocks, growth 16) with ``interpolating_init`` (the untrained network outputs a bilinear-like
 interpolation instead of noise; architecture and keys unchanged), L1, Adam with a linear warm-up and a
 cosine decay, batch 8 of 128 px HR patches. The measured reference point of issue 15 (the same
 2-block net from the default init: +0.1 dB after 200 s) is why the init and the schedule are chosen
 this way.
 
-GAN stage (``ESRGANModel``, relativistic average GAN): G from the PSNR stage, the seed's losses and
+GAN stage (``ExtESRGANModel``, relativistic average GAN): G from the PSNR stage, the seed's losses and
 learning rates (content L1 x0.01, RaGAN x0.005, Adam 1e-4, betas 0.9/0.99) and its VGG-style
 discriminator at half the seed's widths ([32, 32, 64, 64, 128, 128, 256, 256], fc [100]) for CPU time.
 **The perceptual loss is replaced by a stand-in**: the ImageNet VGG19 weights are not available offline
@@ -109,7 +109,7 @@ def held_out_pairs():
 
 def base_options(name, workdir, hr_dir, lr_dir, total_iter, seed=0):
     return {
-        'name': name, 'model_type': 'SRModel', 'scale': SCALE, 'num_gpu': 0, 'manual_seed': seed,
+        'name': name, 'model_type': 'ExtSRModel', 'scale': SCALE, 'num_gpu': 0, 'manual_seed': seed,
         'datasets': {'train': {
             'name': 'bundled_photos', 'type': 'ESRGANPairedDataset', 'dataroot_gt': hr_dir, 'dataroot_lq': lr_dir,
             'io_backend': {'type': 'disk'}, 'gt_size': GT_SIZE, 'flip_prob': 0.25, 'transpose_prob': 0.75,
@@ -139,7 +139,7 @@ def psnr_stage_options(workdir, hr_dir, lr_dir, budget):
 
 def gan_stage_options(workdir, hr_dir, lr_dir, budget, psnr_generator):
     opt = base_options('esrgan_gan', workdir, hr_dir, lr_dir, budget['gan_iter'])
-    opt['model_type'] = 'ESRGANModel'
+    opt['model_type'] = 'ExtESRGANModel'
     opt['network_d'] = dict(NETWORK_D)
     opt['path'].update(pretrain_network_g=psnr_generator, param_key_g='params')
     adam = {'type': 'Adam', 'lr': 1e-4, 'weight_decay': 0, 'betas': [0.9, 0.99]}

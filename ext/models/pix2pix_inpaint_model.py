@@ -15,10 +15,12 @@ from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
+from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.plateau_rule import LearningRatePlateau
 from ext.models.realesrgan_degradation import side_by_side
 from ext.models.validation_util import validation_image_path
 from ext.models.gan_setup import build_ema_and_discriminator
+from ext.models.train_speed import TrainSpeedMixin, mean_logs
 from ext.options import OptionError
 from ext.registry import register
 from ext.utils.atomic_io import atomic_write_bytes
@@ -38,7 +40,7 @@ def _write_png(path, image):
 
 
 @register()
-class Pix2PixInpaintModel(SRModel):
+class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, SRModel):
     """Image inpainting with a conditional GAN: pix2pix (Isola et al., "Image-to-Image Translation
     with Conditional Adversarial Networks", CVPR 2017) and the seed's VGG-encoder generator.
 
@@ -72,7 +74,10 @@ class Pix2PixInpaintModel(SRModel):
     output and a ``*_grid.png`` (lq | output | gt).
     """
 
-    train_option_keys = frozenset({'conditional_d', 'freeze_encoder_iters', 'encoder_lr', 'plateau'})
+    train_option_keys = (frozenset({'conditional_d', 'freeze_encoder_iters', 'encoder_lr', 'plateau'})
+                         | EMAWarmupMixin.ema_option_keys | TrainSpeedMixin.speed_option_keys)
+    accumulate_batch_keys = ('lq', 'gt', 'mask')
+    splits_micro_batches = True  # D steps before the generator's loss: whole-iteration phases
     val_option_keys = frozenset({'composite'})
 
     def __init__(self, opt):
@@ -177,44 +182,79 @@ class Pix2PixInpaintModel(SRModel):
             value /= dist.get_world_size()
         return value
 
-    def optimize_parameters(self, current_iter):
-        if self.freeze_encoder_iters:
-            self.set_encoder_frozen(current_iter <= self.freeze_encoder_iters, current_iter)
-        self.output = self.net_g(self.generator_input())
-        loss_dict = OrderedDict()
+    def generate(self):
+        with self.autocast():
+            return self.net_g(self.generator_input())
 
-        if self.net_d is not None:  # discriminator step first (pix2pix), on the detached output
-            _set_requires_grad(self.net_d, True)
-            self.optimizer_d.zero_grad()
-            pred_fake = self.net_d(self.discriminator_input(self.output.detach()))
-            pred_real = self.net_d(self.discriminator_input(self.gt))
+    def _discriminate(self, image):
+        with self.autocast():
+            return self.net_d(self.discriminator_input(image)).float()
+
+    def optimize_discriminator(self, loss_dict, fakes):
+        """One D step on the summed gradient of every micro-batch's (gt, ``fakes[i]``), its loss halved."""
+        _set_requires_grad(self.net_d, True)
+        logs = []
+        for index in self.micro_batches():
+            self.zero_grad(self.optimizer_d)
+            pred_fake, pred_real = self._discriminate(fakes[index]), self._discriminate(self.gt)
             l_d_fake = self.cri_gan(pred_fake, False, is_disc=True)
             l_d_real = self.cri_gan(pred_real, True, is_disc=True)
             l_d_total = (l_d_fake + l_d_real) * 0.5  # pix2pix halves D's objective (slower D than G)
-            l_d_total.backward()
-            self.optimizer_d.step()
-            loss_dict.update(l_d_real=l_d_real, l_d_fake=l_d_fake, l_d_total=l_d_total,
-                             out_d_real=pred_real.detach().mean(), out_d_fake=pred_fake.detach().mean())
-            _set_requires_grad(self.net_d, False)
+            self.backward(l_d_total, self.optimizer_d)
+            self.step(self.optimizer_d)
+            logs.append(dict(l_d_real=l_d_real.detach(), l_d_fake=l_d_fake.detach(), l_d_total=l_d_total.detach(),
+                             out_d_real=pred_real.detach().mean(), out_d_fake=pred_fake.detach().mean()))
+        loss_dict.update(mean_logs(logs))
+        _set_requires_grad(self.net_d, False)
 
-        self.optimizer_g.zero_grad()
+    def generator_terms(self):
+        output = self.output.float()  # the losses in float32 (the perceptual loss's VGG features included)
         terms = OrderedDict()
         if self.cri_pix is not None:
-            terms['l_g_pix'] = self.cri_pix(self.output, self.gt, self.mask)
+            terms['l_g_pix'] = self.cri_pix(output, self.gt, self.mask)
         if self.cri_perceptual is not None:
-            terms['l_g_percep'] = self.cri_perceptual(self.output, self.gt)
+            terms['l_g_percep'] = self.cri_perceptual(output, self.gt)
         if self.cri_gan is not None:
-            terms['l_g_gan'] = self.cri_gan(self.net_d(self.discriminator_input(self.output)), True, is_disc=False)
-        l_g_total = sum(terms.values())
-        l_g_total.backward()
-        self.optimizer_g.step()
-        loss_dict.update(terms)
-        loss_dict['l_g_total'] = l_g_total
+            terms['l_g_gan'] = self.cri_gan(self._discriminate(self.output), True, is_disc=False)
+        return terms
 
-        with torch.no_grad():  # unweighted L1 inside and outside the hole, for the log
-            error = (self.output.detach() - self.gt).abs().mean(dim=1, keepdim=True)
-            loss_dict['l1_hole'] = (error * self.mask).sum() / self.mask.sum().clamp_min(1)
-            loss_dict['l1_valid'] = (error * (1 - self.mask)).sum() / (1 - self.mask).sum().clamp_min(1)
+    def optimize_parameters(self, current_iter):
+        if self.freeze_encoder_iters:
+            self.set_encoder_frozen(current_iter <= self.freeze_encoder_iters, current_iter)
+        loss_dict = OrderedDict()
+        whole = None  # the one generator forward of an iteration without accumulation
+        previews = None
+        if self.net_d is not None:  # discriminator step first (pix2pix), on the detached output
+            if self.speed_settings()['accum_iter'] > 1:
+                previews = self.preview_micro_batches(self.generate, self.net_g)
+                fakes = previews
+            else:
+                whole = self.generate()
+                fakes = [whole.detach()]
+            self.optimize_discriminator(loss_dict, fakes)
+
+        logs, outputs = [], []
+        for index in self.micro_batches():
+            self.zero_grad(self.optimizer_g)
+            if whole is not None:
+                self.output = whole
+            else:
+                if previews is not None:
+                    self.replay_micro_batch(index)  # the output D saw: same dropout masks
+                self.output = self.generate()
+            terms = self.generator_terms()
+            l_g_total = sum(terms.values())
+            self.backward(l_g_total, self.optimizer_g)
+            self.step(self.optimizer_g)
+            terms['l_g_total'] = l_g_total
+            with torch.no_grad():  # unweighted L1 inside and outside the hole, for the log
+                error = (self.output.detach().float() - self.gt).abs().mean(dim=1, keepdim=True)
+                terms['l1_hole'] = (error * self.mask).sum() / self.mask.sum().clamp_min(1)
+                terms['l1_valid'] = (error * (1 - self.mask)).sum() / (1 - self.mask).sum().clamp_min(1)
+            logs.append({key: value.detach() for key, value in terms.items()})
+            outputs.append(self.output.detach())
+        self.output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
+        loss_dict.update(mean_logs(logs))
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
@@ -239,11 +279,17 @@ class Pix2PixInpaintModel(SRModel):
                 f'({rule.reductions}/{rule.max_reductions}).')
 
     def extra_training_state(self):
-        return {'plateau': self.plateau.state_dict()} if getattr(self, 'plateau', None) is not None else {}
+        state = dict(super().extra_training_state())  # the speed options' GradScaler states
+        if getattr(self, 'plateau', None) is not None:
+            state['plateau'] = self.plateau.state_dict()
+        return state
 
     def load_extra_training_state(self, state):
-        if getattr(self, 'plateau', None) is not None and 'plateau' in state:
-            self.plateau.load_state_dict(state['plateau'])
+        state = dict(state)
+        plateau = state.pop('plateau', None)
+        super().load_extra_training_state(state)
+        if getattr(self, 'plateau', None) is not None and plateau is not None:
+            self.plateau.load_state_dict(plateau)
 
     # --- inference and validation ------------------------------------------------------------------
     def test(self):

@@ -1,9 +1,8 @@
 """Real-ESRNet: the generator pre-training stage of Real-ESRGAN / A-ESRGAN (pixel loss on synthetic data)."""
-from collections import OrderedDict
-
 from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.models.sr_model import SRModel
 from ext.models.ema_warmup import EMAWarmupMixin
+from ext.models.ext_sr_model import pixel_and_perceptual_terms
 from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
 from ext.models.train_speed import TrainSpeedMixin
 from ext.registry import register
@@ -42,19 +41,8 @@ class RealESRNetPretrainModel(TrainSpeedMixin, EMAWarmupMixin, RealESRGANDataSyn
         self.zero_grad(self.optimizer_g)
         with self.autocast():
             self.output = self.net_g(self.lq)
-        output = self.output.float()
-        l_total = 0
-        loss_dict = OrderedDict()
-        if self.cri_pix:
-            loss_dict['l_pix'] = self.cri_pix(output, self.gt)
-            l_total = l_total + loss_dict['l_pix']
-        if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(output, self.gt)
-            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
-                if value is not None:
-                    loss_dict[name] = value
-                    l_total = l_total + value
-        self.backward(l_total, self.optimizer_g)
+        loss_dict = pixel_and_perceptual_terms(self, self.output.float(), self.gt)
+        self.backward(sum(loss_dict.values()), self.optimizer_g)
         self.step(self.optimizer_g)
         self.log_dict = self.reduce_loss_dict(loss_dict)
         if self.ema_decay > 0:

@@ -122,6 +122,18 @@ def mean_logs(logs):
     return [(k, sum(each[k] for each in logs) / len(logs)) for k in keys]
 
 
+def _random_state(device):
+    cuda = torch.cuda.get_rng_state(device) if device.type == 'cuda' else None
+    return torch.get_rng_state(), cuda
+
+
+def _set_random_state(device, state):
+    cpu, cuda = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state(cuda, device)
+
+
 class TrainSpeedMixin:
     """Speed options for a BasicSR model (see the module docstring); put it first in the bases."""
 
@@ -182,6 +194,28 @@ class TrainSpeedMixin:
             self._micro_count = self._micro_index = None
             for name, tensor in full.items():
                 setattr(self, name, tensor)
+
+    def preview_micro_batches(self, forward, net):
+        """The no-grad output of ``forward()`` for each micro-batch, exactly as the forward with gradients
+        will produce it later when ``replay_micro_batch(index)`` precedes it: for a discriminator that
+        steps before the generator's loss under accumulation. The random state (dropout) is recorded per
+        micro-batch and the running statistics of ``net``'s normalisation layers are restored afterwards,
+        so they are updated once per micro-batch, by the forward with gradients."""
+        buffers = {name: buffer.detach().clone() for name, buffer in net.named_buffers()}
+        self._replay_states = []
+        outputs = []
+        with torch.no_grad():
+            for _ in self.micro_batches():
+                self._replay_states.append(_random_state(self.device))
+                outputs.append(forward().detach())
+        with torch.no_grad():
+            for name, buffer in net.named_buffers():
+                buffer.copy_(buffers[name])
+        return outputs
+
+    def replay_micro_batch(self, index):
+        """Rewind the random state to where ``preview_micro_batches`` drew micro-batch ``index``."""
+        _set_random_state(self.device, self._replay_states[index])
 
     @_accumulating
     def optimize_parameters(self, current_iter):

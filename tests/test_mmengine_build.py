@@ -57,6 +57,8 @@ def build_args(tmp_path_factory):
         'AESRGANModel': model_opt(RRDB),
         'MultiScaleRealESRGANModel': model_opt(RRDB),
         'RealESRNetPretrainModel': model_opt(RRDB),
+        'ExtSRModel': model_opt(RRDB),
+        'ExtESRGANModel': model_opt(RRDB),
         'TTSRModel': model_opt(dict(type='TTSRNet', **TINY_TTSR)),
         'TTSRInpaintModel': model_opt(dict(type='TTSRNet', **TINY_TTSR)),
         'MaterialMultiscaleDataset': dataset(dataroot_gt=photos, gt_size=48, use_hflip=True, use_rot=False,

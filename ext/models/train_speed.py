@@ -75,9 +75,11 @@ def parse_speed_options(opt):
     if settings['use_amp'] and not settings['amp_bf16'] and not on_cuda:
         raise _error('train.use_amp without amp_bf16 (float16 with a GradScaler) needs a CUDA device; '
                      'on CPU set amp_bf16: true')
-    if ((settings['compile_mode'] is not None or 'compile_backend' in train)
-            and not (settings['use_compile'] or settings['use_compile_d'])):
-        raise _error('train.compile_mode / compile_backend are set but train.use_compile and use_compile_d are false')
+    given = [key for key in ('compile_mode', 'compile_backend') if train.get(key) is not None]
+    if given and not (settings['use_compile'] or settings['use_compile_d']):
+        names = ' and '.join(f'train.{key}' for key in given)
+        raise _error(f'{names} {"is" if len(given) == 1 else "are"} set but train.use_compile and '
+                     'train.use_compile_d are false')
     return settings
 
 

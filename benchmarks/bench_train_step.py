@@ -297,15 +297,6 @@ def generator_loss(log):
     return float(sum(log[key] for key in ('l_g_pix', 'l_g_ldl', 'l_g_percep', 'l_g_style', 'l_g_gan') if key in log))
 
 
-def check_supported(model_class, train):
-    """A clear refusal where the model of this checkout has no speed keys (instead of its option error)."""
-    from ext.models.train_speed import TrainSpeedMixin
-    speed_keys = [key for key in train if key in TrainSpeedMixin.speed_option_keys]
-    if speed_keys and not issubclass(model_class, TrainSpeedMixin):
-        raise NotImplementedError(f'not supported on this checkout: {model_class.__name__} has no train speed '
-                                  f'options ({", ".join(speed_keys)}); see ext/models/train_speed.py')
-
-
 def run_worker(spec):
     import statistics
 
@@ -316,7 +307,6 @@ def run_worker(spec):
     import ext  # noqa: F401  (registers the models; BasicSR's compat shims)
     from basicsr.models import build_model
     from basicsr.utils import set_random_seed
-    from basicsr.utils.registry import MODEL_REGISTRY
 
     device = spec['device']
     system = spec['system']
@@ -332,7 +322,6 @@ def run_worker(spec):
         if spec.get('compile_backend') is not None:
             train['compile_backend'] = spec['compile_backend']
     opt['train'].update(train)
-    check_supported(MODEL_REGISTRY.get(opt['model_type']), train)
 
     if device == 'cuda':
         torch.cuda.synchronize()

@@ -68,6 +68,13 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, SRModel):
             ``check_interval`` (iterations between checks, 1), ``max_reductions`` (10), ``min_lr``
             (0). Its state is in the ``.state`` file: a SIGKILL + ``--auto_resume`` continues it
             exactly. The log shows ``plateau_smoothed`` and ``plateau_fired``.
+        ema_warmup and the speed keys of :mod:`ext.models.train_speed` (``use_amp``, ``amp_bf16``,
+            ``use_channels_last``, ``use_compile``, ``use_compile_d``, ``compile_mode``, ``compile_backend``,
+            ``accum_iter``, ``fast_matmul``): autocast around the G and D forwards, the losses in float32.
+            With ``accum_iter`` D steps on the summed gradient of every micro-batch's output, previewed
+            without gradients (dropout random state recorded, BatchNorm buffers restored) and replayed
+            with gradients for G: D sees exactly the images G is then scored on. BatchNorm normalises by
+            micro-batch statistics, so the result is close to, not equal to, one big batch.
     ``val``: ``composite`` (true): outputs keep the known pixels and take the generator's only in
     the hole, as inpainting is evaluated. Validation passes the mask to the metrics
     (``calculate_masked_psnr`` / ``calculate_masked_ssim``, ``region: inside|outside``) and saves the

@@ -52,18 +52,27 @@ def training_options(option_file, name, workdir, dataroot, meta_info, total_iter
     return opt
 
 
-def held_out_inputs(seed=1, largest_side=256):
-    """{name: (original_rgb, {'clean': lq, 'degraded': lq})}, LQ as uint8 RGB at a quarter of the size."""
+def held_out_inputs(seed=1, largest_side=256, draws=1, multiple=4):
+    """{name: (original_rgb, {'clean': lq, 'degraded': [lq, ...]})}, LQ as uint8 RGB at a quarter of the size.
+
+    ``degraded`` holds ``draws`` LQ images degraded the training way with seeds ``seed``, ``seed + 1``, ...:
+    one draw of so random a degradation (blur sigma 0.2-3, noise, JPEG 30-95, twice) is no measurement, the
+    gain over bicubic of one draw ranges over about 3 dB. ``multiple``: originals are cropped to it;
+    64 keeps the LQ a multiple of 16, where BasicSR's ``DiffJPEG`` needs no padding (it pads with zeros, which
+    darkens the last block row and column of every JPEG pass).
+    """
     from ext.data.degraded_pairs import TrainingDegradation
     with open(osp.join(OPTIONS, 'train_realesrnet_x4plus.yml'), encoding='utf-8') as handle:
-        degrade = TrainingDegradation(yaml.safe_load(handle), seed=seed)
+        option = yaml.safe_load(handle)
+    degradations = [TrainingDegradation(option, seed=seed + draw) for draw in range(draws)]
     inputs = {}
     for name in common.HELD_OUT_PHOTOS:
-        original = common.crop_to_multiple(common.photo_rgb(name, largest_side), 4)
+        original = common.crop_to_multiple(common.photo_rgb(name, largest_side), multiple)
         h, w = original.shape[:2]
         clean = cv2.resize(original, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
-        degraded = degrade(original.astype(np.float32) / 255., name)
-        inputs[name] = (original, {'clean': clean, 'degraded': (degraded * 255).round().clip(0, 255).astype(np.uint8)})
+        degraded = [(degrade(original.astype(np.float32) / 255., name) * 255).round().clip(0, 255).astype(np.uint8)
+                    for degrade in degradations]
+        inputs[name] = (original, {'clean': clean, 'degraded': degraded})
     return inputs
 
 

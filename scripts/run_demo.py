@@ -331,10 +331,28 @@ def mean_of(results, method, key):
 
 
 # --- the two paths ----------------------------------------------------------------------------
+DATA_KEYS = ('source_size', 'train_images', 'val_crop', 'held_out', 'held_out_size')  # what the prepared set depends on
+
+
+def read_text(path):
+    with open(path, encoding='utf-8') as handle:
+        return handle.read()
+
+
 def prepare_data(args, steps, data, photos):
     workers = ['--workers', str(args.workers)]
     steps('building a small material set from the photos and textures inside scikit-image')
     held_out = build_material_set(data, photos, args.budget)
+    # A run again (to resume) reuses the prepared set: the marker is written after the last prep step, so an
+    # interrupted preparation is redone, and it names the sizes, so another budget rebuilds.
+    marker = osp.join(data, 'prepared.json')
+    prepared = json.dumps({key: args.budget[key] for key in DATA_KEYS} | {'minimal': args.minimal}, sort_keys=True)
+    reduced = osp.join(data, 'meta_info', 'meta_info_multiscale_reduced.txt')
+    if osp.isfile(marker) and read_text(marker) == prepared:
+        for what in ('multiscale copies', 'meta info', 'the "reduced" list', 'LMDB and validation pairs'):
+            steps(f'{what}: already prepared by an earlier run ({marker})')
+        print_perceptual_note(args)
+        return held_out, reduced
 
     steps('multiscale copies (scales 0.75, 0.5, 1/3 and shortest edge 400, as upstream)')
     shortest_edge = '400' if not args.minimal else '64'
@@ -347,7 +365,6 @@ def prepare_data(args, steps, data, photos):
          '--root', data, '--meta_info', meta, '--check', *workers], 'generate_meta_info.py')
 
     steps('the "reduced" list: one-coloured and pattern-less images dropped by texture score')
-    reduced = osp.join(data, 'meta_info', 'meta_info_multiscale_reduced.txt')
     run([osp.join(SCRIPTS, 'filter_low_texture.py'), '--meta_info', meta, '--root', data, '--kept', reduced,
          *workers], 'filter_low_texture.py')
 
@@ -358,12 +375,17 @@ def prepare_data(args, steps, data, photos):
          '--lq', osp.join(data, 'val', 'lq_x4'), '--scale', '4', *workers], 'make_val_pairs.py')
     run([osp.join(SCRIPTS, 'make_degraded_val.py'), '--gt', osp.join(data, 'val', 'gt'), '--lq',
          osp.join(data, 'val', 'lq_x4_degraded'), '--opt', AESRGAN_OPTIONS, '--seed', '0'], 'make_degraded_val.py')
+    atomic_write_text(marker, prepared)
+    print_perceptual_note(args)
+    return held_out, reduced
+
+
+def print_perceptual_note(args):
     if not args.vgg_weights:
         print('\nnote: no VGG19 weights are downloaded, so the demo trains without the perceptual loss (pass '
               '--vgg_weights FILE to keep it; the real configuration options/train_multiaesrgan_x4plus.yml uses it)'
               + ('' if args.from_scratch else f'; without it the fine-tune keeps x4plus\'s texture with a generator '
                  f'lr of {FINETUNE_LR_G_WITHOUT_PERCEPTUAL:g} instead of upstream\'s 1e-4'))
-    return held_out, reduced
 
 
 def finetune_path(args, steps, data, photos, experiments):

@@ -1,5 +1,6 @@
 """Shared test utilities: real images from scikit-image, option files, training runs in a subprocess."""
 import copy
+import importlib.util
 import os
 import os.path as osp
 import re
@@ -17,6 +18,15 @@ TEST_PY = osp.join(REPO_ROOT, 'ext', 'test.py')
 
 # Real photos and textures shipped inside the scikit-image wheel (no download).
 SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera')
+
+
+def load_script(name):
+    """Import ``scripts/<name>.py`` (or a path to a script) as a module, to call its ``main(argv)`` in-process."""
+    path = name if name.endswith('.py') else osp.join(REPO_ROOT, 'scripts', f'{name}.py')
+    spec = importlib.util.spec_from_file_location(f'script_{osp.basename(path)[:-3]}', path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def skimage_rgb(name):

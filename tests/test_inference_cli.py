@@ -1,5 +1,4 @@
 """scripts/inference.py end to end: spandrel, -opt and --arch networks, image modes, references, error paths."""
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -14,16 +13,9 @@ import ext  # noqa: F401  (BasicSR 1.4.2 imports only after ext.compat)
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.archs.srvgg_arch import SRVGGNetCompact
 from basicsr.utils.registry import ARCH_REGISTRY
-from helpers import REPO_ROOT, run_script, skimage_rgb, write_options
+from helpers import REPO_ROOT, load_script, run_script, skimage_rgb, write_options
 
 INFERENCE_PY = osp.join(REPO_ROOT, 'scripts', 'inference.py')
-
-
-def load_script(path):
-    spec = importlib.util.spec_from_file_location(f'script_{osp.basename(path)[:-3]}', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 inference = load_script(INFERENCE_PY)

@@ -67,6 +67,7 @@ def test_finetune_demo_on_minimal_budget_then_resumes(tmp_path):
     output = second.stdout + second.stderr
     assert output.count('Resuming training from epoch: ') == 1, output[-3000:]
     assert 'Start training from epoch: 0, iter: 0' not in output and 'already converted' in output
+    assert output.count('already prepared by an earlier run') == 4 and 'create_lmdb.py' not in output
 
 
 @pytest.mark.slow

@@ -1,5 +1,4 @@
 """scripts/net_interpolation.py: theta = (1 - alpha) theta_PSNR + alpha theta_GAN over params / params_ema."""
-import importlib.util
 import os.path as osp
 
 import pytest
@@ -8,12 +7,10 @@ import torch
 import ext  # noqa: F401  (BasicSR 1.4.2 imports only after ext.compat)
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from ext.utils.checkpoint import load_into_network, load_network_file, read_checkpoint
-from helpers import REPO_ROOT, run_script
+from helpers import REPO_ROOT, load_script, run_script
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'net_interpolation.py')
-_spec = importlib.util.spec_from_file_location('net_interpolation_script', SCRIPT)
-net_interpolation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(net_interpolation)
+net_interpolation = load_script(SCRIPT)
 
 
 def rrdb(seed, num_feat=8):

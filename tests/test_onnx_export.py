@@ -1,8 +1,4 @@
 """scripts/export_onnx.py: exports checked by onnxruntime, dynamic sizes, fp16, .onnx inference with tiles."""
-import importlib.util
-import os.path as osp
-
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -13,14 +9,7 @@ from basicsr.archs.srvgg_arch import SRVGGNetCompact
 from ext.inference import load_upscaler
 from ext.onnx_export import onnx_metadata
 from ext.utils.checkpoint import save_network_file
-from helpers import REPO_ROOT, skimage_rgb
-
-
-def load_script(name):
-    spec = importlib.util.spec_from_file_location(f'script_{name}', osp.join(REPO_ROOT, 'scripts', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from helpers import load_script, skimage_rgb
 
 
 export_onnx = load_script('export_onnx')

@@ -70,26 +70,6 @@ def test_aesrgan_accumulation_steps_each_optimizer_once_per_iteration():
         assert steps == {3}
 
 
-@pytest.mark.slow  # bf16 convolutions are slow on CPU: ~25-30 s wall for 2 x 20 iterations
-def test_bf16_autocast_runs_aesrgan_on_cpu_and_its_l1_tracks_fp32():
-    iterations, logs = 20, {}
-    for name, train in (('fp32', {}), ('bf16', {'use_amp': True, 'amp_bf16': True})):
-        model = _model(AESRGAN, batch=2, **train)
-        pix = []
-        for iteration in range(1, iterations + 1):
-            _feed(model, iteration % 3, batch=2)
-            model.optimize_parameters(iteration)
-            pix.append(model.get_current_log()['l_g_pix'])
-        assert model.output.dtype == (torch.bfloat16 if name == 'bf16' else torch.float32)
-        assert all(torch.isfinite(torch.tensor(list(model.get_current_log().values()))))
-        logs[name] = torch.tensor(pix)
-    # mean L1 of the last 10 of 20 iterations: bf16 within 5 % of fp32 (bf16 keeps ~3 significant digits)
-    fp32, bf16 = logs['fp32'][-10:].mean().item(), logs['bf16'][-10:].mean().item()
-    print(f'l_g_pix last-10 mean: fp32 {fp32:.5f} bf16 {bf16:.5f} ratio {bf16 / fp32:.4f}')
-    assert abs(bf16 / fp32 - 1) < 0.05
-    assert logs['bf16'][-10:].mean() < logs['bf16'][:3].mean()  # it learns
-
-
 @pytest.mark.parametrize('option_file', [ESRNET, AESRGAN])
 def test_channels_last_and_compile_train_and_save_checkpoints_with_unchanged_keys(option_file, tmp_path):
     plain = _model(option_file, batch=2)

@@ -4,15 +4,12 @@ The upstream layouts are built here from the mapping table of the reference note
 ``MainNet.*``/``LTE.*`` and MMagic ``generator.*``/``extractor.*``/``discriminator.*``), independently
 of the script's own rules.
 """
-import importlib.util
-import os.path as osp
-
 import pytest
 import torch
 
 from ext.archs.ttsr_disc_arch import TTSRDiscriminator
 from ext.archs.ttsr_net_arch import TTSRNet
-from helpers import REPO_ROOT
+from helpers import load_script
 
 
 NUM_BLOCKS = (1, 2, 1, 1)
@@ -36,14 +33,6 @@ MMAGIC_TO_ORIGINAL = [
     ('merge_features.conv_merge.', 'merge_tail.conv_merge.'),
     ('merge_features.conv_last1.', 'merge_tail.conv_tail1.'), ('merge_features.conv_last2.', 'merge_tail.conv_tail2.'),
 ]
-
-
-def load_script():
-    spec = importlib.util.spec_from_file_location('convert_ttsr_checkpoint',
-                                                  osp.join(REPO_ROOT, 'scripts', 'convert_ttsr_checkpoint.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def random_state(module, seed):
@@ -98,7 +87,7 @@ def test_round_trip(layout, states, tmp_path, capsys):
     checkpoint = to_original(net_g, net_d) if layout == 'original' else to_mmagic(net_g, net_d)
     source, out = tmp_path / 'upstream.pth', tmp_path / 'ttsr_basicsr.pth'
     torch.save(checkpoint, source)
-    assert load_script().main(['--format', layout, str(source), str(out)]) == 0
+    assert load_script('convert_ttsr_checkpoint').main(['--format', layout, str(source), str(out)]) == 0
     converted_g = torch.load(out, weights_only=True)
     converted_d = torch.load(tmp_path / 'ttsr_basicsr_d.pth', weights_only=True)
     assert_same(converted_g['params'], net_g)
@@ -117,7 +106,7 @@ def test_round_trip(layout, states, tmp_path, capsys):
 
 def test_unmapped_or_wrong_layout_is_an_error(states, tmp_path):
     net_g, net_d = states
-    script = load_script()
+    script = load_script('convert_ttsr_checkpoint')
     original = to_original(net_g, net_d)
     original['MainNet.conv99_head.weight'] = torch.zeros(1)
     torch.save(original, tmp_path / 'bad.pth')

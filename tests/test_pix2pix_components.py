@@ -1,7 +1,9 @@
 """pix2pix / VGG inpainting GAN (seed 002): architectures at 256 and 512, losses, masks, the plateau
 rule on scripted losses, and which parameters the encoder freeze lets move."""
+import copy
 import math
 import os.path as osp
+import sys
 
 import cv2
 import numpy as np
@@ -13,12 +15,15 @@ from ext.archs.patchgan_discriminator_arch import PatchGANDiscriminator, patchga
 from ext.archs.pix2pix_unet_arch import Pix2PixUNetGenerator
 from ext.archs.vgg_patch_discriminator_arch import VGGPatchDiscriminator
 from ext.archs.vgg_unet_arch import VGGUNetGenerator
-from ext.data.masked_image_dataset import MaskedImageDataset, random_mask
+from ext.data.masked_image_dataset import MaskedImageDataset, fill_hole, push_pull_fill, random_mask
 from ext.losses.hole_weighted_l1_loss import HoleWeightedL1Loss
 from ext.losses.inpaint_perceptual_loss import InpaintPerceptualLoss
 from ext.models.plateau_rule import LearningRatePlateau, PlateauRule
 from ext.options import OptionError
-from helpers import write_image_folder
+from helpers import REPO_ROOT, write_image_folder
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
+import create_lmdb  # noqa: E402
 
 
 def meta_shape(net, shape):
@@ -123,6 +128,98 @@ def test_masks_from_files_boxes_and_seeded_strokes(tmp_path):
     assert mask.sum() == (rows.max() - rows.min() + 1) * (cols.max() - cols.min() + 1)  # one box
     with pytest.raises(ValueError, match='mask_mode'):
         MaskedImageDataset({**base, 'mask_mode': 'circles'})
+
+
+def test_smooth_hole_fill_is_local_and_keeps_the_known_pixels():
+    ramp = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))  # dark left, bright right
+    image = np.stack([ramp, 1 - ramp, np.full_like(ramp, 0.25)], axis=-1)
+    mask = np.zeros((32, 32), np.float32)
+    mask[8:24, 6:26] = 1
+    hole = mask > 0.5
+    filled = fill_hole(image, mask, 'smooth')
+    assert filled.dtype == np.float32 and filled.shape == image.shape
+    assert np.array_equal(filled[~hole], image[~hole])  # the known pixels exactly
+    assert np.allclose(filled[hole][:, 2], 0.25, atol=1e-6)  # a constant channel stays constant
+    # local: the hole's left side gets the dark colours around it, the right side the bright ones (a flat
+    # fill cannot do that); the ramp is followed to within a few grey levels across a 20-px-wide hole
+    assert filled[8:24, 6:10, 0].max() < 0.35 and filled[8:24, 22:26, 0].min() > 0.65
+    assert np.abs(filled[hole][:, 0] - image[hole][:, 0]).mean() < 0.03
+    assert filled.min() >= 0 and filled.max() <= 1  # blends of known colours: never outside their range
+    flat = fill_hole(image, mask, 0.5)
+    assert np.all(flat[hole] == 0.5) and np.array_equal(flat[~hole], image[~hole])
+    mean = fill_hole(image, mask, 'mean')
+    assert np.allclose(mean[hole], image[~hole].mean(axis=0), atol=1e-6)
+    # odd sizes, one channel, a hole at the border and no known pixel at all
+    odd = np.random.default_rng(0).random((13, 7), dtype=np.float32)
+    border = np.zeros((13, 7), np.float32)
+    border[:5, :] = 1
+    out = push_pull_fill(odd, 1 - border)
+    assert out.shape == (13, 7) and np.array_equal(out[5:], odd[5:]) and np.isfinite(out).all()
+    assert np.all(push_pull_fill(odd, np.zeros((13, 7))) == 0.5)
+    for bad in ('smoth', 1.5, True, None):
+        with pytest.raises(ValueError, match="hole_fill must be a number in \\[0, 1\\], 'mean' or 'smooth'"):
+            fill_hole(image, mask, bad)
+
+
+def test_dataset_smooth_fill_from_a_folder_and_from_an_lmdb(tmp_path):
+    write_image_folder(str(tmp_path / 'img'), 3, 40)
+    lmdb_path = str(tmp_path / 'photos.lmdb')
+    create_lmdb.main(['--input', str(tmp_path / 'img'), '--output', lmdb_path, '--workers', '1'])
+    base = {'name': 'm', 'phase': 'val', 'crop_size': 32, 'mask_mode': 'random', 'hole_fill': 'smooth',
+            'random_mask': {'strokes': [0, 0], 'boxes': [1, 1], 'box_size': [0.3, 0.5]}}
+    disk = MaskedImageDataset({**base, 'dataroot_gt': str(tmp_path / 'img')})
+    db = MaskedImageDataset({**base, 'dataroot_gt': lmdb_path, 'io_backend': {'type': 'lmdb'}})
+    assert db.paths == ['0000', '0001', '0002'] and len(db) == 3
+    for index in range(3):
+        a, b = disk[index], db[index]
+        assert b['gt_path'] == f'{index:04d}' and b['gt'].shape == (3, 32, 32)
+        assert torch.equal(a['gt'], b['gt'])  # the same pixels (PNG records, lossless)
+        assert torch.equal(a['mask'], b['mask'])  # validation masks follow the file name, not the backend
+        assert torch.equal(a['lq'], b['lq'])
+        gt, mask = b['gt'].permute(1, 2, 0).numpy(), b['mask'][0].numpy()
+        assert np.array_equal(b['lq'].permute(1, 2, 0).numpy(), fill_hole(gt, mask, 'smooth'))
+        hole = mask > 0.5
+        assert hole.any() and not np.allclose(b['lq'][:, torch.from_numpy(hole)], 0.5)
+    with pytest.raises(ValueError, match="m: hole_fill must be a number in \\[0, 1\\], 'mean' or 'smooth', "
+                                         "got 'blur'"):
+        MaskedImageDataset({**base, 'dataroot_gt': lmdb_path, 'io_backend': {'type': 'lmdb'}, 'hole_fill': 'blur'})
+
+
+def test_residual_generator_starts_from_its_input():
+    torch.manual_seed(0)
+    x = torch.cat([torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)], dim=1)
+    x[:, 3, 8:20, 8:20] = 1
+    plain = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0).eval()
+    residual = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True).eval()
+    residual.load_state_dict(plain.state_dict())  # the same layers: only the output differs
+    with torch.no_grad():
+        assert torch.allclose(residual(x), x[:, :3] + 2 * plain(x) - 1, atol=1e-6)
+        torch.nn.init.zeros_(residual.last[1].weight)
+        torch.nn.init.zeros_(residual.last[1].bias)
+        assert torch.equal(residual(x), x[:, :3])  # no correction: the (pre-filled) input itself
+        assert not torch.equal(plain(x), x[:, :3])
+    with pytest.raises(ValueError, match=r'residual: true .* image_channels \(3\) must equal out_channels \(1\)'):
+        Pix2PixUNetGenerator(out_channels=1, image_size=32, residual=True)
+    with pytest.raises(ValueError, match='residual must be true or false'):
+        Pix2PixUNetGenerator(image_size=32, residual='yes')
+
+
+@pytest.mark.parametrize('name', ['train_pix2pix_inpaint_256.yml', 'train_pix2pix_inpaint_512.yml',
+                                  'train_vgg_inpaint_512.yml', 'test_pix2pix_inpaint.yml'])
+def test_option_files_validate(name, tmp_path, vgg19_env):
+    import yaml
+    from ext.options import validate_options
+    with open(osp.join(REPO_ROOT, 'options', name)) as handle:
+        opt = yaml.safe_load(handle)
+    for spec in opt['datasets'].values():
+        spec['dataroot_gt'] = str(tmp_path)
+    opt['path']['pretrain_network_g'] = None
+    is_train = name.startswith('train')
+    opt['is_train'] = is_train
+    validate_options(copy.deepcopy(opt), source=name, is_train=is_train)
+    opt['network_g']['residul'] = True  # a typo is named
+    with pytest.raises(OptionError, match='residul'):
+        validate_options(opt, source=name, is_train=is_train)
 
 
 def test_plateau_rule_on_a_scripted_loss_sequence():

@@ -48,8 +48,11 @@ ITERATIONS = 5500
 GAN_WEIGHT = 0.0  # > 0 adds the conditional PatchGAN (measured worse in this budget: see the docstring)
 G_LR = 1e-3
 NORM = 'batch'
-HOLE_FILL = 0.5  # pix2pix's zero; 'mean' (the known pixels' mean colour) measured worse
+HOLE_FILL = 'smooth'  # push-pull pyramid fill of the hole (0.5: pix2pix's zero; 'mean': the mean colour)
+RESIDUAL = True  # the generator outputs its (pre-filled) input + a learned correction
+EMA_DECAY = 0  # > 0: score an exponential moving average of the generator's weights
 TELEA_RADII = (3, 5, 9)
+GRID_NAME = 'heldout_masked_telea_prefill_model_gt.png'
 NUM_FEAT = 16
 NUM_DOWNS = 4  # 64 -> 4x4; None: log2(SIZE) = 6 (64 -> 1x1), measured 2 dB worse
 GREY_COPIES = True  # also train on grey copies of the colour training photos (two held-out photos are grey)
@@ -103,13 +106,14 @@ def options(workdir, train_dir, total_iter):
             'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 200,
             'prefetch_mode': None}},
         'network_g': {'type': 'Pix2PixUNetGenerator', 'in_channels': 4, 'out_channels': 3, 'image_size': SIZE,
-                      'num_downs': NUM_DOWNS, 'num_feat': NUM_FEAT, 'norm': NORM, 'dropout': 0.0},
+                      'num_downs': NUM_DOWNS, 'num_feat': NUM_FEAT, 'norm': NORM, 'dropout': 0.0,
+                      'residual': RESIDUAL},
         'network_d': {'type': 'PatchGANDiscriminator', 'in_channels': 7, 'num_feat': 16, 'n_layers': 2,
                       'norm': NORM},
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
                  'experiments_root': osp.join(workdir, 'experiments', 'pix2pix_inpaint_learning')},
         'train': {
-            'ema_decay': 0,
+            'ema_decay': EMA_DECAY,
             'optim_g': {'type': 'Adam', 'lr': G_LR, 'betas': [0.5, 0.999]},
             'optim_d': {'type': 'Adam', 'lr': 2e-4, 'betas': [0.5, 0.999]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [int(total_iter * 0.8)], 'gamma': 0.2},
@@ -135,8 +139,37 @@ def grid(rows, path):
     common.write_png(path, cv2.resize(picture, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
 
 
-def run(ctx):
+def evaluate(net, samples):
+    """Hole PSNRs of the model, its pre-filled input alone, Telea at each radius and the mean-colour
+    fill on ``samples``; and the pictures of the first 3 crops of each photo."""
     import torch
+    from ext.data.masked_image_dataset import fill_hole
+    scores = {'name': [], 'model': [], 'prefill': [], 'mean': [], **{f'telea_r{r}': [] for r in TELEA_RADII}}
+    pictures = []
+    for index, (name, gt, mask) in enumerate(samples):
+        hole = mask > 0.5
+        picture = {'gt': gt, 'masked': np.where(hole[..., None], np.uint8(128), gt)}
+        scores['name'].append(name)
+        picture['mean'] = np.where(hole[..., None], np.round(gt[~hole].mean(axis=0)).astype(np.uint8), gt)
+        for radius in TELEA_RADII:
+            bgr = cv2.inpaint(cv2.cvtColor(gt, cv2.COLOR_RGB2BGR), hole.astype(np.uint8) * 255, radius,
+                              cv2.INPAINT_TELEA)
+            picture[f'telea_r{radius}'] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+        lq = fill_hole(gt.astype(np.float32) / 255, mask, HOLE_FILL)  # the dataset's own fill: as in training
+        picture['prefill'] = np.round(np.clip(lq, 0, 1) * 255).astype(np.uint8)
+        x = torch.cat([torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None],
+                       torch.from_numpy(mask[None, None].astype(np.float32))], dim=1)
+        with torch.no_grad():
+            out = common.to_rgb(net(x))
+        picture['model'] = np.where(hole[..., None], out, gt)  # composite: the known pixels are kept
+        for key in ('model', 'prefill', 'mean', *(f'telea_r{r}' for r in TELEA_RADII)):
+            scores[key].append(hole_psnr(picture[key], gt, mask))
+        if index % CROPS_PER_PHOTO < 3:
+            pictures.append(picture)
+    return scores, pictures
+
+
+def run(ctx):
     total_iter = 10 if ctx.smoke else ITERATIONS
     train_dir = write_photos(osp.join(ctx.workdir, 'train_photos'), common.TRAIN_PHOTOS)
     opt = options(ctx.workdir, train_dir, total_iter)
@@ -147,52 +180,31 @@ def run(ctx):
     train_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     train_wall = time.time() - start
     models = osp.join(opt['path']['experiments_root'], 'models')
-    net = common.load_generator(opt['network_g'], osp.join(models, 'net_g_latest.pth'))
-
-    samples = held_out_samples()
-    scores = {'model': [], 'mean': [], **{f'telea_r{r}': [] for r in TELEA_RADII}}
-    rows = []
-    for index, (name, gt, mask) in enumerate(samples):
-        hole = mask > 0.5
-        known = gt[~hole].mean(axis=0)
-        masked = gt.copy()
-        masked[hole] = 128
-        mean_fill = gt.copy()
-        mean_fill[hole] = np.round(known).astype(np.uint8)
-        scores['mean'].append(hole_psnr(mean_fill, gt, mask))
-        teleas = {}
-        for radius in TELEA_RADII:
-            bgr = cv2.inpaint(cv2.cvtColor(gt, cv2.COLOR_RGB2BGR), hole.astype(np.uint8) * 255, radius,
-                              cv2.INPAINT_TELEA)
-            teleas[radius] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            scores[f'telea_r{radius}'].append(hole_psnr(teleas[radius], gt, mask))
-        lq = gt.astype(np.float32) / 255
-        lq[hole] = lq[~hole].mean(axis=0) if HOLE_FILL == 'mean' else HOLE_FILL
-        x = torch.cat([torch.from_numpy(np.ascontiguousarray(lq.transpose(2, 0, 1)))[None],
-                       torch.from_numpy(mask[None, None].astype(np.float32))], dim=1)
-        with torch.no_grad():
-            out = common.to_rgb(net(x))
-        out = np.where(hole[..., None], out, gt)  # composite: the known pixels are kept
-        scores['model'].append(hole_psnr(out, gt, mask))
-        if index % CROPS_PER_PHOTO < 3:
-            rows.append((masked, teleas[TELEA_RADII[0]], out, gt))
-    grid(rows, osp.join(ctx.workdir, 'grids', 'heldout_masked_telea_model_gt.png'))
-    means = {key: float(np.mean(values)) for key, values in scores.items()}
+    net = common.load_generator(opt['network_g'], osp.join(models, 'net_g_latest.pth'),
+                                param_key='params_ema' if EMA_DECAY else 'params')
+    scores, pictures = evaluate(net, held_out_samples())
+    means = {key: float(np.mean(values)) for key, values in scores.items() if key != 'name'}
     best_radius = max(TELEA_RADII, key=lambda r: means[f'telea_r{r}'])
+    rows = [(p['masked'], p[f'telea_r{best_radius}'], p['prefill'], p['model'], p['gt']) for p in pictures]
+    grid(rows, osp.join(ctx.workdir, 'grids', GRID_NAME))
     per_photo = {}
     for photo in common.HELD_OUT_PHOTOS:
-        picked = [i for i, (name, _, _) in enumerate(samples) if name.startswith(photo + '_')]
-        per_photo[photo] = (f"model {np.mean([scores['model'][i] for i in picked]):.2f}, Telea r{best_radius} "
-                            f"{np.mean([scores[f'telea_r{best_radius}'][i] for i in picked]):.2f}, mean "
-                            f"{np.mean([scores['mean'][i] for i in picked]):.2f} dB")
+        picked = [i for i, name in enumerate(scores['name']) if name.startswith(photo + '_')]
+
+        def photo_mean(key):
+            return np.mean([scores[key][i] for i in picked])
+        per_photo[photo] = (f"model {photo_mean('model'):.2f}, Telea r{best_radius} "
+                            f"{photo_mean(f'telea_r{best_radius}'):.2f}, its pre-fill alone "
+                            f"{photo_mean('prefill'):.2f}, mean {photo_mean('mean'):.2f} dB")
     details = {
-        'held-out samples': f'{len(samples)} crops of {SIZE}x{SIZE} ({", ".join(common.HELD_OUT_PHOTOS)}), '
+        'held-out samples': f"{len(scores['name'])} crops of {SIZE}x{SIZE} ({', '.join(common.HELD_OUT_PHOTOS)}), "
                             'one random box each',
         'Telea by radius (dB)': ', '.join(f"r{r} {means[f'telea_r{r}']:.3f}" for r in TELEA_RADII),
         'mean-colour fill (dB)': f"{means['mean']:.3f}",
+        f'the model\'s input alone (hole_fill {HOLE_FILL!r}, dB)': f"{means['prefill']:.3f}",
         'per photo': '; '.join(f'{k}: {v}' for k, v in per_photo.items()),
         'training': f'{total_iter} iterations, {train_wall:.0f} s wall, {train_cpu:.0f} s CPU '
                     f'(OMP threads {os.environ.get("OMP_NUM_THREADS", 2)})',
-        'grid': osp.join(ctx.workdir, 'grids', 'heldout_masked_telea_model_gt.png'),
+        'grid': osp.join(ctx.workdir, 'grids', GRID_NAME),
     }
     return {'baseline': means[f'telea_r{best_radius}'], 'model': means['model'], 'details': details}

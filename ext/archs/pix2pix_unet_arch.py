@@ -91,11 +91,22 @@ class Pix2PixUNetGenerator(nn.Module):
             that have the full width (pix2pix's CD512-CD512-CD512).
         image_channels (int): how many input channels are image (mapped to [-1, 1]); the rest (the
             mask) enter as they are.
+        residual (bool): False (pix2pix): the output is ``(tanh + 1) / 2``. True: the output is the
+            input image plus the tanh (a correction in (-1, 1) on the [0, 1] scale, not clamped), so the
+            network starts near its input and learns what to change; meant for an input whose hole is
+            already filled smoothly (``MaskedImageDataset`` ``hole_fill: smooth``). Needs
+            ``image_channels == out_channels``.
     """
 
     def __init__(self, in_channels=4, out_channels=3, image_size=256, num_downs=None, num_feat=64, max_mult=8,
-                 norm='batch', dropout=0.5, dropout_blocks=3, image_channels=3):
+                 norm='batch', dropout=0.5, dropout_blocks=3, image_channels=3, residual=False):
         super().__init__()
+        if not isinstance(residual, bool):
+            raise ValueError(f'Pix2PixUNetGenerator: residual must be true or false, got {residual!r}')
+        if residual and image_channels != out_channels:
+            raise ValueError(f'Pix2PixUNetGenerator: residual: true adds the output to the input image, so '
+                             f'image_channels ({image_channels}) must equal out_channels ({out_channels})')
+        self.residual = residual
         self.num_downs = int(num_downs) if num_downs is not None else depth_for_size(image_size)
         if self.num_downs < 2:
             raise ValueError(f'Pix2PixUNetGenerator: num_downs must be >= 2, got {self.num_downs}')
@@ -136,6 +147,7 @@ class Pix2PixUNetGenerator(nn.Module):
             nn.init.zeros_(module.bias)
 
     def forward(self, x):
+        image = x[:, :self.image_channels]
         x, (h, w) = pad_to_multiple(images_to_signed(x, self.image_channels), 2**self.num_downs)
         skips = []
         for block in self.down:
@@ -144,4 +156,7 @@ class Pix2PixUNetGenerator(nn.Module):
         x = skips.pop()
         for block in self.up:
             x = torch.cat([block(x), skips.pop()], dim=1)
-        return (self.last(x)[..., :h, :w] + 1) / 2
+        out = self.last(x)[..., :h, :w]
+        if self.residual:
+            return image + out
+        return (out + 1) / 2

@@ -191,13 +191,11 @@ def test_residual_generator_starts_from_its_input():
     x[:, 3, 8:20, 8:20] = 1
     plain = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0).eval()
     residual = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True).eval()
-    residual.load_state_dict(plain.state_dict())  # the same layers: only the output differs
     with torch.no_grad():
+        assert torch.equal(residual(x), x[:, :3])  # untrained: no correction, the (pre-filled) input itself
+        assert not torch.allclose(plain(x), x[:, :3], atol=0.1)
+        residual.load_state_dict(plain.state_dict())  # the same layers: only the output differs
         assert torch.allclose(residual(x), x[:, :3] + 2 * plain(x) - 1, atol=1e-6)
-        torch.nn.init.zeros_(residual.last[1].weight)
-        torch.nn.init.zeros_(residual.last[1].bias)
-        assert torch.equal(residual(x), x[:, :3])  # no correction: the (pre-filled) input itself
-        assert not torch.equal(plain(x), x[:, :3])
     with pytest.raises(ValueError, match=r'residual: true .* image_channels \(3\) must equal out_channels \(1\)'):
         Pix2PixUNetGenerator(out_channels=1, image_size=32, residual=True)
     with pytest.raises(ValueError, match='residual must be true or false'):
@@ -298,6 +296,29 @@ def test_encoder_frozen_then_unfrozen_moves_the_right_parameters(tmp_path):
     for iteration in (3, 4):  # unfrozen: the optimizer now updates the encoder too
         assert encoder_names <= moved[iteration], iteration
     assert all(p.requires_grad for p in net.encoder_parameters())
+
+
+def test_ema_copy_averages_the_batchnorm_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = _model({'ema_decay': 0.75}, tmp_path, network_g={
+        'type': 'Pix2PixUNetGenerator', 'image_size': 16, 'num_feat': 4, 'dropout': 0.0, 'norm': 'batch',
+        'residual': True})
+    net, ema = model.bare_g, model.net_g_ema
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    gt = torch.rand(2, 3, 16, 16)
+    model.feed_data({'lq': gt * (1 - mask) + 0.5 * mask, 'mask': mask, 'gt': gt})
+    before = {name: b.clone() for name, b in ema.named_buffers()}
+    model.optimize_parameters(1)
+    means = [name for name, _ in net.named_buffers() if name.endswith('running_mean')]
+    assert means  # the generator has BatchNorm layers
+    for name, buffer in ema.named_buffers():
+        own = dict(net.named_buffers())[name]
+        if buffer.is_floating_point():  # BasicSR's model_ema leaves these at their initial values
+            assert torch.allclose(buffer, 0.75 * before[name] + 0.25 * own), name
+        else:
+            assert torch.equal(buffer, own), name
+    assert not torch.equal(dict(ema.named_buffers())[means[0]], before[means[0]])
 
 
 def test_freeze_needs_an_encoder(tmp_path):

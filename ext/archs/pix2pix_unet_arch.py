@@ -134,6 +134,9 @@ class Pix2PixUNetGenerator(nn.Module):
         self.last = nn.Sequential(nn.ReLU(inplace=False), nn.ConvTranspose2d(2 * widths[0], out_channels, 4, 2, 1),
                                   nn.Tanh())
         self.apply(self._init_weights)
+        if residual:  # no correction before training: the network starts as its (pre-filled) input
+            nn.init.zeros_(self.last[1].weight)
+            nn.init.zeros_(self.last[1].bias)
 
     @staticmethod
     def _init_weights(module):

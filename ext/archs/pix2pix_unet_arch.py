@@ -92,10 +92,10 @@ class Pix2PixUNetGenerator(nn.Module):
         image_channels (int): how many input channels are image (mapped to [-1, 1]); the rest (the
             mask) enter as they are.
         residual (bool): False (pix2pix): the output is ``(tanh + 1) / 2``. True: the output is the
-            input image plus the tanh (a correction in (-1, 1) on the [0, 1] scale, not clamped), so the
-            network starts near its input and learns what to change; meant for an input whose hole is
-            already filled smoothly (``MaskedImageDataset`` ``hole_fill: smooth``). Needs
-            ``image_channels == out_channels``.
+            input image plus the tanh (a correction in (-1, 1) on the [0, 1] scale, not clamped); the
+            last layer starts at zero, so the untrained network returns its input and learns what to
+            change. Meant for an input whose hole is already filled smoothly (``MaskedImageDataset``
+            ``hole_fill: smooth``). Needs ``image_channels == out_channels``.
     """
 
     def __init__(self, in_channels=4, out_channels=3, image_size=256, num_downs=None, num_feat=64, max_mult=8,

@@ -14,6 +14,8 @@ to it. Without the option (or ``false``) the behaviour is upstream's.
 """
 import functools
 
+import torch
+
 EMA_WARMUP_KEY = 'ema_warmup'
 
 
@@ -85,7 +87,6 @@ class EMABuffersMixin:
 
     def model_ema(self, decay=0.999):
         result = super().model_ema(decay=decay)
-        import torch
         net_g = self.get_bare_model(self.net_g)
         own = dict(net_g.named_buffers())
         with torch.no_grad():

@@ -3,6 +3,7 @@ rule on scripted losses, and which parameters the encoder freeze lets move."""
 import copy
 import math
 import os.path as osp
+import random
 import sys
 
 import cv2
@@ -183,6 +184,40 @@ def test_dataset_smooth_fill_from_a_folder_and_from_an_lmdb(tmp_path):
     with pytest.raises(ValueError, match="m: hole_fill must be a number in \\[0, 1\\], 'mean' or 'smooth', "
                                          "got 'blur'"):
         MaskedImageDataset({**base, 'dataroot_gt': lmdb_path, 'io_backend': {'type': 'lmdb'}, 'hole_fill': 'blur'})
+
+
+def test_dataset_random_scale_and_rotations_in_training_only(tmp_path):
+    folder = tmp_path / 'img'
+    folder.mkdir()
+    ramp = np.tile(np.arange(48, dtype=np.uint8)[None, :] * 5, (40, 1))  # 40 x 48, brightness grows to the right
+    cv2.imwrite(str(folder / 'a.png'), np.stack([ramp, ramp // 2, 255 - ramp], axis=-1))
+    base = {'name': 'm', 'dataroot_gt': str(folder), 'crop_size': 32, 'mask_mode': 'random', 'use_flip': False}
+    plain = MaskedImageDataset({**base, 'phase': 'train'})
+    scaled = MaskedImageDataset({**base, 'phase': 'train', 'random_scale': [2.0, 2.0]})
+    rotated = MaskedImageDataset({**base, 'phase': 'train', 'use_rot': True, 'use_flip': True})
+    random.seed(0)
+
+    def step(dataset):  # the ramp's mean step per pixel along the first row, in grey levels
+        return float(np.diff(dataset[0]['gt'][2, 0].numpy()).mean()) * 255
+
+    assert [step(plain) for _ in range(3)] == pytest.approx([5, 5, 5], abs=1e-3)
+    assert [step(scaled) for _ in range(3)] == pytest.approx([2.5, 2.5, 2.5], abs=0.2)  # twice as large
+    # never smaller than the crop: 0.1 of 40 x 48 is raised to 32 x 38
+    small = MaskedImageDataset({**base, 'phase': 'train', 'random_scale': [0.1, 0.1]})
+    assert small[0]['gt'].shape == (3, 32, 32)
+    orientations = set()
+    for _ in range(40):
+        gt = rotated[0]['gt'][2].numpy()  # the ramp channel: along rows or columns, either way
+        along_rows = np.allclose(gt, gt[:1], atol=1e-6)
+        orientations.add((along_rows, bool(gt[0, 0] < gt[-1, -1])))
+    assert orientations == {(True, True), (True, False), (False, True), (False, False)}
+    val = MaskedImageDataset({**base, 'phase': 'val', 'random_scale': [2.0, 2.0], 'use_rot': True})
+    assert torch.equal(val[0]['gt'], MaskedImageDataset({**base, 'phase': 'val'})[0]['gt'])  # no augmentation
+    for bad in ([0, 1], [2, 1], 1.5, [1, 'x'], [True, 2]):
+        with pytest.raises(ValueError, match='m: random_scale must be \\[low, high\\] with 0 < low <= high'):
+            MaskedImageDataset({**base, 'phase': 'train', 'random_scale': bad})
+    with pytest.raises(ValueError, match='m: use_rot must be true or false'):
+        MaskedImageDataset({**base, 'phase': 'train', 'use_rot': 'yes'})
 
 
 def test_residual_generator_starts_from_its_input():

@@ -112,13 +112,35 @@ NUM_FEAT = 16
 NUM_DOWNS = 4  # 64 -> 4x4; None: log2(SIZE) = 6 (64 -> 1x1), measured 2 dB worse
 THREADS = int(os.environ.get('OMP_NUM_THREADS', 1))  # the budget is CPU time: one thread unless told otherwise
 GREY_COPIES = True  # also train on grey copies of the colour training photos (two held-out photos are grey)
+TRAIN_SIDE = LARGEST_SIDE  # largest side of the training photos as written (the held-out ones stay at LARGEST_SIDE)
+RANDOM_SCALE = None  # [low, high]: the dataset rescales each training photo by a random factor before the crop
+USE_ROT = False  # the dataset's random rotations / vertical flips (use_rot)
+EXTRA_PHOTOS = ()  # training photos besides common.TRAIN_PHOTOS (never a held-out one)
+HOLE_WEIGHT, VALID_WEIGHT = 6.0, 1.0  # HoleWeightedL1Loss weights (valid 0: the hole only)
+
+
+def training_photo(name, largest_side):
+    """A training photo of the scikit-image wheel; 'stereo_motorcycle_left' / '_right' are the two
+    colour views of ``skimage.data.stereo_motorcycle()``."""
+    if name.startswith('stereo_motorcycle_'):
+        import skimage.data
+        left, right, _ = skimage.data.stereo_motorcycle()
+        photo = np.ascontiguousarray(left if name.endswith('left') else right)
+        h, w = photo.shape[:2]
+        if largest_side and max(h, w) > largest_side:
+            factor = largest_side / max(h, w)
+            photo = cv2.resize(photo, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
+        return photo
+    return common.photo_rgb(name, largest_side)
 
 
 def write_photos(folder, names):
     os.makedirs(folder, exist_ok=True)
     for name in names:
+        if name in common.HELD_OUT_PHOTOS or name == 'cat':
+            raise ValueError(f'{name} is a held-out photo')
         path = osp.join(folder, f'{name}.png')
-        photo = common.photo_rgb(name, LARGEST_SIDE)
+        photo = training_photo(name, TRAIN_SIDE)
         if not osp.isfile(path):
             common.write_png(path, photo)
         grey_path = osp.join(folder, f'{name}_grey.png')
@@ -158,7 +180,7 @@ def options(workdir, train_dir, total_iter):
         'manual_seed': 0,
         'datasets': {'train': {
             'name': 'photos', 'type': 'MaskedImageDataset', 'dataroot_gt': train_dir, 'crop_size': SIZE,
-            'use_flip': True, 'mask_mode': 'random', 'random_mask': BOX_MASKS, 'hole_fill': HOLE_FILL,
+            'use_flip': True, 'use_rot': USE_ROT, 'random_scale': RANDOM_SCALE, 'mask_mode': 'random', 'random_mask': BOX_MASKS, 'hole_fill': HOLE_FILL,
             'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 200,
             'prefetch_mode': None}},
         'network_g': {'type': 'Pix2PixUNetGenerator', 'in_channels': 4, 'out_channels': 3, 'image_size': SIZE,
@@ -174,8 +196,8 @@ def options(workdir, train_dir, total_iter):
             'optim_d': {'type': 'Adam', 'lr': 2e-4, 'betas': [0.5, 0.999]},
             'scheduler': {'type': 'MultiStepLR', 'milestones': [int(total_iter * 0.8)], 'gamma': 0.2},
             'total_iter': total_iter, 'warmup_iter': -1, 'conditional_d': True,
-            'pixel_opt': {'type': 'HoleWeightedL1Loss', 'loss_weight': 100.0, 'hole_weight': 6.0,
-                          'valid_weight': 1.0, 'range_scale': 2.0},
+            'pixel_opt': {'type': 'HoleWeightedL1Loss', 'loss_weight': 100.0, 'hole_weight': HOLE_WEIGHT,
+                          'valid_weight': VALID_WEIGHT, 'range_scale': 2.0},
             'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'real_label_val': 1.0, 'fake_label_val': 0.0,
                         'loss_weight': GAN_WEIGHT},
         },
@@ -227,7 +249,7 @@ def evaluate(net, samples):
 
 def run(ctx):
     total_iter = 10 if ctx.smoke else ITERATIONS
-    train_dir = write_photos(osp.join(ctx.workdir, 'train_photos'), common.TRAIN_PHOTOS)
+    train_dir = write_photos(osp.join(ctx.workdir, 'train_photos'), common.TRAIN_PHOTOS + tuple(EXTRA_PHOTOS))
     opt = options(ctx.workdir, train_dir, total_iter)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()

@@ -92,6 +92,32 @@ def check_hole_fill(hole_fill, name='MaskedImageDataset'):
     raise ValueError(f"{name}: hole_fill must be a number in [0, 1], 'mean' or 'smooth', got {hole_fill!r}")
 
 
+def check_random_scale(random_scale, name='MaskedImageDataset'):
+    """``random_scale`` as a (low, high) tuple of floats with 0 < low <= high, or None; else a ValueError."""
+    if random_scale is None:
+        return None
+    if (isinstance(random_scale, (list, tuple)) and len(random_scale) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in random_scale)
+            and 0 < random_scale[0] <= random_scale[1]):
+        return float(random_scale[0]), float(random_scale[1])
+    raise ValueError(f'{name}: random_scale must be [low, high] with 0 < low <= high, got {random_scale!r}')
+
+
+def rescale_for_crop(image, factor, crop_size=None):
+    """``image`` resized by ``factor`` (area when shrinking, bicubic when enlarging), the factor raised
+    where needed so that both sides stay >= ``crop_size``; uint8 images stay uint8."""
+    h, w = image.shape[:2]
+    if crop_size:
+        factor = max(factor, crop_size / min(h, w))
+    if factor == 1:
+        return image
+    size = (max(1, round(w * factor)), max(1, round(h * factor)))
+    if crop_size:
+        size = (max(size[0], int(crop_size)), max(size[1], int(crop_size)))
+    out = _resize(image, *size, cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    return out
+
+
 def _resize(image, width, height, interpolation):
     out = cv2.resize(image, (width, height), interpolation=interpolation)
     return out.reshape(height, width, *image.shape[2:])
@@ -185,7 +211,12 @@ class MaskedImageDataset(data.Dataset):
     ``io_backend: {type: lmdb}``), ``meta_info_file``, ``image_size`` (centre-crop and resize to this
     square first, PIL bicubic; the seed's 256 / 512), ``crop_size`` (random crop in training, centre
     crop otherwise), ``use_flip`` (horizontal, training), ``mask_mode``, ``dataroot_mask``, ``mask_pairing``,
-    ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``hole_fill``: what the hole
+    ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``random_scale`` ([low, high]:
+    in training, the image is resized by a factor drawn uniformly from this range before the crop, area
+    interpolation when shrinking and bicubic when enlarging, the factor raised where needed so that the
+    image still holds ``crop_size``; none by default), ``use_rot`` (false: in training, also a random
+    vertical flip and a random transpose, so with ``use_flip`` each crop is one of the 8 rotations and
+    mirrorings of the square), ``hole_fill``: what the hole
     pixels of ``lq`` hold, a constant in [0, 1] (0.5, i.e. 0 in pix2pix's [-1, 1]: pix2pix's input),
     'mean' (the mean colour of the known pixels) or 'smooth' (a push-pull pyramid fill, Gortler et al.
     1996, :func:`push_pull_fill`: every hole pixel gets a smooth blend of the nearby known colours; pair
@@ -195,7 +226,7 @@ class MaskedImageDataset(data.Dataset):
 
     option_keys = frozenset({'dataroot_gt', 'meta_info_file', 'image_size', 'crop_size', 'use_flip', 'mask_mode',
                              'dataroot_mask', 'mask_pairing', 'box_x', 'box_y', 'random_box', 'random_mask',
-                             'mask_seed', 'hole_fill'})
+                             'mask_seed', 'hole_fill', 'random_scale', 'use_rot'})
 
     def __init__(self, opt):
         super().__init__()
@@ -213,6 +244,10 @@ class MaskedImageDataset(data.Dataset):
             if value is not None and (int(value) != value or value < 8):
                 raise ValueError(f'{name}: {key} must be an integer >= 8, got {value!r}')
         self.hole_fill = check_hole_fill(opt.get('hole_fill', 0.5), name)
+        self.random_scale = check_random_scale(opt.get('random_scale'), name)
+        self.use_rot = opt.get('use_rot', False)
+        if not isinstance(self.use_rot, bool):
+            raise ValueError(f'{name}: use_rot must be true or false, got {self.use_rot!r}')
         try:
             self.box_x, self.box_y = inpaint_pairs.check_box(opt.get('box_x', inpaint_pairs.DEFAULT_BOX_X),
                                                              opt.get('box_y', inpaint_pairs.DEFAULT_BOX_Y))
@@ -269,6 +304,8 @@ class MaskedImageDataset(data.Dataset):
         gt = read_rgb(self.file_client, self.paths[index], 'gt')
         if self.image_size is not None:
             gt = inpaint_pairs.square_resize(gt, int(self.image_size))
+        if self.train_phase and self.random_scale is not None:
+            gt = rescale_for_crop(gt, random.uniform(*self.random_scale), self.crop_size)
         if self.crop_size is not None:
             size = int(self.crop_size)
             h, w = gt.shape[:2]
@@ -310,7 +347,12 @@ class MaskedImageDataset(data.Dataset):
         path = self.paths[index]
         gt = self.read_gt(index)
         if self.train_phase and self.opt.get('use_flip', True) and random.random() < 0.5:
-            gt = gt[:, ::-1]  # horizontal only: photos and faces are upright
+            gt = gt[:, ::-1]  # horizontal only unless use_rot: photos and faces are upright
+        if self.train_phase and self.use_rot:
+            if random.random() < 0.5:
+                gt = gt[::-1]
+            if random.random() < 0.5:
+                gt = gt.transpose(1, 0, 2)
         gt = gt.astype(np.float32) / 255.0
         mask, mask_path = self.make_mask(index, gt.shape[0], gt.shape[1])
         lq = fill_hole(gt, mask, self.hole_fill)

@@ -202,9 +202,10 @@ def test_dataset_random_scale_and_rotations_in_training_only(tmp_path):
 
     assert [step(plain) for _ in range(3)] == pytest.approx([5, 5, 5], abs=1e-3)
     assert [step(scaled) for _ in range(3)] == pytest.approx([2.5, 2.5, 2.5], abs=0.2)  # twice as large
-    # never smaller than the crop: 0.1 of 40 x 48 is raised to 32 x 38
+    # never smaller than the crop: 0.1 of 40 x 48 is raised to 0.8 (the crop is the whole height, resized)
     small = MaskedImageDataset({**base, 'phase': 'train', 'random_scale': [0.1, 0.1]})
-    assert small[0]['gt'].shape == (3, 32, 32)
+    item = small[0]['gt']
+    assert item.shape == (3, 32, 32) and float(np.diff(item[2, 0].numpy()).mean()) * 255 == pytest.approx(6.25, abs=0.3)
     orientations = set()
     for _ in range(40):
         gt = rotated[0]['gt'][2].numpy()  # the ramp channel: along rows or columns, either way
@@ -235,6 +236,47 @@ def test_residual_generator_starts_from_its_input():
         Pix2PixUNetGenerator(out_channels=1, image_size=32, residual=True)
     with pytest.raises(ValueError, match='residual must be true or false'):
         Pix2PixUNetGenerator(image_size=32, residual='yes')
+
+
+def test_contrast_normalised_residual_is_equivariant_to_gain_and_offset():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 32)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 6:22] = 1
+    net = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True,
+                               residual_scale=2.0, contrast_norm=True).eval()
+    torch.nn.init.normal_(net.last[1].weight, 0, 0.5)  # some correction, as after training
+    with torch.no_grad():
+        out = net(torch.cat([image, mask], 1))
+        correction = out - image
+        assert correction.abs().max() > 0.05
+        # a gain of 0.1 and an offset: the same fill, the correction 10x smaller
+        dim = net(torch.cat([0.1 * image + 0.4, mask], 1))
+        assert torch.allclose(dim, 0.1 * out + 0.4, atol=1e-5)
+        # the statistics are those of the known pixels only: changing the hole changes nothing of them
+        moved = image.clone()
+        moved[:, :, 8:20, 6:22] = 1.0
+        mean, std = net.known_statistics(torch.cat([moved, mask], 1))
+        known = image[0][:, mask[0, 0] == 0]
+        assert mean[0].item() == pytest.approx(known.mean().item(), abs=1e-6)
+        assert std[0].item() == pytest.approx(known.std(unbiased=False).item(), abs=1e-6)
+        flat = torch.full((1, 3, 32, 32), 0.3)
+        assert torch.allclose(net(torch.cat([flat, mask[:1]], 1)), flat, atol=2.5e-3)  # std floored at 1e-3
+        # without contrast_norm the correction is residual_scale * tanh
+        plain = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True).eval()
+        scaled = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True,
+                                      residual_scale=0.25).eval()
+        torch.nn.init.normal_(plain.last[1].weight, 0, 0.5)
+        scaled.load_state_dict(plain.state_dict())
+        x = torch.cat([image, mask], 1)
+        assert torch.allclose(scaled(x) - image, 0.25 * (plain(x) - image), atol=1e-6)
+    with pytest.raises(ValueError, match='contrast_norm: true scales a correction, so it needs residual: true'):
+        Pix2PixUNetGenerator(image_size=32, contrast_norm=True)
+    for bad in (0, -1.0, True, 'x', float('inf')):
+        with pytest.raises(ValueError, match='residual_scale must be a number > 0'):
+            Pix2PixUNetGenerator(image_size=32, residual=True, residual_scale=bad)
+    with pytest.raises(ValueError, match='contrast_norm must be true or false'):
+        Pix2PixUNetGenerator(image_size=32, residual=True, contrast_norm=1)
 
 
 @pytest.mark.parametrize('name', ['train_pix2pix_inpaint_256.yml', 'train_pix2pix_inpaint_512.yml',

@@ -103,19 +103,22 @@ def check_random_scale(random_scale, name='MaskedImageDataset'):
     raise ValueError(f'{name}: random_scale must be [low, high] with 0 < low <= high, got {random_scale!r}')
 
 
-def rescale_for_crop(image, factor, crop_size=None):
-    """``image`` resized by ``factor`` (area when shrinking, bicubic when enlarging), the factor raised
-    where needed so that both sides stay >= ``crop_size``; uint8 images stay uint8."""
+def rescaled_crop(image, factor, crop_size=None, rng=random):
+    """A random ``crop_size`` square of ``image`` rescaled by ``factor`` (area interpolation when
+    shrinking, bicubic when enlarging), ``factor`` raised where needed so that the rescaled image holds
+    the crop. Only the window that becomes the crop (``crop_size / factor`` pixels) is resized, so a
+    large image costs no more than a small one. Without ``crop_size``: the whole image rescaled."""
     h, w = image.shape[:2]
-    if crop_size:
-        factor = max(factor, crop_size / min(h, w))
-    if factor == 1:
-        return image
-    size = (max(1, round(w * factor)), max(1, round(h * factor)))
-    if crop_size:
-        size = (max(size[0], int(crop_size)), max(size[1], int(crop_size)))
-    out = _resize(image, *size, cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
-    return out
+    if not crop_size:
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        return _resize(image, *size, cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    crop_size = int(crop_size)
+    window = min(h, w, max(1, round(crop_size / factor)))  # the source pixels that become the crop
+    top, left = rng.randint(0, h - window), rng.randint(0, w - window)
+    patch = image[top:top + window, left:left + window]
+    if window == crop_size:
+        return patch
+    return _resize(patch, crop_size, crop_size, cv2.INTER_AREA if window > crop_size else cv2.INTER_CUBIC)
 
 
 def _resize(image, width, height, interpolation):
@@ -212,9 +215,10 @@ class MaskedImageDataset(data.Dataset):
     square first, PIL bicubic; the seed's 256 / 512), ``crop_size`` (random crop in training, centre
     crop otherwise), ``use_flip`` (horizontal, training), ``mask_mode``, ``dataroot_mask``, ``mask_pairing``,
     ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``random_scale`` ([low, high]:
-    in training, the image is resized by a factor drawn uniformly from this range before the crop, area
+    in training, the image is rescaled by a factor drawn uniformly from this range before the crop, area
     interpolation when shrinking and bicubic when enlarging, the factor raised where needed so that the
-    image still holds ``crop_size``; none by default), ``use_rot`` (false: in training, also a random
+    image still holds ``crop_size``: the crop covers ``crop_size / factor`` pixels of the image, and only
+    those are resized; none by default), ``use_rot`` (false: in training, also a random
     vertical flip and a random transpose, so with ``use_flip`` each crop is one of the 8 rotations and
     mirrorings of the square), ``hole_fill``: what the hole
     pixels of ``lq`` hold, a constant in [0, 1] (0.5, i.e. 0 in pix2pix's [-1, 1]: pix2pix's input),
@@ -305,7 +309,7 @@ class MaskedImageDataset(data.Dataset):
         if self.image_size is not None:
             gt = inpaint_pairs.square_resize(gt, int(self.image_size))
         if self.train_phase and self.random_scale is not None:
-            gt = rescale_for_crop(gt, random.uniform(*self.random_scale), self.crop_size)
+            return np.ascontiguousarray(rescaled_crop(gt, random.uniform(*self.random_scale), self.crop_size))
         if self.crop_size is not None:
             size = int(self.crop_size)
             h, w = gt.shape[:2]

@@ -75,13 +75,15 @@ def test_pix2pix_256_options_train_and_validate(photos, tmp_path):
 
 
 def test_smooth_fill_residual_generator_and_ema_train_and_validate(photos, tmp_path):
-    """The learning recipe's settings through ext/train.py: hole_fill smooth in training and validation, a
-    residual generator, an EMA copy whose BatchNorm statistics are averaged and saved."""
+    """The learning recipe's settings through ext/train.py: hole_fill smooth in training and validation,
+    random scale and rotations in training, a contrast-normalised residual generator, an EMA copy whose
+    BatchNorm statistics are averaged and saved."""
     opt = tiny(read_yaml('train_pix2pix_inpaint_256.yml'), 'pix2pix_smooth_tiny', str(tmp_path), photos,
                total_iter=2)
     for spec in opt['datasets'].values():
         spec['hole_fill'] = 'smooth'
-    opt['network_g'].update(residual=True, dropout=0.0)
+    opt['datasets']['train'].update(crop_size=24, random_scale=[0.5, 1.5], use_rot=True)
+    opt['network_g'].update(residual=True, dropout=0.0, contrast_norm=True, residual_scale=2.0)
     opt['train'].update(ema_decay=0.5, ema_warmup=True)
     run_train(opt, str(tmp_path))
     exp_dir = experiment_dir(opt, str(tmp_path))

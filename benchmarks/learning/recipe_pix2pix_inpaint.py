@@ -91,7 +91,7 @@ import numpy as np
 
 import common
 
-TITLE = 'pix2pix U-Net inpainting vs Telea (held-out photos, random boxes)'
+TITLE = 'pix2pix U-Net inpainting vs the stronger of Telea and its own pre-fill (held-out photos, random boxes)'
 METRIC = 'PSNR in the hole (dB, RGB)'
 BASELINE = 'max(Telea, pre-fill)'  # the stronger non-learned fill: Telea at its best radius or the pre-fill alone
 
@@ -112,11 +112,13 @@ NUM_FEAT = 16
 NUM_DOWNS = 4  # 64 -> 4x4; None: log2(SIZE) = 6 (64 -> 1x1), measured 2 dB worse
 THREADS = int(os.environ.get('OMP_NUM_THREADS', 1))  # the budget is CPU time: one thread unless told otherwise
 GREY_COPIES = True  # also train on grey copies of the colour training photos (two held-out photos are grey)
-TRAIN_SIDE = LARGEST_SIDE  # largest side of the training photos as written (the held-out ones stay at LARGEST_SIDE)
-RANDOM_SCALE = None  # [low, high]: the dataset rescales each training photo by a random factor before the crop
-USE_ROT = False  # the dataset's random rotations / vertical flips (use_rot)
+TRAIN_SIDE = 512  # largest side of the training photos as written (the held-out ones stay at LARGEST_SIDE)
+RANDOM_SCALE = [LARGEST_SIDE / TRAIN_SIDE, 1.0]  # the dataset rescales each training photo by a random factor
+USE_ROT = True  # the dataset's random rotations / vertical flips (use_rot)
 EXTRA_PHOTOS = ()  # training photos besides common.TRAIN_PHOTOS (never a held-out one)
-HOLE_WEIGHT, VALID_WEIGHT = 6.0, 1.0  # HoleWeightedL1Loss weights (valid 0: the hole only)
+HOLE_WEIGHT, VALID_WEIGHT = 1.0, 0.0  # HoleWeightedL1Loss weights (valid 0: the hole only)
+CONTRAST_NORM = True  # the generator works in units of the known pixels' contrast (equivariant to gain/offset)
+RESIDUAL_SCALE = 2.0  # the correction is at most this many times the known pixels' standard deviation
 
 
 def training_photo(name, largest_side):
@@ -194,7 +196,7 @@ def options(workdir, train_dir, total_iter):
             'prefetch_mode': None}},
         'network_g': {'type': 'Pix2PixUNetGenerator', 'in_channels': 4, 'out_channels': 3, 'image_size': SIZE,
                       'num_downs': NUM_DOWNS, 'num_feat': NUM_FEAT, 'norm': NORM, 'dropout': 0.0,
-                      'residual': RESIDUAL},
+                      'residual': RESIDUAL, 'contrast_norm': CONTRAST_NORM, 'residual_scale': RESIDUAL_SCALE},
         'network_d': {'type': 'PatchGANDiscriminator', 'in_channels': 7, 'num_feat': 16, 'n_layers': 2,
                       'norm': NORM},
         'path': {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,

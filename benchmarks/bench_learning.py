@@ -9,7 +9,8 @@ baseline on *held-out* photos the training never saw, and prints the gain with t
 
 A recipe is a module ``benchmarks/learning/recipe_<name>.py`` (one per recipe, found by file name)
 with ``TITLE``, ``METRIC`` (what is compared; higher is better unless ``LOWER_IS_BETTER``),
-``BASELINE`` (its name) and ``run(ctx) -> dict(baseline=..., model=..., details={...})``; ``ctx``
+``BASELINE`` (its name) and ``run(ctx) -> dict(baseline=..., model=..., details={...})`` (optionally
+``baseline_name=...`` when the recipe picks its baseline at run time); ``ctx``
 gives the work folder, the budget (``'full'`` or ``'smoke'``) and helpers in ``learning/common.py``.
 
     python benchmarks/bench_learning.py                       # every recipe, full budget (CPU is fine)
@@ -112,10 +113,11 @@ def main(argv=None):
             continue
         lower_is_better = getattr(recipe, 'LOWER_IS_BETTER', False)
         gain = (result['baseline'] - result['model']) if lower_is_better else (result['model'] - result['baseline'])
+        row['baseline_name'] = result.get('baseline_name') or row['baseline_name']  # a recipe may pick its baseline
         row.update(baseline=float(result['baseline']), model=float(result['model']), gain=float(gain),
                    seconds=time.time() - start, details=result.get('details', {}))
         rows.append(row)
-        print(f"--- {name}: {recipe.BASELINE} {row['baseline']:.3f} -> model {row['model']:.3f} "
+        print(f"--- {name}: {row['baseline_name']} {row['baseline']:.3f} -> model {row['model']:.3f} "
               f"(gain {gain:+.3f} {recipe.METRIC}) in {row['seconds']:.0f} s", flush=True)
         for key, value in row['details'].items():
             print(f'    {key}: {value}')

@@ -1,7 +1,10 @@
 """pix2pix / VGG inpainting GAN (seed 002): architectures at 256 and 512, losses, masks, the plateau
 rule on scripted losses, and which parameters the encoder freeze lets move."""
+import copy
 import math
 import os.path as osp
+import random
+import sys
 
 import cv2
 import numpy as np
@@ -13,12 +16,15 @@ from ext.archs.patchgan_discriminator_arch import PatchGANDiscriminator, patchga
 from ext.archs.pix2pix_unet_arch import Pix2PixUNetGenerator
 from ext.archs.vgg_patch_discriminator_arch import VGGPatchDiscriminator
 from ext.archs.vgg_unet_arch import VGGUNetGenerator
-from ext.data.masked_image_dataset import MaskedImageDataset, random_mask
+from ext.data.masked_image_dataset import MaskedImageDataset, fill_hole, push_pull_fill, random_mask
 from ext.losses.hole_weighted_l1_loss import HoleWeightedL1Loss
 from ext.losses.inpaint_perceptual_loss import InpaintPerceptualLoss
 from ext.models.plateau_rule import LearningRatePlateau, PlateauRule
 from ext.options import OptionError
-from helpers import write_image_folder
+from helpers import REPO_ROOT, write_image_folder
+
+sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
+import create_lmdb  # noqa: E402
 
 
 def meta_shape(net, shape):
@@ -125,6 +131,172 @@ def test_masks_from_files_boxes_and_seeded_strokes(tmp_path):
         MaskedImageDataset({**base, 'mask_mode': 'circles'})
 
 
+def test_smooth_hole_fill_is_local_and_keeps_the_known_pixels():
+    ramp = np.tile(np.linspace(0, 1, 32, dtype=np.float32), (32, 1))  # dark left, bright right
+    image = np.stack([ramp, 1 - ramp, np.full_like(ramp, 0.25)], axis=-1)
+    mask = np.zeros((32, 32), np.float32)
+    mask[8:24, 6:26] = 1
+    hole = mask > 0.5
+    filled = fill_hole(image, mask, 'smooth')
+    assert filled.dtype == np.float32 and filled.shape == image.shape
+    assert np.array_equal(filled[~hole], image[~hole])  # the known pixels exactly
+    assert np.allclose(filled[hole][:, 2], 0.25, atol=1e-6)  # a constant channel stays constant
+    # local: the hole's left side gets the dark colours around it, the right side the bright ones (a flat
+    # fill cannot do that); the ramp is followed to within a few grey levels across a 20-px-wide hole
+    assert filled[8:24, 6:10, 0].max() < 0.35 and filled[8:24, 22:26, 0].min() > 0.65
+    assert np.abs(filled[hole][:, 0] - image[hole][:, 0]).mean() < 0.03
+    assert filled.min() >= 0 and filled.max() <= 1  # blends of known colours: never outside their range
+    flat = fill_hole(image, mask, 0.5)
+    assert np.all(flat[hole] == 0.5) and np.array_equal(flat[~hole], image[~hole])
+    mean = fill_hole(image, mask, 'mean')
+    assert np.allclose(mean[hole], image[~hole].mean(axis=0), atol=1e-6)
+    # odd sizes, one channel, a hole at the border and no known pixel at all
+    odd = np.random.default_rng(0).random((13, 7), dtype=np.float32)
+    border = np.zeros((13, 7), np.float32)
+    border[:5, :] = 1
+    out = push_pull_fill(odd, 1 - border)
+    assert out.shape == (13, 7) and np.array_equal(out[5:], odd[5:]) and np.isfinite(out).all()
+    assert np.all(push_pull_fill(odd, np.zeros((13, 7))) == 0.5)
+    for bad in ('smoth', 1.5, True, None):
+        with pytest.raises(ValueError, match="hole_fill must be a number in \\[0, 1\\], 'mean' or 'smooth'"):
+            fill_hole(image, mask, bad)
+
+
+def test_dataset_smooth_fill_from_a_folder_and_from_an_lmdb(tmp_path):
+    write_image_folder(str(tmp_path / 'img'), 3, 40)
+    lmdb_path = str(tmp_path / 'photos.lmdb')
+    create_lmdb.main(['--input', str(tmp_path / 'img'), '--output', lmdb_path, '--workers', '1'])
+    base = {'name': 'm', 'phase': 'val', 'crop_size': 32, 'mask_mode': 'random', 'hole_fill': 'smooth',
+            'random_mask': {'strokes': [0, 0], 'boxes': [1, 1], 'box_size': [0.3, 0.5]}}
+    disk = MaskedImageDataset({**base, 'dataroot_gt': str(tmp_path / 'img')})
+    db = MaskedImageDataset({**base, 'dataroot_gt': lmdb_path, 'io_backend': {'type': 'lmdb'}})
+    assert db.paths == ['0000', '0001', '0002'] and len(db) == 3
+    for index in range(3):
+        a, b = disk[index], db[index]
+        assert b['gt_path'] == f'{index:04d}' and b['gt'].shape == (3, 32, 32)
+        assert torch.equal(a['gt'], b['gt'])  # the same pixels (PNG records, lossless)
+        assert torch.equal(a['mask'], b['mask'])  # validation masks follow the file name, not the backend
+        assert torch.equal(a['lq'], b['lq'])
+        gt, mask = b['gt'].permute(1, 2, 0).numpy(), b['mask'][0].numpy()
+        assert np.array_equal(b['lq'].permute(1, 2, 0).numpy(), fill_hole(gt, mask, 'smooth'))
+        hole = mask > 0.5
+        assert hole.any() and not np.allclose(b['lq'][:, torch.from_numpy(hole)], 0.5)
+    with pytest.raises(ValueError, match="m: hole_fill must be a number in \\[0, 1\\], 'mean' or 'smooth', "
+                                         "got 'blur'"):
+        MaskedImageDataset({**base, 'dataroot_gt': lmdb_path, 'io_backend': {'type': 'lmdb'}, 'hole_fill': 'blur'})
+
+
+def test_dataset_random_scale_and_rotations_in_training_only(tmp_path):
+    folder = tmp_path / 'img'
+    folder.mkdir()
+    ramp = np.tile(np.arange(48, dtype=np.uint8)[None, :] * 5, (40, 1))  # 40 x 48, brightness grows to the right
+    cv2.imwrite(str(folder / 'a.png'), np.stack([ramp, ramp // 2, 255 - ramp], axis=-1))
+    base = {'name': 'm', 'dataroot_gt': str(folder), 'crop_size': 32, 'mask_mode': 'random', 'use_flip': False}
+    plain = MaskedImageDataset({**base, 'phase': 'train'})
+    scaled = MaskedImageDataset({**base, 'phase': 'train', 'random_scale': [2.0, 2.0]})
+    rotated = MaskedImageDataset({**base, 'phase': 'train', 'use_rot': True, 'use_flip': True})
+    random.seed(0)
+
+    def step(dataset):  # the ramp's mean step per pixel along the first row, in grey levels
+        return float(np.diff(dataset[0]['gt'][2, 0].numpy()).mean()) * 255
+
+    assert [step(plain) for _ in range(3)] == pytest.approx([5, 5, 5], abs=1e-3)
+    assert [step(scaled) for _ in range(3)] == pytest.approx([2.5, 2.5, 2.5], abs=0.2)  # twice as large
+    # never smaller than the crop: 0.1 of 40 x 48 is raised to 0.8 (the crop is the whole height, resized)
+    small = MaskedImageDataset({**base, 'phase': 'train', 'random_scale': [0.1, 0.1]})
+    item = small[0]['gt']
+    assert item.shape == (3, 32, 32) and float(np.diff(item[2, 0].numpy()).mean()) * 255 == pytest.approx(6.25, abs=0.3)
+    orientations = set()
+    for _ in range(40):
+        gt = rotated[0]['gt'][2].numpy()  # the ramp channel: along rows or columns, either way
+        along_rows = np.allclose(gt, gt[:1], atol=1e-6)
+        orientations.add((along_rows, bool(gt[0, 0] < gt[-1, -1])))
+    assert orientations == {(True, True), (True, False), (False, True), (False, False)}
+    val = MaskedImageDataset({**base, 'phase': 'val', 'random_scale': [2.0, 2.0], 'use_rot': True})
+    assert torch.equal(val[0]['gt'], MaskedImageDataset({**base, 'phase': 'val'})[0]['gt'])  # no augmentation
+    for bad in ([0, 1], [2, 1], 1.5, [1, 'x'], [True, 2]):
+        with pytest.raises(ValueError, match='m: random_scale must be \\[low, high\\] with 0 < low <= high'):
+            MaskedImageDataset({**base, 'phase': 'train', 'random_scale': bad})
+    with pytest.raises(ValueError, match='m: use_rot must be true or false'):
+        MaskedImageDataset({**base, 'phase': 'train', 'use_rot': 'yes'})
+
+
+def test_residual_generator_starts_from_its_input():
+    torch.manual_seed(0)
+    x = torch.cat([torch.rand(2, 3, 32, 32), torch.zeros(2, 1, 32, 32)], dim=1)
+    x[:, 3, 8:20, 8:20] = 1
+    plain = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0).eval()
+    residual = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True).eval()
+    with torch.no_grad():
+        assert torch.equal(residual(x), x[:, :3])  # untrained: no correction, the (pre-filled) input itself
+        assert not torch.allclose(plain(x), x[:, :3], atol=0.1)
+        residual.load_state_dict(plain.state_dict())  # the same layers: only the output differs
+        assert torch.allclose(residual(x), x[:, :3] + 2 * plain(x) - 1, atol=1e-6)
+    with pytest.raises(ValueError, match=r'residual: true .* image_channels \(3\) must equal out_channels \(1\)'):
+        Pix2PixUNetGenerator(out_channels=1, image_size=32, residual=True)
+    with pytest.raises(ValueError, match='residual must be true or false'):
+        Pix2PixUNetGenerator(image_size=32, residual='yes')
+
+
+def test_contrast_normalised_residual_is_equivariant_to_gain_and_offset():
+    torch.manual_seed(0)
+    image = torch.rand(2, 3, 32, 32)
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 6:22] = 1
+    net = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True,
+                               residual_scale=2.0, contrast_norm=True).eval()
+    torch.nn.init.normal_(net.last[1].weight, 0, 0.5)  # some correction, as after training
+    with torch.no_grad():
+        out = net(torch.cat([image, mask], 1))
+        correction = out - image
+        assert correction.abs().max() > 0.05
+        # a gain of 0.1 and an offset: the same fill, the correction 10x smaller
+        dim = net(torch.cat([0.1 * image + 0.4, mask], 1))
+        assert torch.allclose(dim, 0.1 * out + 0.4, atol=1e-5)
+        # the statistics are those of the known pixels only: changing the hole changes nothing of them
+        moved = image.clone()
+        moved[:, :, 8:20, 6:22] = 1.0
+        mean, std = net.known_statistics(torch.cat([moved, mask], 1))
+        known = image[0][:, mask[0, 0] == 0]
+        assert mean[0].item() == pytest.approx(known.mean().item(), abs=1e-6)
+        assert std[0].item() == pytest.approx(known.std(unbiased=False).item(), abs=1e-6)
+        flat = torch.full((1, 3, 32, 32), 0.3)
+        assert torch.allclose(net(torch.cat([flat, mask[:1]], 1)), flat, atol=2.5e-3)  # std floored at 1e-3
+        # without contrast_norm the correction is residual_scale * tanh
+        plain = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True).eval()
+        scaled = Pix2PixUNetGenerator(image_size=32, num_feat=8, num_downs=3, dropout=0.0, residual=True,
+                                      residual_scale=0.25).eval()
+        torch.nn.init.normal_(plain.last[1].weight, 0, 0.5)
+        scaled.load_state_dict(plain.state_dict())
+        x = torch.cat([image, mask], 1)
+        assert torch.allclose(scaled(x) - image, 0.25 * (plain(x) - image), atol=1e-6)
+    with pytest.raises(ValueError, match='contrast_norm: true scales a correction, so it needs residual: true'):
+        Pix2PixUNetGenerator(image_size=32, contrast_norm=True)
+    for bad in (0, -1.0, True, 'x', float('inf')):
+        with pytest.raises(ValueError, match='residual_scale must be a number > 0'):
+            Pix2PixUNetGenerator(image_size=32, residual=True, residual_scale=bad)
+    with pytest.raises(ValueError, match='contrast_norm must be true or false'):
+        Pix2PixUNetGenerator(image_size=32, residual=True, contrast_norm=1)
+
+
+@pytest.mark.parametrize('name', ['train_pix2pix_inpaint_256.yml', 'train_pix2pix_inpaint_512.yml',
+                                  'train_vgg_inpaint_512.yml', 'test_pix2pix_inpaint.yml'])
+def test_option_files_validate(name, tmp_path, vgg19_env):
+    import yaml
+    from ext.options import validate_options
+    with open(osp.join(REPO_ROOT, 'options', name)) as handle:
+        opt = yaml.safe_load(handle)
+    for spec in opt['datasets'].values():
+        spec['dataroot_gt'] = str(tmp_path)
+    opt['path']['pretrain_network_g'] = None
+    is_train = name.startswith('train')
+    opt['is_train'] = is_train
+    validate_options(copy.deepcopy(opt), source=name, is_train=is_train)
+    opt['network_g']['residul'] = True  # a typo is named
+    with pytest.raises(OptionError, match='residul'):
+        validate_options(opt, source=name, is_train=is_train)
+
+
 def test_plateau_rule_on_a_scripted_loss_sequence():
     rule = PlateauRule(patience=3, min_delta=0.01, smoothing=0.0, max_reductions=2)
     losses = [1.0, 0.9, 0.8, 0.8, 0.795, 0.8, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7, 0.7]
@@ -201,6 +373,29 @@ def test_encoder_frozen_then_unfrozen_moves_the_right_parameters(tmp_path):
     for iteration in (3, 4):  # unfrozen: the optimizer now updates the encoder too
         assert encoder_names <= moved[iteration], iteration
     assert all(p.requires_grad for p in net.encoder_parameters())
+
+
+def test_ema_copy_averages_the_batchnorm_statistics(tmp_path):
+    torch.manual_seed(0)
+    model = _model({'ema_decay': 0.75}, tmp_path, network_g={
+        'type': 'Pix2PixUNetGenerator', 'image_size': 16, 'num_feat': 4, 'dropout': 0.0, 'norm': 'batch',
+        'residual': True})
+    net, ema = model.bare_g, model.net_g_ema
+    mask = torch.zeros(2, 1, 16, 16)
+    mask[..., 4:12, 4:12] = 1
+    gt = torch.rand(2, 3, 16, 16)
+    model.feed_data({'lq': gt * (1 - mask) + 0.5 * mask, 'mask': mask, 'gt': gt})
+    before = {name: b.clone() for name, b in ema.named_buffers()}
+    model.optimize_parameters(1)
+    means = [name for name, _ in net.named_buffers() if name.endswith('running_mean')]
+    assert means  # the generator has BatchNorm layers
+    for name, buffer in ema.named_buffers():
+        own = dict(net.named_buffers())[name]
+        if buffer.is_floating_point():  # BasicSR's model_ema leaves these at their initial values
+            assert torch.allclose(buffer, 0.75 * before[name] + 0.25 * own), name
+        else:
+            assert torch.equal(buffer, own), name
+    assert not torch.equal(dict(ema.named_buffers())[means[0]], before[means[0]])
 
 
 def test_freeze_needs_an_encoder(tmp_path):

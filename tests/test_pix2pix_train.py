@@ -74,6 +74,29 @@ def test_pix2pix_256_options_train_and_validate(photos, tmp_path):
     assert osp.isfile(grid)
 
 
+def test_smooth_fill_residual_generator_and_ema_train_and_validate(photos, tmp_path):
+    """The learning recipe's settings through ext/train.py: hole_fill smooth in training and validation,
+    random scale and rotations in training, a contrast-normalised residual generator, an EMA copy whose
+    BatchNorm statistics are averaged and saved."""
+    opt = tiny(read_yaml('train_pix2pix_inpaint_256.yml'), 'pix2pix_smooth_tiny', str(tmp_path), photos,
+               total_iter=2)
+    for spec in opt['datasets'].values():
+        spec['hole_fill'] = 'smooth'
+    opt['datasets']['train'].update(crop_size=24, random_scale=[0.5, 1.5], use_rot=True)
+    opt['network_g'].update(residual=True, dropout=0.0, contrast_norm=True, residual_scale=2.0)
+    opt['train'].update(ema_decay=0.5, ema_warmup=True)
+    run_train(opt, str(tmp_path))
+    exp_dir = experiment_dir(opt, str(tmp_path))
+    holes = metric_values(read_logs(exp_dir), 'psnr_hole')
+    assert holes and all(0 < v < 60 for v in holes)
+    saved = torch.load(osp.join(exp_dir, 'models', 'net_g_latest.pth'), weights_only=True)
+    ema = saved['params_ema']
+    variances = [key for key in ema if key.endswith('running_var')]
+    assert variances and all(not torch.equal(ema[key], torch.ones_like(ema[key])) for key in variances)
+    assert all(int(ema[key]) == 2 for key in ema if key.endswith('num_batches_tracked'))  # copied from net_g
+    assert not torch.equal(ema['last.1.weight'], torch.zeros_like(ema['last.1.weight']))  # it learned a correction
+
+
 def test_pix2pix_512_options_train_and_the_test_option_file(photos, tmp_path):
     shipped = read_yaml('train_pix2pix_inpaint_512.yml')
     assert shipped['datasets']['train']['batch_size_per_gpu'] == 1 and shipped['network_g']['image_size'] == 512

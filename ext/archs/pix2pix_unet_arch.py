@@ -91,11 +91,39 @@ class Pix2PixUNetGenerator(nn.Module):
             that have the full width (pix2pix's CD512-CD512-CD512).
         image_channels (int): how many input channels are image (mapped to [-1, 1]); the rest (the
             mask) enter as they are.
+        residual (bool): False (pix2pix): the output is ``(tanh + 1) / 2``. True: the output is the
+            input image plus the tanh (a correction in (-1, 1) on the [0, 1] scale, not clamped); the
+            last layer starts at zero, so the untrained network returns its input and learns what to
+            change. Meant for an input whose hole is already filled smoothly (``MaskedImageDataset``
+            ``hole_fill: smooth``). Needs ``image_channels == out_channels``.
+        residual_scale (float): with ``residual``, the correction is ``residual_scale * tanh`` (1).
+        contrast_norm (bool): with ``residual`` only. False: the image enters on pix2pix's [-1, 1] scale.
+            True: each image is standardised by the mean and the standard deviation of its *known*
+            pixels (mask channel 0; over all image channels, so colours keep their relations) and the
+            correction is multiplied by that standard deviation (floored at ``1e-3``), i.e. measured in
+            the image's own contrast. The generator is then equivariant to a gain and an offset of the
+            intensities, like the push-pull fill it corrects: a nearly flat image gets a nearly zero
+            correction, whatever the contrast of the training photos.
     """
 
     def __init__(self, in_channels=4, out_channels=3, image_size=256, num_downs=None, num_feat=64, max_mult=8,
-                 norm='batch', dropout=0.5, dropout_blocks=3, image_channels=3):
+                 norm='batch', dropout=0.5, dropout_blocks=3, image_channels=3, residual=False, residual_scale=1.0,
+                 contrast_norm=False):
         super().__init__()
+        if not isinstance(residual, bool):
+            raise ValueError(f'Pix2PixUNetGenerator: residual must be true or false, got {residual!r}')
+        if not isinstance(contrast_norm, bool):
+            raise ValueError(f'Pix2PixUNetGenerator: contrast_norm must be true or false, got {contrast_norm!r}')
+        if contrast_norm and not residual:
+            raise ValueError('Pix2PixUNetGenerator: contrast_norm: true scales a correction, so it needs residual: true')
+        if (isinstance(residual_scale, bool) or not isinstance(residual_scale, (int, float))
+                or not 0 < residual_scale < float('inf')):
+            raise ValueError(f'Pix2PixUNetGenerator: residual_scale must be a number > 0, got {residual_scale!r}')
+        self.residual_scale, self.contrast_norm = float(residual_scale), contrast_norm
+        if residual and image_channels != out_channels:
+            raise ValueError(f'Pix2PixUNetGenerator: residual: true adds the output to the input image, so '
+                             f'image_channels ({image_channels}) must equal out_channels ({out_channels})')
+        self.residual = residual
         self.num_downs = int(num_downs) if num_downs is not None else depth_for_size(image_size)
         if self.num_downs < 2:
             raise ValueError(f'Pix2PixUNetGenerator: num_downs must be >= 2, got {self.num_downs}')
@@ -123,6 +151,9 @@ class Pix2PixUNetGenerator(nn.Module):
         self.last = nn.Sequential(nn.ReLU(inplace=False), nn.ConvTranspose2d(2 * widths[0], out_channels, 4, 2, 1),
                                   nn.Tanh())
         self.apply(self._init_weights)
+        if residual:  # no correction before training: the network starts as its (pre-filled) input
+            nn.init.zeros_(self.last[1].weight)
+            nn.init.zeros_(self.last[1].bias)
 
     @staticmethod
     def _init_weights(module):
@@ -135,8 +166,27 @@ class Pix2PixUNetGenerator(nn.Module):
             nn.init.normal_(module.weight, 1.0, 0.02)
             nn.init.zeros_(module.bias)
 
+    def known_statistics(self, x):
+        """Per image: the mean and standard deviation (floored at 1e-3) of the known pixels (mask
+        channel 0) over all image channels, each N x 1 x 1 x 1; without a mask channel, of all pixels."""
+        image = x[:, :self.image_channels]
+        if x.shape[1] > self.image_channels:
+            weight = (1 - x[:, self.image_channels:self.image_channels + 1]).clamp(0, 1)
+        else:
+            weight = torch.ones_like(image[:, :1])
+        total = (weight.sum(dim=(1, 2, 3), keepdim=True) * image.shape[1]).clamp_min(1e-8)
+        mean = (image * weight).sum(dim=(1, 2, 3), keepdim=True) / total
+        variance = ((image - mean)**2 * weight).sum(dim=(1, 2, 3), keepdim=True) / total
+        return mean, variance.clamp_min(0).sqrt().clamp_min(1e-3)
+
     def forward(self, x):
-        x, (h, w) = pad_to_multiple(images_to_signed(x, self.image_channels), 2**self.num_downs)
+        image = x[:, :self.image_channels]
+        if self.contrast_norm:
+            mean, std = self.known_statistics(x)
+            x = torch.cat([(image - mean) / std, x[:, self.image_channels:]], dim=1)
+        else:
+            x = images_to_signed(x, self.image_channels)
+        x, (h, w) = pad_to_multiple(x, 2**self.num_downs)
         skips = []
         for block in self.down:
             x = block(x)
@@ -144,4 +194,8 @@ class Pix2PixUNetGenerator(nn.Module):
         x = skips.pop()
         for block in self.up:
             x = torch.cat([block(x), skips.pop()], dim=1)
-        return (self.last(x)[..., :h, :w] + 1) / 2
+        out = self.last(x)[..., :h, :w]
+        if self.residual:
+            out = out * self.residual_scale
+            return image + (out * std if self.contrast_norm else out)
+        return (out + 1) / 2

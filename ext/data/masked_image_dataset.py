@@ -79,6 +79,110 @@ def read_mask_file(path, height, width):
     return (mask > threshold).astype(np.float32)
 
 
+HOLE_FILLS = ('mean', 'smooth')  # besides a constant in [0, 1]
+
+
+def check_hole_fill(hole_fill, name='MaskedImageDataset'):
+    """``hole_fill`` if valid (a number in [0, 1], 'mean' or 'smooth'), else a ValueError naming the key."""
+    if isinstance(hole_fill, str):
+        if hole_fill in HOLE_FILLS:
+            return hole_fill
+    elif isinstance(hole_fill, (int, float)) and not isinstance(hole_fill, bool) and 0 <= hole_fill <= 1:
+        return hole_fill
+    raise ValueError(f"{name}: hole_fill must be a number in [0, 1], 'mean' or 'smooth', got {hole_fill!r}")
+
+
+def check_random_scale(random_scale, name='MaskedImageDataset'):
+    """``random_scale`` as a (low, high) tuple of floats with 0 < low <= high, or None; else a ValueError."""
+    if random_scale is None:
+        return None
+    if (isinstance(random_scale, (list, tuple)) and len(random_scale) == 2
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in random_scale)
+            and 0 < random_scale[0] <= random_scale[1]):
+        return float(random_scale[0]), float(random_scale[1])
+    raise ValueError(f'{name}: random_scale must be [low, high] with 0 < low <= high, got {random_scale!r}')
+
+
+def rescaled_crop(image, factor, crop_size=None, rng=random):
+    """A random ``crop_size`` square of ``image`` rescaled by ``factor`` (area interpolation when
+    shrinking, bicubic when enlarging), ``factor`` raised where needed so that the rescaled image holds
+    the crop. Only the window that becomes the crop (``crop_size / factor`` pixels) is resized, so a
+    large image costs no more than a small one. Without ``crop_size``: the whole image rescaled."""
+    h, w = image.shape[:2]
+    if not crop_size:
+        size = (max(1, round(w * factor)), max(1, round(h * factor)))
+        return _resize(image, *size, cv2.INTER_AREA if factor < 1 else cv2.INTER_CUBIC)
+    crop_size = int(crop_size)
+    window = min(h, w, max(1, round(crop_size / factor)))  # the source pixels that become the crop
+    top, left = rng.randint(0, h - window), rng.randint(0, w - window)
+    patch = image[top:top + window, left:left + window]
+    if window == crop_size:
+        return patch
+    return _resize(patch, crop_size, crop_size, cv2.INTER_AREA if window > crop_size else cv2.INTER_CUBIC)
+
+
+def _resize(image, width, height, interpolation):
+    out = cv2.resize(image, (width, height), interpolation=interpolation)
+    return out.reshape(height, width, *image.shape[2:])
+
+
+def push_pull_fill(image, known):
+    """Fill the unknown pixels of ``image`` (H x W x C float) smoothly from the known ones, keeping
+    the known pixels exactly: the push-pull pyramid of Gortler et al., "The Lumigraph", SIGGRAPH 1996.
+
+    Pull: each coarser level is the weighted mean of 2x2 blocks (area resampling, so any size works),
+    its weight the sum of the block's weights clamped to 1, until every pixel of a level has some
+    known data. Push: from the coarsest level down, each level keeps its own colour in proportion to
+    its weight and takes the rest from the coarser level upsampled bilinearly. A hole pixel thus gets
+    a blend of the nearby known colours, smoother the farther it is from the hole's border.
+
+    ``known``: H x W weights, 1 = known, 0 = hole (values in between are partial weights). Without any
+    known pixel the result is 0.5 everywhere. Returns a float32 array of ``image``'s shape.
+    """
+    image = np.asarray(image, np.float32)
+    weight = np.clip(np.asarray(known, np.float32), 0, 1)
+    if weight.shape != image.shape[:2]:
+        raise ValueError(f'push_pull_fill: known of shape {weight.shape} does not match the image {image.shape}')
+    if not (weight > 0).any():
+        return np.full_like(image, 0.5)
+    squeeze = image.ndim == 2
+    colour = image[..., None] if squeeze else image
+    levels = [(colour, weight)]
+    while weight.min() <= 0:  # pull
+        height, width = weight.shape
+        size = (max(1, (width + 1) // 2), max(1, (height + 1) // 2))
+        mean_weight = _resize(weight, *size, cv2.INTER_AREA)
+        weighted = _resize(colour * weight[..., None], *size, cv2.INTER_AREA)
+        colour = weighted / np.maximum(mean_weight, 1e-12)[..., None]
+        weight = np.minimum(1.0, mean_weight * (width * height) / (size[0] * size[1]))  # the block's sum
+        levels.append((colour, weight))
+    colour = levels[-1][0]
+    for own, weight in reversed(levels[:-1]):  # push
+        height, width = weight.shape
+        coarse = _resize(colour, width, height, cv2.INTER_LINEAR)
+        colour = weight[..., None] * own + (1 - weight[..., None]) * coarse
+    return colour[..., 0] if squeeze else colour
+
+
+def fill_hole(image, mask, hole_fill=0.5):
+    """``image`` (H x W x C float in [0, 1]) with the hole (``mask`` H x W, 1 = hole) filled as
+    :class:`MaskedImageDataset` does it for ``hole_fill``: a constant, 'mean' (the mean colour of the
+    known pixels) or 'smooth' (:func:`push_pull_fill`). Known pixels are kept."""
+    image = np.asarray(image, np.float32)
+    mask = np.asarray(mask, np.float32)
+    check_hole_fill(hole_fill, 'fill_hole')
+    if hole_fill == 'smooth':
+        filled = push_pull_fill(image, 1 - mask)
+    else:
+        if hole_fill == 'mean':
+            known = mask < 0.5
+            fill = image[known].mean(axis=0) if known.any() else np.full(image.shape[2], 0.5, np.float32)
+        else:
+            fill = np.full(image.shape[2], float(hole_fill), np.float32)
+        filled = np.broadcast_to(fill[None, None, :], image.shape)
+    return (image * (1 - mask[..., None]) + filled * mask[..., None]).astype(np.float32)
+
+
 def _chw(image):
     return torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32))
 
@@ -110,13 +214,23 @@ class MaskedImageDataset(data.Dataset):
     ``io_backend: {type: lmdb}``), ``meta_info_file``, ``image_size`` (centre-crop and resize to this
     square first, PIL bicubic; the seed's 256 / 512), ``crop_size`` (random crop in training, centre
     crop otherwise), ``use_flip`` (horizontal, training), ``mask_mode``, ``dataroot_mask``, ``mask_pairing``,
-    ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``hole_fill`` (0.5, i.e.
-    0 in pix2pix's [-1, 1]; or 'mean': the mean colour of the known pixels).
+    ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``random_scale`` ([low, high]:
+    in training, the image is rescaled by a factor drawn uniformly from this range before the crop, area
+    interpolation when shrinking and bicubic when enlarging, the factor raised where needed so that the
+    image still holds ``crop_size``: the crop covers ``crop_size / factor`` pixels of the image, and only
+    those are resized; none by default), ``use_rot`` (false: in training, also a random
+    vertical flip and a random transpose, so with ``use_flip`` each crop is one of the 8 rotations and
+    mirrorings of the square), ``hole_fill``: what the hole
+    pixels of ``lq`` hold, a constant in [0, 1] (0.5, i.e. 0 in pix2pix's [-1, 1]: pix2pix's input),
+    'mean' (the mean colour of the known pixels) or 'smooth' (a push-pull pyramid fill, Gortler et al.
+    1996, :func:`push_pull_fill`: every hole pixel gets a smooth blend of the nearby known colours; pair
+    it with ``Pix2PixUNetGenerator(residual=True)`` so the network learns a correction of that fill).
+    :func:`fill_hole` is the same fill for code that builds inputs itself.
     """
 
     option_keys = frozenset({'dataroot_gt', 'meta_info_file', 'image_size', 'crop_size', 'use_flip', 'mask_mode',
                              'dataroot_mask', 'mask_pairing', 'box_x', 'box_y', 'random_box', 'random_mask',
-                             'mask_seed', 'hole_fill'})
+                             'mask_seed', 'hole_fill', 'random_scale', 'use_rot'})
 
     def __init__(self, opt):
         super().__init__()
@@ -133,10 +247,11 @@ class MaskedImageDataset(data.Dataset):
             value = opt.get(key)
             if value is not None and (int(value) != value or value < 8):
                 raise ValueError(f'{name}: {key} must be an integer >= 8, got {value!r}')
-        hole_fill = opt.get('hole_fill', 0.5)
-        if hole_fill != 'mean' and not (isinstance(hole_fill, (int, float)) and 0 <= hole_fill <= 1):
-            raise ValueError(f"{name}: hole_fill must be a value in [0, 1] or 'mean', got {hole_fill!r}")
-        self.hole_fill = hole_fill
+        self.hole_fill = check_hole_fill(opt.get('hole_fill', 0.5), name)
+        self.random_scale = check_random_scale(opt.get('random_scale'), name)
+        self.use_rot = opt.get('use_rot', False)
+        if not isinstance(self.use_rot, bool):
+            raise ValueError(f'{name}: use_rot must be true or false, got {self.use_rot!r}')
         try:
             self.box_x, self.box_y = inpaint_pairs.check_box(opt.get('box_x', inpaint_pairs.DEFAULT_BOX_X),
                                                              opt.get('box_y', inpaint_pairs.DEFAULT_BOX_Y))
@@ -193,6 +308,8 @@ class MaskedImageDataset(data.Dataset):
         gt = read_rgb(self.file_client, self.paths[index], 'gt')
         if self.image_size is not None:
             gt = inpaint_pairs.square_resize(gt, int(self.image_size))
+        if self.train_phase and self.random_scale is not None:
+            return np.ascontiguousarray(rescaled_crop(gt, random.uniform(*self.random_scale), self.crop_size))
         if self.crop_size is not None:
             size = int(self.crop_size)
             h, w = gt.shape[:2]
@@ -234,14 +351,14 @@ class MaskedImageDataset(data.Dataset):
         path = self.paths[index]
         gt = self.read_gt(index)
         if self.train_phase and self.opt.get('use_flip', True) and random.random() < 0.5:
-            gt = gt[:, ::-1]  # horizontal only: photos and faces are upright
+            gt = gt[:, ::-1]  # horizontal only unless use_rot: photos and faces are upright
+        if self.train_phase and self.use_rot:
+            if random.random() < 0.5:
+                gt = gt[::-1]
+            if random.random() < 0.5:
+                gt = gt.transpose(1, 0, 2)
         gt = gt.astype(np.float32) / 255.0
         mask, mask_path = self.make_mask(index, gt.shape[0], gt.shape[1])
-        if self.hole_fill == 'mean':
-            known = mask < 0.5
-            fill = gt[known].mean(axis=0) if known.any() else np.full(3, 0.5, np.float32)
-        else:
-            fill = np.full(3, float(self.hole_fill), np.float32)
-        lq = gt * (1 - mask[..., None]) + fill[None, None, :] * mask[..., None]
+        lq = fill_hole(gt, mask, self.hole_fill)
         return {'lq': _chw(lq), 'gt': _chw(gt), 'mask': torch.from_numpy(mask[None].copy()),
                 'lq_path': path, 'gt_path': path, 'mask_path': mask_path}

@@ -14,6 +14,8 @@ to it. Without the option (or ``false``) the behaviour is upstream's.
 """
 import functools
 
+import torch
+
 EMA_WARMUP_KEY = 'ema_warmup'
 
 
@@ -72,3 +74,25 @@ class EMAWarmupMixin:
         if decay > 0 and self._ema_iteration is not None and self.ema_warmup_enabled():
             decay = warmup_ema_decay(decay, max(0, self._ema_iteration - 1))  # BasicSR's iterations start at 1
         return super().model_ema(decay=decay)
+
+
+class EMABuffersMixin:
+    """Mixin that makes ``model_ema`` average the generator's buffers too (BatchNorm's running mean and
+    variance), with the same decay as the parameters; integer buffers (``num_batches_tracked``) are
+    copied. BasicSR's ``model_ema`` averages ``named_parameters()`` only, so the EMA copy of a
+    BatchNorm generator keeps its initial running statistics (mean 0, variance 1) and its eval-mode
+    outputs, which validation, the saved ``params_ema`` and inference use, are those of statistics
+    never measured. Put it after :class:`EMAWarmupMixin` in the bases, so it sees the decay in force.
+    """
+
+    def model_ema(self, decay=0.999):
+        result = super().model_ema(decay=decay)
+        net_g = self.get_bare_model(self.net_g)
+        own = dict(net_g.named_buffers())
+        with torch.no_grad():
+            for name, buffer in self.net_g_ema.named_buffers():
+                if buffer.is_floating_point():
+                    buffer.mul_(decay).add_(own[name].to(buffer.dtype), alpha=1 - decay)
+                else:
+                    buffer.copy_(own[name])
+        return result

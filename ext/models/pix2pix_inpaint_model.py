@@ -15,7 +15,7 @@ from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, tensor2img
-from ext.models.ema_warmup import EMAWarmupMixin
+from ext.models.ema_warmup import EMABuffersMixin, EMAWarmupMixin
 from ext.models.plateau_rule import LearningRatePlateau
 from ext.models.realesrgan_degradation import side_by_side
 from ext.models.validation_util import validation_image_path
@@ -40,7 +40,7 @@ def _write_png(path, image):
 
 
 @register()
-class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, SRModel):
+class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRModel):
     """Image inpainting with a conditional GAN: pix2pix (Isola et al., "Image-to-Image Translation
     with Conditional Adversarial Networks", CVPR 2017) and the seed's VGG-encoder generator.
 
@@ -53,7 +53,8 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, SRModel):
     ``GANLoss``, ``vanilla`` or ``lsgan``).
 
     Option keys, ``train`` (besides ``optim_g``, ``optim_d``, ``scheduler``, ``total_iter``,
-    ``warmup_iter``, ``ema_decay``, the losses):
+    ``warmup_iter``, ``ema_decay`` (the EMA copy averages the BatchNorm running statistics too, unlike
+    upstream's: :class:`~ext.models.ema_warmup.EMABuffersMixin`), ``ema_warmup``, the losses):
         conditional_d (bool, true): the discriminator also sees the generator's input.
         freeze_encoder_iters (int, 0): the generator's pretrained encoder (``encoder_parameters()``
             of ``VGGUNetGenerator``) is frozen for the first N *global* iterations, then trained, so

@@ -743,6 +743,10 @@ def _train_pipeline_stopping_cleanly(root_path):
     rank = _rank()
     if _distributed():  # BasicSR leaves the group up at the normal end; gloo's exit-time teardown can abort
         import torch.distributed as dist
+        try:  # every rank past its last collective before any closes its connections
+            dist.barrier()
+        except RuntimeError:  # a rank already gone: tear down what is left
+            pass
         dist.destroy_process_group()
     if stopped is None:
         return

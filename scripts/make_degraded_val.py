@@ -58,12 +58,11 @@ def main(argv=None):
         try:
             bgr = read_image(path, cv2.IMREAD_COLOR)
             name = osp.splitext(relative)[0]
-            lq = degrade(bgr[..., ::-1].astype(np.float32) / 255., name)
+            lq = degrade.uint8(bgr[..., ::-1], name)
         except (UnreadableImage, ValueError) as error:
             failures.append(f'{path}: {error}' if not str(error).startswith(path) else str(error))
             continue
-        lq_bgr = np.ascontiguousarray((lq[..., ::-1] * 255).round().clip(0, 255).astype(np.uint8))
-        write_image(osp.join(args.lq, f'{name}{DEGRADED_SUFFIX}.png'), lq_bgr)
+        write_image(osp.join(args.lq, f'{name}{DEGRADED_SUFFIX}.png'), np.ascontiguousarray(lq[..., ::-1]))
     print(f'{len(inputs) - len(failures)} degraded LQ images written to {args.lq} (seed {args.seed}, {args.opt})')
     report_unreadable(failures, what='images skipped')
     return 1 if failures and len(failures) == len(inputs) else 0

@@ -322,7 +322,8 @@ def infer(folder, output, options_path, model_path, suffix, budget):
     # tile_pad 48: RRDBNet's receptive field is far wider than Real-ESRGAN's default 10 (seams of up to 57
     # gray levels at tile 64 with pad 10, 7 with pad 48)
     run([osp.join(SCRIPTS, 'inference.py'), '-i', folder, '-o', output, '-opt', options_path, '--model_path', model_path,
-         '--tile', str(budget['tile']), '--tile_pad', str(budget['tile_pad']), '--device', 'cpu', '--suffix', suffix, '--ext', 'png'],
+         '--tile', str(budget['tile']), '--tile_pad', str(budget['tile_pad']), '--device', 'cpu', '--suffix', suffix,
+         '--ext', 'png'],
         f'inference.py ({suffix})')
 
 
@@ -475,16 +476,14 @@ def scratch_path(args, steps, data, photos, experiments):
         option = yaml.safe_load(handle)
     # One draw of so random a degradation is no measurement (its gain over bicubic spreads over ~3 dB), so the
     # check averages several; the picture shows the first.
-    degraded = []  # (result key, file stem, held-out entry)
+    degraded = []  # (result key, file stem, held-out photo)
     for draw in range(draws):
         degrade = TrainingDegradation(option, seed=1 + draw)
-        for entry in held_out:
-            name, _, original_path = entry
+        for name, _, original_path in held_out:
             stem = name if draw == 0 else f'{name}_draw{draw + 1}'
-            lq = degrade(cv2.imread(original_path)[..., ::-1].astype(np.float32) / 255., name)
-            write_image(osp.join(photos, 'lq_degraded', f'{stem}.png'),
-                        np.ascontiguousarray((lq[..., ::-1] * 255).round().clip(0, 255).astype(np.uint8)))
-            degraded.append((f'{name} degraded' + ('' if draw == 0 else f' (draw {draw + 1})'), stem, entry))
+            lq = degrade.uint8(cv2.imread(original_path)[..., ::-1], name)
+            write_image(osp.join(photos, 'lq_degraded', f'{stem}.png'), np.ascontiguousarray(lq[..., ::-1]))
+            degraded.append((f'{name} degraded' + ('' if draw == 0 else f' (draw {draw + 1})'), stem, name))
     inference_dir = osp.join(args.workdir, 'inference')
     model_path = osp.join(experiments, NAME, 'models', 'net_g_latest.pth')
     methods = [('bicubic', 'bicubic x4')] + ([('realesrnet', f'Real-ESRNet ({b["esrnet_iter"]} it)')] if esrnet_yml
@@ -496,18 +495,18 @@ def scratch_path(args, steps, data, photos, experiments):
 
     steps('scores (NIQE, PSNR/SSIM against the original) and side_by_side.png')
     results, rows = {}, []
-    inputs = [(name, name, lq_path, 'lq', (name, lq_path, original_path)) for name, lq_path, original_path in held_out]
-    inputs += [(key, stem, osp.join(photos, 'lq_degraded', f'{stem}.png'), 'lq_degraded', entry)
-               for key, stem, entry in degraded]
-    for key, stem, source, kind, (name, _, original_path) in sorted(inputs, key=lambda item: item[4][0]):
+    for name, lq_path, original_path in held_out:
         original = cv2.imread(original_path)
-        images = {'bicubic': bicubic_of(source, original.shape)}
-        for method, _ in methods[1:]:
-            images[method] = cv2.imread(osp.join(inference_dir, kind, f'{stem}_{method}.png'))
-        results[key] = {method: score(images[method], original) for method, _ in methods}
-        if stem == name:  # the picture: the clean input and the first degradation draw
-            rows.append([(images[m], f'{key}: {caption}' if m == 'bicubic' else caption, results[key][m])
-                         for m, caption in methods] + [(original, 'original', None)])
+        inputs = [(name, name, lq_path, 'lq')] + [(key, stem, osp.join(photos, 'lq_degraded', f'{stem}.png'),
+                                                   'lq_degraded') for key, stem, photo in degraded if photo == name]
+        for key, stem, source, kind in inputs:
+            images = {'bicubic': bicubic_of(source, original.shape)}
+            for method, _ in methods[1:]:
+                images[method] = cv2.imread(osp.join(inference_dir, kind, f'{stem}_{method}.png'))
+            results[key] = {method: score(images[method], original) for method, _ in methods}
+            if stem == name:  # the picture: the clean input and the first degradation draw
+                rows.append([(images[m], f'{key}: {caption}' if m == 'bicubic' else caption, results[key][m])
+                             for m, caption in methods] + [(original, 'original', None)])
     comparison = osp.join(args.workdir, 'side_by_side.png')
     side_by_side(rows, comparison)
     checks = []

@@ -4,7 +4,6 @@ import copy
 import math
 import os.path as osp
 import random
-import sys
 
 import cv2
 import numpy as np
@@ -21,10 +20,9 @@ from ext.losses.hole_weighted_l1_loss import HoleWeightedL1Loss
 from ext.losses.inpaint_perceptual_loss import InpaintPerceptualLoss
 from ext.models.plateau_rule import LearningRatePlateau, PlateauRule
 from ext.options import OptionError
-from helpers import REPO_ROOT, write_image_folder
+from helpers import REPO_ROOT, load_script, write_image_folder
 
-sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
-import create_lmdb  # noqa: E402
+create_lmdb = load_script('create_lmdb')
 
 
 def meta_shape(net, shape):

@@ -33,9 +33,10 @@ def photo_rgb(name, largest_side=None):
     return image
 
 
-def write_png(path, rgb):
+def write_image(path, rgb):
+    """Write RGB uint8 atomically in the format of the path's extension (PNG; BMP decodes ~6x faster)."""
     from ext.utils.atomic_io import atomic_write_bytes
-    ok, data = cv2.imencode('.png', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    ok, data = cv2.imencode(osp.splitext(path)[1], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
     if not ok:
         raise RuntimeError(f'could not encode {path}')
     os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)

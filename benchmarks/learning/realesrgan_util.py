@@ -20,7 +20,7 @@ def write_training_set(root, largest_side=384):
     """The training photos as PNGs under ``root/HR`` and their meta info; returns (dataroot, meta_info)."""
     names = []
     for name in common.TRAIN_PHOTOS:
-        common.write_png(osp.join(root, 'HR', f'{name}.png'), common.photo_rgb(name, largest_side))
+        common.write_image(osp.join(root, 'HR', f'{name}.png'), common.photo_rgb(name, largest_side))
         names.append(f'HR/{name}.png')
     meta = osp.join(root, 'meta_info.txt')
     from ext.utils.atomic_io import atomic_write_text
@@ -70,8 +70,7 @@ def held_out_inputs(seed=1, largest_side=256, draws=1, multiple=4):
         original = common.crop_to_multiple(common.photo_rgb(name, largest_side), multiple)
         h, w = original.shape[:2]
         clean = cv2.resize(original, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
-        degraded = [(degrade(original.astype(np.float32) / 255., name) * 255).round().clip(0, 255).astype(np.uint8)
-                    for degrade in degradations]
+        degraded = [degrade.uint8(original, name) for degrade in degradations]
         inputs[name] = (original, {'clean': clean, 'degraded': degraded})
     return inputs
 
@@ -93,7 +92,7 @@ def save_comparison(path, rows):
               for row in rows]
     width = max(s.shape[1] for s in strips)
     strips = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
-    common.write_png(path, np.concatenate(strips, axis=0))
+    common.write_image(path, np.concatenate(strips, axis=0))
     return path
 
 

@@ -92,8 +92,8 @@ def prepare_training_tiles(folder):
                 if min(hr.shape[:2]) < GT_SIZE:
                     continue
                 stem = f'{name}_{top:04d}_{left:04d}'
-                common.write_png(osp.join(hr_dir, f'{stem}.png'), hr)
-                common.write_png(osp.join(lr_dir, f'{stem}.png'), matlab_resize(hr, 1 / SCALE))
+                common.write_image(osp.join(hr_dir, f'{stem}.png'), hr)
+                common.write_image(osp.join(lr_dir, f'{stem}.png'), matlab_resize(hr, 1 / SCALE))
                 count += 1
     open(done, 'w').write(f'{count}\n')
     return hr_dir, lr_dir
@@ -233,9 +233,9 @@ def run(ctx):
                    'gan': super_resolve(gan_net, lr)}
         rows[name] = {key: common.psnr_y(image, hr) for key, image in outputs.items()}
         rows[name]['output_range'] = [int(outputs['psnr'].min()), int(outputs['psnr'].max())]
-        common.write_png(osp.join(pictures, f'{name}_bicubic_psnr_gan_hr.png'),
+        common.write_image(osp.join(pictures, f'{name}_bicubic_psnr_gan_hr.png'),
                          crop_panel([bicubic, outputs['psnr'], outputs['gan']], hr))
-        common.write_png(osp.join(pictures, f'{name}_psnr_stage.png'), outputs['psnr'])
+        common.write_image(osp.join(pictures, f'{name}_psnr_stage.png'), outputs['psnr'])
 
     mean = {key: float(np.mean([row[key] for row in rows.values()]))
             for key in ('bicubic', 'bicubic_cv2', 'init', 'psnr', 'gan')}

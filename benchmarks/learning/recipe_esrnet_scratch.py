@@ -71,6 +71,7 @@ def run(ctx):
             f'{photo} {np.mean(g):+.2f} ({", ".join(f"{x:+.2f}" for x in g)})' for photo, g in gains.items()),
         'draws where the model beats bicubic': f'{sum(x > 0 for g in gains.values() for x in g)} of '
                                                f'{sum(len(g) for g in gains.values())}',
-        'clean x4 downscales: bicubic / model PSNR-Y': f"{mean['clean']['bicubic']:.2f} / {mean['clean']['model']:.2f}"
-                                                       ' (trained to deblur and denoise, it over-sharpens clean inputs)',
+        'clean x4 downscales: bicubic / model PSNR-Y':
+            f"{mean['clean']['bicubic']:.2f} / {mean['clean']['model']:.2f} (trained on heavy degradations, it "
+            'smooths clean detail)',
         'picture (per photo: degraded draw 1 bicubic, model | clean bicubic, model | original)': picture})

@@ -86,7 +86,8 @@ thread; all with the pre-fill, the residual generator and the EMA, 5000 iteratio
 (*: the dataset then resized the whole photo and decoded a PNG per sample, 0.06 s per iteration; it now
 resizes only the crop's window and the photos are BMP. **: trained on three of the validation photos.)
 Each ingredient raised the score where it was added (rotations least, within noise); the seeds move the
-result by up to 0.5 dB, so the differences among the last six rows are within noise, but contrast_norm is what keeps every seed above the pre-fill (without it one seed
+result by up to 0.5 dB, so the differences among the last six rows are within noise, but contrast_norm is
+what keeps every seed above the pre-fill (without it one seed
 of three falls below, 30.65). More photos did not help (the three added are smooth microscopy, a retina
 and one view of a street scene). Not tried: weight decay; dropout (see above).
 
@@ -132,34 +133,9 @@ GREY_COPIES = True  # also train on grey copies of the colour training photos (t
 TRAIN_SIDE = 512  # largest side of the training photos as written (the held-out ones stay at LARGEST_SIDE)
 RANDOM_SCALE = [LARGEST_SIDE / TRAIN_SIDE, 1.0]  # the dataset rescales each training photo by a random factor
 USE_ROT = True  # the dataset's random rotations / vertical flips (use_rot)
-EXTRA_PHOTOS = ()  # training photos besides common.TRAIN_PHOTOS (never a held-out one)
 HOLE_WEIGHT, VALID_WEIGHT = 1.0, 0.0  # HoleWeightedL1Loss weights (valid 0: the hole only)
 CONTRAST_NORM = True  # the generator works in units of the known pixels' contrast (equivariant to gain/offset)
 RESIDUAL_SCALE = 2.0  # the correction is at most this many times the known pixels' standard deviation
-
-
-def training_photo(name, largest_side):
-    """A training photo of the scikit-image wheel; 'stereo_motorcycle_left' / '_right' are the two
-    colour views of ``skimage.data.stereo_motorcycle()``."""
-    if name.startswith('stereo_motorcycle_'):
-        import skimage.data
-        left, right, _ = skimage.data.stereo_motorcycle()
-        photo = np.ascontiguousarray(left if name.endswith('left') else right)
-        h, w = photo.shape[:2]
-        if largest_side and max(h, w) > largest_side:
-            factor = largest_side / max(h, w)
-            photo = cv2.resize(photo, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-        return photo
-    return common.photo_rgb(name, largest_side)
-
-
-def write_bmp(path, rgb):
-    """BMP: lossless like PNG, and decoded about 6x faster (the dataset reads a whole photo per sample)."""
-    from ext.utils.atomic_io import atomic_write_bytes
-    ok, data = cv2.imencode('.bmp', cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f'could not encode {path}')
-    atomic_write_bytes(path, data.tobytes())
 
 
 def write_photos(folder, names):
@@ -168,14 +144,14 @@ def write_photos(folder, names):
         if name in common.HELD_OUT_PHOTOS or name == 'cat':  # skimage's cat is chelsea
             raise ValueError(f'{name} is a held-out photo')
         path = osp.join(folder, f'{name}.bmp')
-        photo = training_photo(name, TRAIN_SIDE)
-        if not osp.isfile(path):
-            write_bmp(path, photo)
+        photo = common.photo_rgb(name, TRAIN_SIDE)
+        if not osp.isfile(path):  # BMP: lossless, and decoded ~6x faster than PNG (a whole photo per sample)
+            common.write_image(path, photo)
         grey_path = osp.join(folder, f'{name}_grey.bmp')
         is_colour = not (np.array_equal(photo[..., 0], photo[..., 1]) and np.array_equal(photo[..., 1], photo[..., 2]))
         if GREY_COPIES and is_colour and not osp.isfile(grey_path):
             grey = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
-            write_bmp(grey_path, np.repeat(grey[..., None], 3, axis=2))
+            common.write_image(grey_path, np.repeat(grey[..., None], 3, axis=2))
     return folder
 
 
@@ -208,7 +184,8 @@ def options(workdir, train_dir, total_iter):
         'manual_seed': 0,
         'datasets': {'train': {
             'name': 'photos', 'type': 'MaskedImageDataset', 'dataroot_gt': train_dir, 'crop_size': SIZE,
-            'use_flip': True, 'use_rot': USE_ROT, 'random_scale': RANDOM_SCALE, 'mask_mode': 'random', 'random_mask': BOX_MASKS, 'hole_fill': HOLE_FILL,
+            'use_flip': True, 'use_rot': USE_ROT, 'random_scale': RANDOM_SCALE, 'mask_mode': 'random',
+            'random_mask': BOX_MASKS, 'hole_fill': HOLE_FILL,
             'use_shuffle': True, 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 8, 'dataset_enlarge_ratio': 200,
             'prefetch_mode': None}},
         'network_g': {'type': 'Pix2PixUNetGenerator', 'in_channels': 4, 'out_channels': 3, 'image_size': SIZE,
@@ -242,7 +219,7 @@ def grid(rows, path):
     lines = [np.concatenate([x for panel in row for x in (panel, gap)][:-1], axis=1) for row in rows]
     spacer = np.full((2, lines[0].shape[1], 3), 255, np.uint8)
     picture = np.concatenate([x for line in lines for x in (line, spacer)][:-1], axis=0)
-    common.write_png(path, cv2.resize(picture, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
+    common.write_image(path, cv2.resize(picture, None, fx=3, fy=3, interpolation=cv2.INTER_NEAREST))
 
 
 def evaluate(net, samples):
@@ -277,7 +254,7 @@ def evaluate(net, samples):
 
 def run(ctx):
     total_iter = 10 if ctx.smoke else ITERATIONS
-    train_dir = write_photos(osp.join(ctx.workdir, 'train_photos'), common.TRAIN_PHOTOS + tuple(EXTRA_PHOTOS))
+    train_dir = write_photos(osp.join(ctx.workdir, 'train_photos'), common.TRAIN_PHOTOS)
     opt = options(ctx.workdir, train_dir, total_iter)
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.time()
@@ -319,7 +296,7 @@ def run(ctx):
         f'the model\'s input alone (hole_fill {HOLE_FILL!r}, dB)': f"{means['prefill']:.3f}",
         'per photo': '; '.join(f'{k}: {v}' for k, v in per_photo.items()),
         'training': f'{total_iter} iterations, {train_wall:.0f} s wall, {train_cpu:.0f} s CPU '
-                    f'(OMP threads {os.environ.get("OMP_NUM_THREADS", THREADS)})',
+                    f'(OMP threads {THREADS})',
         'grid': osp.join(ctx.workdir, 'grids', GRID_NAME),
     }
     return {'baseline': means[baseline_key], 'baseline_name': baseline_name, 'model': means['model'],

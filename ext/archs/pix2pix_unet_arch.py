@@ -115,7 +115,8 @@ class Pix2PixUNetGenerator(nn.Module):
         if not isinstance(contrast_norm, bool):
             raise ValueError(f'Pix2PixUNetGenerator: contrast_norm must be true or false, got {contrast_norm!r}')
         if contrast_norm and not residual:
-            raise ValueError('Pix2PixUNetGenerator: contrast_norm: true scales a correction, so it needs residual: true')
+            raise ValueError('Pix2PixUNetGenerator: contrast_norm: true scales a correction, so it needs '
+                             'residual: true')
         if (isinstance(residual_scale, bool) or not isinstance(residual_scale, (int, float))
                 or not 0 < residual_scale < float('inf')):
             raise ValueError(f'Pix2PixUNetGenerator: residual_scale must be a number > 0, got {residual_scale!r}')

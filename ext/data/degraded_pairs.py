@@ -77,3 +77,8 @@ class TrainingDegradation:
             kernel1, kernel2, sinc = self.kernel1()[None], self.kernel2()[None], self._sinc_kernel()[None]
             lq = self.degradation(gt, kernel1, kernel2, sinc)
         return lq[0].permute(1, 2, 0).numpy()
+
+    def uint8(self, gt_rgb, name):
+        """The same on an 8-bit RGB image: the LQ rounded to 8 bits, as a saved validation image."""
+        lq = self(np.asarray(gt_rgb, np.float32) / 255., name)
+        return (lq * 255).round().clip(0, 255).astype(np.uint8)

@@ -2,7 +2,7 @@
 
 Paper: Wang et al., "Real-ESRGAN: Training Real-World Blind Super-Resolution with Pure Synthetic
 Data", ICCVW 2021. BasicSR 1.4.2 ships this inside ``RealESRGANModel``/``RealESRNetModel`` with
-``.cuda()`` hard-coded; here it is composed from BasicSR's pieces (``DiffJPEG``, ``USMSharp``,
+``.cuda()`` hard-coded; here it is composed from BasicSR's pieces (``DiffJPEG``, ``USMSharp`` run separably,
 ``filter2D``, ``random_add_*_noise_pt``, ``paired_random_crop``) and lives on the model's device.
 
 - :class:`SecondOrderDegradation`: GT (+ the dataset's blur / sinc kernels) -> LQ.
@@ -29,7 +29,8 @@ from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.data.degradations import random_add_gaussian_noise_pt, random_add_poisson_noise_pt
 from basicsr.data.transforms import paired_random_crop
 from basicsr.metrics import calculate_metric
-from basicsr.utils import DiffJPEG, USMSharp, img_process_util, tensor2img
+from basicsr.utils import DiffJPEG, img_process_util, tensor2img
+from ext.models.usm_sharp import SeparableUSMSharp
 from ext.models.validation_util import validation_image_path
 from ext.options import OptionError
 from ext.utils.atomic_io import atomic_write_bytes
@@ -261,7 +262,7 @@ class RealESRGANDataSynthesisMixin:
     compute_gt_usm = False  # set ``self.gt_usm`` (USM-sharpened target) after each batch
 
     def setup_data_synthesis(self):
-        self.usm_sharpener = USMSharp().to(self.device)
+        self.usm_sharpener = SeparableUSMSharp().to(self.device)
         self.synthesizes_data = self.is_train and self.opt.get('high_order_degradation', True)
         self.degradation = self.pair_queue = None
         if self.synthesizes_data:

@@ -397,7 +397,8 @@ class Upscaler:
 
 
 def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_key='auto', scale=None, tile=0,
-                  tile_pad='auto', pre_pad=0, size_multiple=None, device='auto', fp16=False, verbose=False):
+                  tile_pad='auto', pre_pad=0, size_multiple=None, device='auto', fp16=False, verbose=False,
+                  self_ensemble=False):
     """Load a network and return an :class:`Upscaler` (see the module docstring for the network sources).
 
     Args:
@@ -415,6 +416,8 @@ def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_ke
         size_multiple (int): pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for x1).
         device (str): ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
         fp16 (bool): half precision (CUDA only).
+        self_ensemble (bool): average over the 8 flips / transposes of each tile (8x slower; not for
+            reference-based networks).
     """
     import torch
 
@@ -435,6 +438,9 @@ def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_ke
     if loaded.in_channels not in (1, 3):
         raise UsageError(f'{loaded.description} takes {loaded.in_channels} input channels; only 1- (gray) and '
                          f'3-channel (RGB) networks are supported')
+    if self_ensemble and loaded.takes_reference:
+        raise UsageError(f'--self_ensemble flips the input only, not the reference; {loaded.description} takes a '
+                         'reference image: drop --self_ensemble')
     if fp16 and not loaded.supports_half:
         raise UsageError(f'{loaded.description} does not support fp16; drop --fp16')
     net = loaded.net.to(device)
@@ -460,7 +466,8 @@ def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_ke
             if verbose:
                 print(f'tile_pad {tile_pad} ({source})', file=sys.stderr)
     tiler = TiledUpscaler(net, loaded.scale, tile=tile, tile_pad=int(tile_pad), pre_pad=pre_pad,
-                          size_multiple=multiple, min_size=loaded.min_size, device=device, dtype=dtype)
+                          size_multiple=multiple, min_size=loaded.min_size, device=device, dtype=dtype,
+                          self_ensemble=self_ensemble)
     return Upscaler(loaded, tiler, source)
 
 
@@ -573,7 +580,8 @@ def run_cli(args, prog='inference.py'):
         upscaler = load_upscaler(args.model_path, opt=args.opt, arch=args.arch,
                                  arch_args=args.arch_args if args.arch else None, param_key=args.param_key,
                                  scale=args.scale, tile=args.tile, tile_pad=tile_pad, pre_pad=args.pre_pad,
-                                 size_multiple=args.size_multiple, device=args.device, fp16=args.fp16)
+                                 size_multiple=args.size_multiple, device=args.device, fp16=args.fp16,
+                                 self_ensemble=args.self_ensemble)
         _, failures = upscale_paths(upscaler, args.input, args.output, suffix=args.suffix, ext=args.ext,
                                     ref=args.ref, alpha_upsampler=args.alpha_upsampler, outscale=args.outscale)
     except UsageError as error:

@@ -62,6 +62,9 @@ def build_parser():
     parser.add_argument('--size_multiple', type=int,
                         help='pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for x1)')
     parser.add_argument('--fp16', action='store_true', help='half precision (CUDA devices only)')
+    parser.add_argument('--self_ensemble', action='store_true',
+                        help='average the outputs for the 8 flips/transposes of each tile (EDSR+ geometric '
+                        'self-ensemble): 8x slower, a slightly higher PSNR; not for reference-based networks')
     parser.add_argument('--device', default='auto', help='cpu, cuda, cuda:1, ... (default: cuda when available)')
     parser.add_argument('--ref', help='reference image, or folder of references matched to inputs by file name, '
                         'for reference-based networks (TTSR)')

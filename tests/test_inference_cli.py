@@ -219,10 +219,43 @@ def test_reference_based_network_gets_the_matching_reference(tmp_path, monkeypat
     assert len(os.listdir(tmp_path / 'single')) == 3
 
 
+def dihedral_average(net, bgr):
+    """The geometric self-ensemble written out: the 8 flips/transposes of the image, each output mapped back."""
+    x = torch.from_numpy(bgr[:, :, ::-1].astype(np.float32) / 255).permute(2, 0, 1)[None]
+    outputs = []
+    with torch.no_grad():
+        for turns in range(4):
+            for mirror in (False, True):
+                view = torch.rot90(x.flip(3) if mirror else x, turns, (2, 3))
+                y = torch.rot90(net(view), -turns, (2, 3))
+                outputs.append(y.flip(3) if mirror else y)
+    y = torch.stack(outputs).mean(0).clamp(0, 1)[0].permute(1, 2, 0).numpy()[:, :, ::-1]
+    return np.round(y * 255).astype(np.uint8)
+
+
+def test_self_ensemble_averages_the_eight_flips_and_transposes(tmp_path, srvgg, monkeypatch, capsys):
+    net, model_path = srvgg
+    rgb = photo_bgr(24, 30)
+    cv2.imwrite(str(tmp_path / 'lr.png'), rgb)
+    base = ['-i', str(tmp_path / 'lr.png'), '--model_path', model_path, '--tile', '16', '--tile_pad', '8']
+    assert inference.main(base + ['-o', str(tmp_path / 'plain')]) == 0
+    assert inference.main(base + ['-o', str(tmp_path / 'ensemble'), '--self_ensemble']) == 0
+    plain, ensemble = read(tmp_path / 'plain' / 'lr_out.png'), read(tmp_path / 'ensemble' / 'lr_out.png')
+    assert np.abs(ensemble.astype(int) - dihedral_average(net, rgb)).max() <= 1  # tiled, seamless
+    assert np.abs(ensemble.astype(int) - plain).max() > 8  # a random network is far from flip-equivariant
+    # reference-based networks: the reference would not be flipped with the input
+    monkeypatch.setitem(ARCH_REGISTRY._obj_map, 'TinyReferenceNet', TinyReferenceNet)
+    torch.save({'params': TinyReferenceNet().state_dict()}, tmp_path / 'ref_net.pth')
+    assert inference.main(['-i', str(tmp_path / 'lr.png'), '-o', str(tmp_path / 'ref_out'), '--arch',
+                           'TinyReferenceNet', '--model_path', str(tmp_path / 'ref_net.pth'), '--scale', '2',
+                           '--ref', str(tmp_path / 'lr.png'), '--self_ensemble']) == 2
+    assert '--self_ensemble flips the input only' in capsys.readouterr().err
+
+
 def test_help_lists_the_flags():
     result = run_script([INFERENCE_PY, '--help'], cwd=REPO_ROOT)
     for flag in ('--model_path', '-opt', '--arch_args', '--outscale', '--tile', '--tile_pad', '--pre_pad', '--fp16',
-                 '--suffix', '--ext', '--device', '--ref'):
+                 '--suffix', '--ext', '--device', '--ref', '--self_ensemble'):
         assert flag in result.stdout
 
 

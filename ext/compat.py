@@ -2,8 +2,9 @@
 
 BasicSR 1.4.2 is the newest release; on torch >= 2.6 / torchvision >= 0.17 it cannot be
 imported, cannot resume or run DDP without CUDA, restarts from iteration 0 when launched
-from another directory, writes checkpoints non-atomically and restarts the epoch's data
-order on resume. Each fix below is small, named after what it fixes, and has a test in
+from another directory, writes checkpoints non-atomically, restarts the epoch's data
+order on resume and stops short of ``total_iter`` when the data is not a multiple of the
+batch. Each fix below is small, named after what it fixes, and has a test in
 ``tests/test_compat.py`` that fails without it. The originals are kept in ``ORIGINALS``.
 
 Importing this module applies the import shim; :func:`apply` (called by ``import ext``)
@@ -13,6 +14,7 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
 import os
 import random
 import re
@@ -468,8 +470,34 @@ class ResumableEnlargedSampler(EnlargedSampler):
             yield index if self.seed is None else (index, sample_seed(self.seed, self.rank, self.epoch, position))
 
 
+def epochs_reaching_total_iter(result, opt, logger):
+    """``create_train_val_dataloader``'s result with an epoch count that reaches ``total_iter``.
+
+    BasicSR counts ``ceil(samples / batch)`` iterations per epoch, but its loader drops the last incomplete batch,
+    so a run whose data is not a multiple of the batch ended early without a word (the demo's 38 images at batch 4
+    trained 1,809 of 2,000 iterations; 10 images at batch 4, 1,336). Epochs are counted with the loader's length.
+    """
+    train_loader, train_sampler, val_loaders, total_epochs, total_iters = result
+    if train_loader is None:
+        return result
+    per_epoch = len(train_loader)
+    if per_epoch == 0:
+        from ext.options import OptionError
+        train = opt['datasets']['train']
+        raise OptionError(f"datasets.train: {len(train_loader.dataset)} samples (dataset_enlarge_ratio "
+                          f"{train.get('dataset_enlarge_ratio', 1)}) do not fill one batch of batch_size_per_gpu "
+                          f"{train['batch_size_per_gpu']} x {opt.get('world_size', 1)} process(es); the loader drops "
+                          'incomplete batches, so nothing would be trained')
+    needed = math.ceil(total_iters / per_epoch)
+    if needed > total_epochs:
+        logger.info(f'{per_epoch} full batches per epoch (the last incomplete one is dropped): {needed} epochs '
+                    f'for {total_iters} iterations.')
+    return train_loader, train_sampler, val_loaders, max(total_epochs, needed), total_iters
+
+
 def _create_dataloaders_resumable(opt, logger):
-    result = ORIGINALS['basicsr.train.create_train_val_dataloader'](opt, logger)
+    result = epochs_reaching_total_iter(ORIGINALS['basicsr.train.create_train_val_dataloader'](opt, logger), opt,
+                                        logger)
     train_loader, train_sampler = result[0], result[1]
     if isinstance(train_sampler.dataset, PerSampleSeededDataset):
         train_sampler.seed = opt['manual_seed']

@@ -9,6 +9,7 @@ import torch
 import yaml
 
 import ext  # noqa: F401
+import basicsr.train as basicsr_train
 from basicsr.models.base_model import BaseModel
 from basicsr.utils import img_process_util
 from ext import compat
@@ -416,3 +417,27 @@ def test_a_distributed_run_that_ends_normally_tears_its_process_group_down(monke
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+
+
+def test_training_reaches_total_iter_when_the_data_is_not_a_multiple_of_the_batch(tmp_path):
+    """5 pairs at batch 2: BasicSR counted 3 iterations per epoch where its loader (drop_last) gives 2, so a
+    12-iteration run ended after 5 epochs x 2 = 10 iterations. The fix counts epochs with the loader's length."""
+    from helpers import base_train_options, read_logs, run_train, write_paired_folders
+    gt, lq = write_paired_folders(str(tmp_path / 'pairs'), 5, 64)
+    opt = base_train_options('epochs', str(tmp_path), gt, lq, total_iter=12)
+    opt['logger']['save_checkpoint_freq'] = 12
+    run_train(opt, str(tmp_path))
+    models = osp.join(opt['path']['experiments_root'], 'models')
+    assert osp.isfile(osp.join(models, 'net_g_12.pth')), sorted(os.listdir(models))
+    assert 'iter:      12,' in read_logs(opt['path']['experiments_root'])
+    original = compat.ORIGINALS['basicsr.train.create_train_val_dataloader']
+    assert original is not basicsr_train.create_train_val_dataloader
+
+
+def test_a_dataset_smaller_than_one_batch_is_an_option_error(tmp_path):
+    from helpers import base_train_options, run_train, write_paired_folders
+    gt, lq = write_paired_folders(str(tmp_path / 'pairs'), 1, 64)
+    opt = base_train_options('tiny', str(tmp_path), gt, lq, total_iter=4)
+    result = run_train(opt, str(tmp_path), check=False)
+    assert result.returncode != 0
+    assert 'datasets.train: 1 samples' in result.stderr and 'batch_size_per_gpu 2' in result.stderr

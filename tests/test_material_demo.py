@@ -83,6 +83,6 @@ def test_from_scratch_demo_on_minimal_budget(tmp_path):
     assert not osp.exists(osp.join(workdir, 'pretrained'))  # no released weights on this path
     scores = json.load(open(osp.join(workdir, 'metrics.json')))['per_photo']
     assert set(scores) == {'chelsea', 'chelsea degraded'}
-    assert set(scores['chelsea degraded']) == {'bicubic', 'realesrnet', 'aesrgan'}
-    assert 'Real-ESRNet PSNR-Y' in result.stdout and 'held-out photos degraded the training way' in result.stdout
+    assert set(scores['chelsea degraded']) == {'bicubic', 'realesrnet', 'realesrnet_x8', 'aesrgan'}
+    assert 'Real-ESRNet (x8 self-ensemble) PSNR-Y' in result.stdout and 'degraded the training way' in result.stdout
     assert cv2.imread(osp.join(workdir, 'side_by_side.png')) is not None

@@ -249,7 +249,7 @@ class TiledUpscaler:
         total = None
         for transpose in (False, True):
             for flip_dims in ((), (3, ), (2, ), (2, 3)):
-                view = tensor.transpose(2, 3) if transpose else tensor
+                view = tensor.transpose(2, 3).contiguous() if transpose else tensor  # ONNX wants dense input
                 result = self.net(view.flip(flip_dims) if flip_dims else view)
                 result = result[0] if isinstance(result, (list, tuple)) else result
                 result = result.flip(flip_dims) if flip_dims else result

@@ -252,7 +252,10 @@ PROGRESS = TrainProgress()
 def _save_training_state_resumable(self, epoch, current_iter):
     """BasicSR's .state plus, for every rank, its random states and its model's extra state (e.g.
     the training-pair queue, different on each rank), gathered on rank 0 which writes the file."""
-    if current_iter == -1:
+    if current_iter == -1:  # the end of training: BasicSR saves the *_latest networks only
+        epoch, current_iter = _final_position(self)
+        if current_iter is not None:  # a checkpoint of the last iteration, as a periodic one (resume needs both)
+            self.save(epoch, current_iter)
         return
     mine = {'rng': _rng_state()}
     if hasattr(self, 'extra_training_state'):
@@ -272,6 +275,21 @@ def _save_training_state_resumable(self, epoch, current_iter):
         state['extra_by_rank'] = [each['extra'] for each in per_rank]
     path = osp.join(self.opt['path']['training_states'], f'{current_iter}.state')
     _save_with_retry(state, path, 'training state')
+
+
+def _final_position(model):
+    """(epoch, iteration) for a ``.state`` at the end of training, or (None, None) when one exists already.
+
+    BasicSR writes no state at the end unless ``total_iter`` is a multiple of ``save_checkpoint_freq``, so
+    ``--auto_resume`` on a finished run went back to the last periodic state and trained its tail again. The
+    rule needs no file check, so every rank of a distributed run takes the same branch of the collective.
+    """
+    current_iter, per_epoch = PROGRESS.current_iter, PROGRESS.iters_per_epoch
+    if PROGRESS.model is not model or current_iter is None or not per_epoch:
+        return None, None  # nothing trained in this process (e.g. a run resumed at its end)
+    if current_iter % int(model.opt['logger']['save_checkpoint_freq']) == 0:
+        return None, None  # the periodic save of the last iteration wrote it
+    return (current_iter - 1) // per_epoch, current_iter  # the epoch whose batch it was
 
 
 def own_rank_entry(entries, rank, what):

@@ -441,3 +441,23 @@ def test_a_dataset_smaller_than_one_batch_is_an_option_error(tmp_path):
     result = run_train(opt, str(tmp_path), check=False)
     assert result.returncode != 0
     assert 'datasets.train: 1 samples' in result.stderr and 'batch_size_per_gpu 2' in result.stderr
+
+
+def test_a_finished_run_resumes_at_its_end_instead_of_training_its_tail_again(tmp_path):
+    """total_iter 5, checkpoints every 2: BasicSR left states 2 and 4 only, so --auto_resume on the finished
+    run went back to 4 and trained iteration 5 again. The end of training now writes 5.state."""
+    from helpers import base_train_options, iteration_logs, read_logs, run_train, write_paired_folders
+    gt, lq = write_paired_folders(str(tmp_path / 'pairs'), 4, 64)
+    opt = base_train_options('finished', str(tmp_path), gt, lq, total_iter=5)
+    run_train(opt, str(tmp_path))
+    states = osp.join(opt['path']['experiments_root'], 'training_states')
+    assert sorted(os.listdir(states)) == ['2.state', '4.state', '5.state']
+    assert torch.load(osp.join(states, '5.state'), weights_only=True)['epoch'] == 2  # 2 batches per epoch
+    for name in os.listdir(opt['path']['experiments_root']):
+        if name.endswith('.log'):
+            os.remove(osp.join(opt['path']['experiments_root'], name))
+    run_train(opt, str(tmp_path), extra_args=['--auto_resume'])
+    log = read_logs(opt['path']['experiments_root'])
+    assert 'Resuming training from epoch: 2, iter: 5' in log
+    assert not iteration_logs(log.split('Resuming training from')[1])  # nothing trained again
+    assert sorted(os.listdir(states)) == ['2.state', '4.state', '5.state']

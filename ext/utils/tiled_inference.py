@@ -124,8 +124,8 @@ def _probe_image(height, width, in_channels, seed=0):
     return torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).unsqueeze(0)
 
 
-def _forward(net, tensor):
-    result = net(tensor)
+def _forward(net, tensor, **extra_inputs):
+    result = net(tensor, **extra_inputs)
     return result[0] if isinstance(result, (list, tuple)) else result
 
 
@@ -244,14 +244,12 @@ class TiledUpscaler:
 
     def _run(self, tensor):
         if not self.self_ensemble:
-            result = self.net(tensor, **self.extra_inputs)
-            return result[0] if isinstance(result, (list, tuple)) else result
+            return _forward(self.net, tensor, **self.extra_inputs)
         total = None
         for transpose in (False, True):
             for flip_dims in ((), (3, ), (2, ), (2, 3)):
                 view = tensor.transpose(2, 3).contiguous() if transpose else tensor  # ONNX wants dense input
-                result = self.net(view.flip(flip_dims) if flip_dims else view)
-                result = result[0] if isinstance(result, (list, tuple)) else result
+                result = _forward(self.net, view.flip(flip_dims) if flip_dims else view)
                 result = result.flip(flip_dims) if flip_dims else result
                 result = (result.transpose(2, 3) if transpose else result).float()
                 total = result if total is None else total.add_(result)

@@ -1,17 +1,21 @@
 """BasicSR / MMEngine plug-in: A-ESRGAN, TTSR, ESRGAN recipes and their data tools.
 
-Importing ``ext`` fixes BasicSR 1.4.2 for today's stack (:mod:`ext.compat`) and imports every
-module named ``*_arch.py``, ``*_model.py``, ``*_dataset.py``, ``*_loss.py`` or ``*_metric.py``
-under this package, so that their ``@register()`` decorators run: adding a component is
-adding a file.
+Importing ``ext`` does two things, here and nowhere else:
+
+1. it applies the table of :mod:`ext.engine.patching`: the fixes to BasicSR 1.4.2 for today's stack
+   (:mod:`ext.compat`) and the package's training engine (:mod:`ext.engine`) in BasicSR's loop;
+2. it imports every module named ``*_arch.py``, ``*_model.py``, ``*_dataset.py``, ``*_loss.py`` or
+   ``*_metric.py`` under this package, so that their ``@register()`` decorators run: adding a
+   component is adding a file.
 """
 import importlib
 import os
 import os.path as osp
 
-from ext import compat
+from ext import compat  # noqa: F401  (first: its import shim must precede every import of basicsr)
+from ext.engine import patching
 
-compat.apply()
+patching.apply()
 
 from ext.registry import MODULE_SUFFIXES  # noqa: E402
 

@@ -20,7 +20,6 @@ Example::
 Images are numpy arrays in OpenCV's layout (gray, BGR, BGRA; uint8, uint16 or float in [0, 1]); they come
 back in the same mode and depth.
 """
-import difflib
 import inspect
 import json
 import os
@@ -30,6 +29,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+
+from ext.errors import InputError, UsageError
+from ext.registry import closest, registry_get
 
 __all__ = ['Upscaler', 'UsageError', 'InputError', 'load_upscaler', 'load_network', 'read_image', 'write_image',
            'read_reference', 'upscale_paths', 'IMAGE_EXTENSIONS']
@@ -41,14 +43,6 @@ ONNX_EXTENSIONS = ('.onnx', )
 # Constructor flags that only matter for training initialisation: every weight comes from the checkpoint
 # (loaded strictly), so e.g. TTSR's texture extractor need not find ImageNet VGG19 weights on disk.
 INFERENCE_INIT_OVERRIDES = {'load_pretrained_vgg': False}
-
-
-class UsageError(Exception):
-    """Bad options or a model that cannot be built/loaded: nothing can be processed."""
-
-
-class InputError(Exception):
-    """One input cannot be processed; the others still are."""
 
 
 # --------------------------------------------------------------------------------------------- model
@@ -109,13 +103,11 @@ def build_network(arch_opt, where):
     name = arch_opt.pop('type', None)
     if not name:
         raise UsageError(f'{where}: no network type given')
-    known = list(ARCH_REGISTRY._obj_map)
-    # BasicSR registers some of its archs as '<name>_basicsr' and resolves the bare name to them
-    cls = ARCH_REGISTRY._obj_map.get(name) or ARCH_REGISTRY._obj_map.get(f'{name}_basicsr')
+    cls = registry_get(ARCH_REGISTRY, name)
     if cls is None:
-        close = difflib.get_close_matches(name, known + [k[:-len('_basicsr')] for k in known if k.endswith('_basicsr')],
-                                          n=5)
-        raise UsageError(f'{where}: unknown architecture {name!r}' + (f'; did you mean {close}?' if close else ''))
+        # BasicSR registers some of its archs as '<name>_basicsr' and resolves the bare name to them
+        known = [key[:-len('_basicsr')] if key.endswith('_basicsr') else key for key in ARCH_REGISTRY.keys()]
+        raise UsageError(f'{where}: unknown architecture {name!r}{closest(name, known)}')
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):

@@ -8,7 +8,6 @@
    misspelled component types and missing files fail with one message that names the file,
    the key and the closest valid name.
 """
-import difflib
 import inspect
 import os.path as osp
 import sys
@@ -16,10 +15,12 @@ import sys
 import torch
 import yaml
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.utils import options as basicsr_options
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
+from ext.engine.resume import saved_state_iterations
+from ext.registry import closest, registry_get
+from ext.errors import OptionError
 from ext.utils import checkpoint, pretrained
 
 LOADER_KEYS = frozenset({
@@ -49,42 +50,6 @@ PATH_KEYS = frozenset({'resume_state', 'experiments_root', 'results_root', 'mode
                        'visualization', 'ignore_resume_networks', 'vgg_weights'})
 PATH_KEY_PREFIXES = ('pretrain_network_', 'param_key_', 'strict_load_')
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
-
-
-class OptionError(ValueError):
-    """One or more problems in an option file; the message lists each with its key."""
-
-
-def _typo_distance(a, b):
-    """Edit distance counting a swap of neighbours as one edit (optimal string alignment)."""
-    a, b = a.lower(), b.lower()
-    previous2, previous = None, list(range(len(b) + 1))
-    for i in range(1, len(a) + 1):
-        current = [i] + [0] * len(b)
-        for j in range(1, len(b) + 1):
-            cost = a[i - 1] != b[j - 1]
-            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
-            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
-                current[j] = min(current[j], previous2[j - 2] + 1)
-        previous2, previous = previous, current
-    return previous[-1]
-
-
-def closest(name, candidates):
-    """'; did you mean X?' for the likeliest intended name, or ''."""
-    name, candidates = str(name), sorted({str(c) for c in candidates})
-    if not candidates:
-        return ''
-    best = min(candidates, key=lambda c: (_typo_distance(name, c), abs(len(c) - len(name))))
-    if _typo_distance(name, best) > max(2, len(name) // 3):
-        matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-        best = matches[0] if matches else None
-    return f"; did you mean '{best}'?" if best else ''
-
-
-def _registry_get(registry, name):
-    """BasicSR's lookup (including its ``_basicsr`` fallback) without its print."""
-    return registry._obj_map.get(name) or registry._obj_map.get(f'{name}_basicsr')
 
 
 def _uses_vgg_weights(loss_class):
@@ -126,7 +91,7 @@ class _Validator:
         if not isinstance(spec, dict) or 'type' not in spec:
             self.error(key, f'expected a mapping with a "type" ({kind} name), got {spec!r}')
             return None
-        obj = _registry_get(registry, spec['type'])
+        obj = registry_get(registry, spec['type'])
         if obj is None:
             self.error(f'{key}.type', f"unknown {kind} '{spec['type']}'{closest(spec['type'], registry.keys())}")
             return None
@@ -147,7 +112,7 @@ class _Validator:
         if model_type is None:
             self.error('model_type', 'missing (e.g. SRModel, ESRGANModel)')
             return None
-        model_class = _registry_get(MODEL_REGISTRY, model_type)
+        model_class = registry_get(MODEL_REGISTRY, model_type)
         if model_class is None:
             self.error('model_type', f"unknown model '{model_type}'{closest(model_type, MODEL_REGISTRY.keys())}")
         return model_class
@@ -166,7 +131,7 @@ class _Validator:
             if not isinstance(spec, dict) or 'type' not in spec:
                 self.error(key, 'expected a mapping with a "type" (dataset name)')
                 continue
-            dataset_class = _registry_get(DATASET_REGISTRY, spec['type'])
+            dataset_class = registry_get(DATASET_REGISTRY, spec['type'])
             if dataset_class is None:
                 self.error(f'{key}.type',
                            f"unknown dataset '{spec['type']}'{closest(spec['type'], DATASET_REGISTRY.keys())}")
@@ -241,7 +206,7 @@ class _Validator:
     def paths(self):
         path = self.opt.get('path') or {}
         self.unknown_keys('path', path, PATH_KEYS, extra_ok=lambda k: k.startswith(PATH_KEY_PREFIXES))
-        if self.opt.get('is_train', True) and self.opt.get('auto_resume') and compat.saved_state_iterations(self.opt):
+        if self.opt.get('is_train', True) and self.opt.get('auto_resume') and saved_state_iterations(self.opt):
             # the run's own checkpoints replace the pretrained networks (the states are read once, by the resume;
             # should none be usable, loading a missing pretrained network still fails with its source)
             return
@@ -335,7 +300,7 @@ def _use_output_root(opt, args, root_path, is_train):
 
 def parse_options(root_path, is_train=True):
     """Drop-in for ``basicsr.utils.options.parse_options``: returns ``(opt, args)``."""
-    opt, args = basicsr_options.parse_options(root_path, is_train)  # with compat's --local-rank fix
+    opt, args = basicsr_options.parse_options(root_path, is_train)  # with ext.compat's --local-rank fix
     source = osp.abspath(args.opt)
     resolve_paths(opt, root_path)
     _use_output_root(opt, args, root_path, is_train)

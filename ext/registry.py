@@ -14,12 +14,13 @@ into both, so one component serves both hosts::
 A name that BasicSR or another plugin already uses fails at import with
 :class:`RegistryConflictError`, instead of BasicSR's bare ``AssertionError``.
 """
+import difflib
+
 from mmengine.registry import DATASETS as MMENGINE_DATASETS
 from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
-from ext import compat  # noqa: F401  (basicsr cannot be imported before the shims)
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
 
@@ -113,3 +114,36 @@ def register(kind=None, *, name=None, aliases=()):
         return obj
 
     return decorator
+
+
+# --- looking names up ----------------------------------------------------------------------------------
+def _typo_distance(a, b):
+    """Edit distance counting a swap of neighbours as one edit (optimal string alignment)."""
+    a, b = a.lower(), b.lower()
+    previous2, previous = None, list(range(len(b) + 1))
+    for i in range(1, len(a) + 1):
+        current = [i] + [0] * len(b)
+        for j in range(1, len(b) + 1):
+            cost = a[i - 1] != b[j - 1]
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + cost)
+            if i > 1 and j > 1 and a[i - 1] == b[j - 2] and a[i - 2] == b[j - 1]:
+                current[j] = min(current[j], previous2[j - 2] + 1)
+        previous2, previous = previous, current
+    return previous[-1]
+
+
+def closest(name, candidates):
+    """'; did you mean X?' for the likeliest intended name, or ''."""
+    name, candidates = str(name), sorted({str(c) for c in candidates})
+    if not candidates:
+        return ''
+    best = min(candidates, key=lambda c: (_typo_distance(name, c), abs(len(c) - len(name))))
+    if _typo_distance(name, best) > max(2, len(name) // 3):
+        matches = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+        best = matches[0] if matches else None
+    return f"; did you mean '{best}'?" if best else ''
+
+
+def registry_get(registry, name):
+    """BasicSR's lookup (including its ``_basicsr`` fallback) without its print; None when unknown."""
+    return registry._obj_map.get(name) or registry._obj_map.get(f'{name}_basicsr')

@@ -70,7 +70,9 @@ def test_this_packages_datasets_say_empty_file(tmp_path):
 
 def test_replacement_draws_are_deterministic_and_each_bad_file_logged_once(spoilt_pairs):
     from basicsr.utils import get_root_logger
-    from ext.compat import BadFileGuard, BadTrainingData, PerSampleSeededDataset, sample_seed
+    from ext.engine.bad_data import BadFileGuard, BadTrainingData
+    from ext.engine.sampling import PerSampleSeededDataset
+    from ext.engine.seeding import sample_seed
     gt_dir, lq_dir, meta, bad = spoilt_pairs
     draws = [(index, sample_seed(0, 0, 0, index)) for index in range(40)]
     records = []

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from ext.compat import PerSampleSeededDataset, sample_seed
+from ext.engine.sampling import PerSampleSeededDataset
+from ext.engine.seeding import sample_seed
 from ext.data.esrgan_paired_dataset import ESRGANPairedDataset
 from helpers import REPO_ROOT, run_script, write_image_folder, write_paired_folders
 

@@ -128,15 +128,16 @@ def test_saturation_guard_warns_after_patience_and_ignores_white_ground_truth():
     assert 'saturated outputs at iteration 4' in records[0].getMessage()
     assert '2 iterations in a row' in records[0].getMessage()
     stop = SaturationGuard.from_options({'action': 'stop'})
-    from ext import compat
-    compat.STOP.reset()
+    from ext.engine.stopping import STOP
+    from ext.errors import EXIT_GUARD
+    STOP.reset()
     try:  # a stop is asked of the training loop, which every rank leaves together after the iteration
         stop.check(0.9, 'validation on faces', persistent=False)
-        reason, exit_code, save_checkpoint = compat.STOP.request
+        reason, exit_code, save_checkpoint = STOP.request
     finally:
-        compat.STOP.reset()
+        STOP.reset()
     assert reason.startswith(f'{OutputSaturationError.__name__}: saturated outputs at validation on faces')
-    assert exit_code == compat.EXIT_GUARD and not save_checkpoint
+    assert exit_code == EXIT_GUARD and not save_checkpoint
     assert SaturationGuard.from_options({'action': 'off'}) is None and SaturationGuard.from_options(None) is None
     with pytest.raises(OptionError, match=r'saturation_guard.patiense.*saturation_guard.action'):
         SaturationGuard.from_options({'patiense': 3, 'action': 'halt'})

@@ -75,7 +75,7 @@ def test_training_checkpoints_and_states_follow_the_umask(tmp_path, umask):
     opt['path'] = {'pretrain_network_g': None, 'strict_load_g': True, 'resume_state': None,
                    'models': str(models), 'training_states': str(states)}
     model = build_model(opt)
-    model.save(0, 2)  # net_g_2.pth (params + params_ema) and 2.state, through ext.compat's atomic writers
+    model.save(0, 2)  # net_g_2.pth (params + params_ema) and 2.state, through ext.compat's atomic writers (ext.engine.resume for the .state)
     assert sorted(os.listdir(models)) == ['net_g_2.pth'] and sorted(os.listdir(states)) == ['2.state']
     assert_normal_files(tmp_path, umask)
 

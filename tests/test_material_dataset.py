@@ -189,8 +189,9 @@ def test_flat_crops_rejected_with_bounded_tries(tmp_path):
 
 
 def test_training_set_leaves_bad_files_to_the_shared_guard(root, tmp_path):
-    """Wrapped for training, bad files go to compat's guard: logged once, replaced from the seed, limited."""
-    from ext.compat import BadFileGuard, BadTrainingData, PerSampleSeededDataset
+    """Wrapped for training, bad files go to the engine's guard: logged once, replaced from the seed, limited."""
+    from ext.engine.bad_data import BadFileGuard, BadTrainingData
+    from ext.engine.sampling import PerSampleSeededDataset
     (tmp_path / 'corrupt.png').write_bytes(b'\x89PNG\r\n\x1a\n' + b'\x00' * 32)
     (tmp_path / 'empty.png').write_bytes(b'')
     good = [osp.join(root, 'HR', f'000{i}.png') for i in range(4)]

@@ -560,7 +560,7 @@ def test_speed_state_is_in_the_state_file_and_restored_next_to_the_models_own(na
     if own:
         assert own in extra  # the model's own extra state is kept next to the speed state
     fresh = spec.build(batch=2, accum_iter=2, **BF16)
-    fresh.resume_training(state)  # BasicSR's resume, with ext.compat's extra state
+    fresh.resume_training(state)  # BasicSR's resume, with ext.engine.resume's extra state
     assert fresh._grad_scalers[0].get_scale() == 128.0
     assert fresh._grad_scalers[0].state_dict() == scaler.state_dict()
     if name == 'pix2pix':
@@ -571,7 +571,7 @@ def test_pix2pix_with_bf16_and_accumulation_resumes_exactly(tmp_path):
     """4 iterations in one go against 2, a checkpoint (.pth + .state as ext/train.py writes them), a fresh
     model resumed from it and 2 more: bitwise the same G, EMA, D and plateau (BatchNorm, dropout replay,
     bf16 autocast, accum_iter 2)."""
-    from ext.compat import _set_rng_state
+    from ext.engine.seeding import set_rng_state as _set_rng_state
     spec = SPECS['pix2pix']
     train = dict(BF16, accum_iter=2, ema_warmup=True)
     batches = [spec.data(4, seed) for seed in range(2)]

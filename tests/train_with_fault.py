@@ -25,6 +25,8 @@ import torch  # noqa: E402
 import ext  # noqa: E402,F401
 from basicsr.models import base_model  # noqa: E402
 from ext import compat  # noqa: E402
+from ext.engine import stopping  # noqa: E402
+from ext.engine.patching import original  # noqa: E402
 from ext.train import main  # noqa: E402
 from ext.utils.atomic_io import atomic_open  # noqa: E402
 
@@ -91,7 +93,7 @@ def second_signal_in_state_write(iteration):
             with atomic_open(path, 'wb') as handle:
                 handle.write(b'PK\x03\x04 half-written')
                 handle.flush()
-                time.sleep(compat.REPEATED_SIGNAL_GRACE_S + 0.2)
+                time.sleep(stopping.REPEATED_SIGNAL_GRACE_S + 0.2)
                 print(f'second signal sent at {time.time()}', file=sys.stderr, flush=True)
                 os.kill(os.getpid(), signal.SIGTERM)
                 time.sleep(30)  # the handler exits before this ends
@@ -103,7 +105,7 @@ def second_signal_in_state_write(iteration):
 def use_basicsr_resume():
     """Undo the exact-resume fix (control runs): restart the epoch, keep the random states as they are."""
     import basicsr.train
-    basicsr.train.create_train_val_dataloader = compat.ORIGINALS['basicsr.train.create_train_val_dataloader']
+    basicsr.train.create_train_val_dataloader = original(basicsr.train, 'create_train_val_dataloader')
 
 
 if __name__ == '__main__':

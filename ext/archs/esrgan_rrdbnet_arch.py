@@ -2,7 +2,6 @@
 import torch
 from torch import nn
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from ext.registry import register
 

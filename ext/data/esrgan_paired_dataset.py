@@ -6,7 +6,6 @@ import cv2
 import numpy as np
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from ext.registry import register
 
@@ -64,7 +63,7 @@ class ESRGANPairedDataset(PairedImageDataset):
     size (the seed's), otherwise the whole image.
 
     The draws use Python's ``random``, which the training loader seeds per sample
-    (``ext.compat.PerSampleSeededDataset``), so a sample is a function of (manual_seed, rank, epoch,
+    (``ext.engine.sampling.PerSampleSeededDataset``), so a sample is a function of (manual_seed, rank, epoch,
     position) and a resumed run draws what the killed one would have. BasicSR's own ``use_hflip`` /
     ``use_rot`` default to false here (they would add to these); ``mean``/``std`` cannot be combined with
     the hard transforms (they work on [0, 1] images).

@@ -3,10 +3,10 @@
 BasicSR's ``imfrombytes`` gets bytes without a name: a zero-byte file stops training with OpenCV's
 ``!buf.empty()`` assertion and a truncated or non-image file with ``'NoneType' object has no
 attribute 'astype'``. Here every failure is a :class:`BadImageFile` that names the file and says
-what is wrong with it (missing, empty, truncated, not an image). ``ext.compat`` routes BasicSR's
-``FileClient.get`` / ``imfrombytes`` through :func:`read_image_bytes` / :func:`decode_image`, and
-its training-set wrapper logs each bad file once and draws another sample (see
-``ext.compat.PerSampleSeededDataset``).
+what is wrong with it (missing, empty, truncated, not an image). :mod:`ext.engine.bad_data` routes
+BasicSR's ``FileClient.get`` / ``imfrombytes`` through :func:`read_image_bytes` / :func:`decode_image`,
+and the training-set wrapper logs each bad file once and draws another sample (see
+:class:`ext.engine.sampling.PerSampleSeededDataset`).
 
 This module is not a component file: it registers nothing.
 """
@@ -71,20 +71,19 @@ def decode_image(content, path=None, flag='color', float32=False):
     return image
 
 
-def read_image_bytes(file_client, path, client_key='default'):
+def read_image_bytes(file_client, path, client_key='default', get=None):
     """The bytes of ``path`` (a disk path or an LMDB key) through a BasicSR ``FileClient``, as
-    :class:`ImageBytes`; a missing file or key is a :class:`BadImageFile`."""
-    from ext import compat  # the unpatched FileClient.get when compat is applied
-    get = compat.ORIGINALS.get('FileClient.get', type(file_client).get)
+    :class:`ImageBytes`; a missing file or key is a :class:`BadImageFile`. ``get``: the unguarded
+    ``FileClient.get`` to read with (the engine routes the guarded one here); default the client's own."""
     try:
-        content = get(file_client, path, client_key)
+        content = (get or type(file_client).get)(file_client, path, client_key)
     except FileNotFoundError:
         raise BadImageFile(path, 'missing file') from None
     except IsADirectoryError:
         raise BadImageFile(path, 'a folder, not an image file') from None
     if content is None:  # LMDB: no such key
         raise BadImageFile(path, f'missing: no such key in the LMDB ({client_key})')
-    return ImageBytes(content, path)
+    return content if isinstance(content, ImageBytes) else ImageBytes(content, path)
 
 
 def read_image(file_client, path, client_key='default', flag='color', float32=False):

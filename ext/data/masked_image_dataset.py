@@ -206,7 +206,7 @@ class MaskedImageDataset(data.Dataset):
             fractions, default the seed's [0.5, 0.8] each; ``random_box`` moves it).
         'random': free-form strokes and boxes (:func:`random_mask`; ``random_mask`` overrides
             :data:`RANDOM_MASK_DEFAULTS`).
-    Training draws random masks and boxes from the sample's seed (``ext.compat`` seeds every draw of
+    Training draws random masks and boxes from the sample's seed (``ext.engine.sampling`` seeds every draw of
     a training set from (manual_seed, rank, epoch, position), so a resumed run draws the same
     masks); validation and test masks are fixed per file name and ``mask_seed``, identical in every run.
 
@@ -323,7 +323,7 @@ class MaskedImageDataset(data.Dataset):
         return np.ascontiguousarray(gt)
 
     def mask_rng(self, path):
-        """Training: the sample's own seed (set per draw by ext.compat); otherwise fixed per file."""
+        """Training: the sample's own seed (set per draw by ext.engine.sampling); otherwise fixed per file."""
         if self.train_phase:
             return np.random.default_rng(random.getrandbits(64))
         return np.random.default_rng(_unit_seed('mask', self.mask_seed, inpaint_pairs.split_name(path)))

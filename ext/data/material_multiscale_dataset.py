@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kernels
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, get_root_logger, img2tensor
@@ -136,7 +135,7 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
         max_read_failures (int): unreadable files in a row before giving up (default 20).
     """
 
-    bad_files_guarded = False  # set by compat's training-set wrapper, which then handles bad files
+    bad_files_guarded = False  # set by the engine's training-set wrapper, which then handles bad files
 
     option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'crop_pad_size', 'use_hflip', 'use_rot',
                              'final_sinc_prob', 'min_texture_score', 'texture_tries', 'max_read_failures'}
@@ -219,7 +218,7 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
     def _load_some_image(self, index):
         """``(image, path)`` of ``index``, or of random other samples while files fail to load.
 
-        In training, the set is wrapped by compat's bad-file guard (``bad_files_guarded``): a bad file is
+        In training, the set is wrapped by the engine's bad-file guard (``bad_files_guarded``): a bad file is
         then raised to it, which logs it once, draws the replacement from the sample's seed and stops the
         run when too large a share is bad. Used on its own, the dataset retries here.
         """

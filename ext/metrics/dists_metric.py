@@ -17,7 +17,6 @@ import types
 
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from ext.metrics.lpips_metric import check_lower_is_better, images_to_tensors, metric_device
 from ext.registry import register
 

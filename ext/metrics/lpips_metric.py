@@ -21,7 +21,6 @@ import types
 import numpy as np
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from ext.registry import register
 
 BACKBONES = {'alex': 'alexnet', 'vgg': 'vgg16'}

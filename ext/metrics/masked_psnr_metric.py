@@ -2,7 +2,6 @@
 import numpy as np
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.metrics.metric_util import reorder_image, to_y_channel
 from ext.registry import register
 

@@ -17,7 +17,6 @@ import warnings
 
 import numpy as np
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.metrics.metric_util import reorder_image
 from basicsr.metrics.niqe import calculate_niqe
 from ext.registry import register

@@ -4,13 +4,12 @@ from numbers import Real
 
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.losses.loss_util import get_refined_artifact_map
 from basicsr.models.srgan_model import SRGANModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
 from ext.models.train_speed import TrainSpeedMixin
-from ext.options import OptionError
+from ext.errors import OptionError
 from ext.registry import register
 
 

@@ -62,7 +62,7 @@ class EMAWarmupMixin:
     def ema_warmup_enabled(self):
         value = (self.opt.get('train') or {}).get(EMA_WARMUP_KEY, False)
         if not isinstance(value, bool):
-            from ext.options import OptionError
+            from ext.errors import OptionError
             raise OptionError(f'train.{EMA_WARMUP_KEY} must be true or false, got {value!r}')
         return value
 

@@ -3,7 +3,6 @@ from collections import OrderedDict
 
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.models.srgan_model import SRGANModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.ext_sr_model import pixel_and_perceptual_terms

@@ -1,7 +1,6 @@
 """BasicSR's SRModel with this package's training speed options and EMA warm-up (the ESRGAN PSNR stage)."""
 from collections import OrderedDict
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.models.sr_model import SRModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.train_speed import TrainSpeedMixin

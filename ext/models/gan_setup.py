@@ -1,5 +1,4 @@
 """Training set-up shared by this package's GAN models: the generator's EMA copy and the discriminator."""
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.archs import build_network
 from basicsr.utils import get_root_logger
 

@@ -10,7 +10,6 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.losses import build_loss
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
@@ -21,7 +20,7 @@ from ext.models.realesrgan_degradation import side_by_side
 from ext.models.validation_util import validation_image_path
 from ext.models.gan_setup import build_ema_and_discriminator
 from ext.models.train_speed import TrainSpeedMixin, mean_logs
-from ext.options import OptionError
+from ext.errors import OptionError
 from ext.registry import register
 from ext.utils.atomic_io import atomic_write_bytes
 
@@ -311,7 +310,7 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # (ext.compat keeps the training random streams untouched around every validation)
+        # (ext.engine.seeding keeps the training random streams untouched around every validation)
         dataset_name = dataloader.dataset.opt['name']
         metrics_opt = self.opt['val'].get('metrics')
         if metrics_opt:

@@ -2,7 +2,7 @@
 learning-rate change); its state goes into the training state, so it survives a resume."""
 import math
 
-from ext.options import OptionError
+from ext.errors import OptionError
 
 PLATEAU_KEYS = frozenset({'monitor', 'target', 'factor', 'patience', 'min_delta', 'smoothing', 'check_interval',
                           'max_reductions', 'min_lr'})

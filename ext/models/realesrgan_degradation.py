@@ -25,14 +25,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.data.degradations import random_add_gaussian_noise_pt, random_add_poisson_noise_pt
 from basicsr.data.transforms import paired_random_crop
 from basicsr.metrics import calculate_metric
 from basicsr.utils import DiffJPEG, img_process_util, tensor2img
 from ext.models.usm_sharp import SeparableUSMSharp
 from ext.models.validation_util import validation_image_path
-from ext.options import OptionError
+from ext.errors import OptionError
 from ext.utils.atomic_io import atomic_write_bytes
 
 # Top-level option keys of the degradation (upstream names; "2" = second pass).
@@ -44,7 +43,7 @@ RESIZE_MODES = ('area', 'bilinear', 'bicubic')
 
 
 def _filter2d(img, kernel):
-    # looked up at call time so compat's channels_last fix applies
+    # looked up at call time so ext.compat's channels_last fix applies
     return img_process_util.filter2D(img, kernel)
 
 
@@ -295,7 +294,7 @@ class RealESRGANDataSynthesisMixin:
         if self.compute_gt_usm:
             self.gt_usm = self.usm_sharpener(self.gt)  # after the queue: gt may be another batch's
 
-    # --- exact resume (compat saves this into the .state file) ---------------------------------------
+    # --- exact resume (ext.engine.resume saves this into the .state file) ---------------------------------------
     def extra_training_state(self):
         return {'pair_queue': self.pair_queue.state_dict()} if self.pair_queue is not None else {}
 
@@ -307,7 +306,7 @@ class RealESRGANDataSynthesisMixin:
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
         was_training = self.is_train
         self.is_train = False  # validate on the dataset's own lq, never on synthesized data
-        try:  # (ext.compat keeps the training random streams untouched around every validation)
+        try:  # (ext.engine.seeding keeps the training random streams untouched around every validation)
             self._validate(dataloader, current_iter, tb_logger, save_img)
         finally:
             self.is_train = was_training

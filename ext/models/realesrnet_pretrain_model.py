@@ -1,5 +1,4 @@
 """Real-ESRNet: the generator pre-training stage of Real-ESRGAN / A-ESRGAN (pixel loss on synthetic data)."""
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.models.sr_model import SRModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.ext_sr_model import pixel_and_perceptual_terms

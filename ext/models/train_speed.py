@@ -42,7 +42,7 @@ STATE_KEY = 'train_speed'
 
 
 def _error(message):
-    from ext.options import OptionError
+    from ext.errors import OptionError
     return OptionError(message)
 
 

@@ -8,12 +8,12 @@ import torch.distributed as dist
 from torch import nn
 from tqdm import tqdm
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.metrics import calculate_metric
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from ext.models.ttsr_model import TTSRModel
 from ext.models.validation_util import validation_image_path
-from ext.options import OptionError
+from ext.engine.stopping import request_stop
+from ext.errors import OptionError
 from ext.registry import register
 
 SATURATION_ACTIONS = ('warn', 'stop')
@@ -98,10 +98,10 @@ class SaturationGuard:
                    'learning rate or smaller GAN/perceptual weights.')
         logger = get_root_logger()
         if self.action == 'stop':
-            # every rank stops together after this iteration (ext.compat.request_stop), none waits alone in
+            # every rank stops together after this iteration (ext.engine.stopping.request_stop), none waits alone in
             # a collective: the validation check runs on rank 0 only
             logger.error(f'Stopping: {message}')
-            compat.request_stop(f'{OutputSaturationError.__name__}: {message}')
+            request_stop(f'{OutputSaturationError.__name__}: {message}')
             return
         logger.warning(message)
 
@@ -141,7 +141,7 @@ class TTSRInpaintModel(TTSRModel):
             iterations in a row). Every iteration logs ``out_saturated``; validation logs the share
             over the set (``metrics/<set>/saturated`` in TensorBoard) and applies the same action.
             ``stop`` ends training on every rank after the current iteration, without a checkpoint of
-            it, with the reason logged and exit status 3 (``ext.compat.request_stop``).
+            it, with the reason logged and exit status 3 (``ext.engine.stopping.request_stop``).
 
     Validation passes the box mask to the metrics, so ``calculate_masked_psnr`` and
     ``calculate_masked_ssim`` (``region: inside|outside``) sit next to BasicSR's whole-image
@@ -204,7 +204,7 @@ class TTSRInpaintModel(TTSRModel):
 
     # --- validation: BasicSR's loop, with the mask passed to the metrics and the saturation check ----
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # (ext.compat keeps the training random streams untouched around every validation)
+        # (ext.engine.seeding keeps the training random streams untouched around every validation)
         self._validate(dataloader, current_iter, tb_logger, save_img)
 
     def _validate(self, dataloader, current_iter, tb_logger, save_img):

@@ -3,13 +3,12 @@ from collections import OrderedDict
 
 import torch
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 from basicsr.losses import build_loss
 from basicsr.models.srgan_model import SRGANModel
 from ext.models.ema_warmup import EMAWarmupMixin
 from ext.models.gan_setup import build_ema_and_discriminator
 from ext.models.train_speed import TrainSpeedMixin, mean_logs
-from ext.options import OptionError
+from ext.errors import OptionError
 from ext.registry import register
 
 

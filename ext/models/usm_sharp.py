@@ -1,5 +1,4 @@
 """Unsharp masking of training targets, with BasicSR's ``USMSharp`` maths in two 1-D passes."""
-from ext import compat  # noqa: F401  (shims before basicsr)
 import torch
 from basicsr.utils import USMSharp
 from torch.nn import functional as F

@@ -16,7 +16,6 @@ import math
 import cv2
 import numpy as np
 
-from ext import compat  # noqa: F401  (shims before basicsr)
 
 BUILTIN_METRICS = {
     'psnr_y': ('calculate_psnr', {'test_y_channel': True}),

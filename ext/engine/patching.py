@@ -1,0 +1,134 @@
+"""The one table of what this package replaces in BasicSR 1.4.2: target, replacement, why.
+
+``import ext`` calls :func:`apply` once. Each row replaces ``owner.name``; a row with ``wraps`` calls
+its replacement with the function it replaces as the first argument (``original``), and ``also`` lists
+the BasicSR modules that imported the name by value (``from x import name``), where it is replaced
+too. The host fixes live in :mod:`ext.compat`, the package's own training engine in :mod:`ext.engine`.
+:func:`original` gives a replaced function back, for tests that show what a fix fixes.
+"""
+import functools
+import sys
+from dataclasses import dataclass
+
+import basicsr.test
+import basicsr.train
+from basicsr.archs import vgg_arch
+from basicsr.data import prefetch_dataloader
+from basicsr.losses.basic_loss import PerceptualLoss
+from basicsr.models import base_model, realesrgan_model, realesrnet_model, sr_model
+from basicsr.utils import dist_util, file_client, img_process_util, img_util, options
+
+from ext import compat
+from ext.engine import bad_data, progress, resume, sampling, seeding, stopping
+
+BaseModel = base_model.BaseModel
+ALL_BASICSR_MODULES = 'every basicsr module that imported it'
+
+
+@dataclass(frozen=True)
+class Patch:
+    owner: object  # a module or a class
+    name: str
+    replacement: object
+    why: str
+    wraps: bool = False  # the replacement takes the replaced function first
+    also: object = ()  # modules that imported the name by value, or ALL_BASICSR_MODULES
+
+    @property
+    def target(self):
+        return f'{getattr(self.owner, "__name__", self.owner)}.{self.name}'
+
+
+PATCHES = (
+    # --- host fixes (ext.compat) ------------------------------------------------------------------------
+    Patch(options, 'parse_options', compat.parse_options_accepting_local_rank, wraps=True,
+          also=(basicsr.train, basicsr.test), why="torch's launcher passes --local-rank, BasicSR only --local_rank"),
+    Patch(dist_util, '_init_dist_pytorch', compat.init_dist_pytorch_cpu_aware,
+          why='DDP without CUDA: BasicSR hard-codes NCCL and torch.cuda.set_device'),
+    Patch(BaseModel, 'model_to_device', compat.model_to_device_cpu_ddp, wraps=True,
+          why='DDP without CUDA: BasicSR passes device_ids=[cuda device]'),
+    Patch(sr_model.SRModel, 'test', compat.test_on_the_bare_network, wraps=True,
+          why="validation on rank 0 alone hangs in DDP's buffer broadcast"),
+    Patch(BaseModel, 'get_optimizer', compat.get_optimizer_from_torch,
+          why='BasicSR 1.4.2 builds Adam only'),
+    Patch(img_process_util, 'filter2D', compat.filter2d_any_memory_format, wraps=True,
+          also=(realesrgan_model, realesrnet_model), why='filter2D fails on channels_last tensors (DiffJPEG output)'),
+    Patch(vgg_arch.VGGFeatureExtractor, '__init__', compat.vgg_init_offline, wraps=True,
+          why='VGG weights from local files: BasicSR downloads them when a cwd-relative file is missing'),
+    Patch(PerceptualLoss, '__init__', compat.perceptual_loss_init_with_l2, wraps=True,
+          why="criterion 'l2' calls the non-existent torch.nn.L2loss"),
+    Patch(BaseModel, 'save_network', compat.save_network_atomically,
+          why='a kill mid-write left a torn newest checkpoint; also safetensors and the network record'),
+    Patch(BaseModel, 'load_network', compat.load_network_any_format,
+          why='.pth or .safetensors, loaded without running pickled code; a missing file says where it comes from'),
+    # --- exact resume (ext.engine.resume, .sampling, .seeding, .progress) -------------------------------
+    Patch(BaseModel, 'save_training_state', resume.save_training_state_resumable,
+          why='the .state lacks the random states, the loader position and the models\' extra state; '
+              'none is written at the end of training'),
+    Patch(BaseModel, 'resume_training', resume.resume_training_with_extra, wraps=True,
+          why="restores each rank's extra state (training-pair queue, guards, GradScalers)"),
+    Patch(basicsr.train, 'load_resume_state', resume.load_resume_state,
+          why='states found from the experiment path, loaded on CPU with weights_only, a torn newest one skipped'),
+    Patch(BaseModel, 'validation', seeding.validation_keeping_random_states, wraps=True,
+          why='validation drew from the training random streams, so a resume at a validation iteration diverged'),
+    Patch(basicsr.train, 'EnlargedSampler', sampling.ResumableEnlargedSampler,
+          why='resume restarted the epoch\'s data order; the sampler now continues inside the epoch'),
+    Patch(basicsr.train, 'build_dataset', sampling.build_dataset_seeded_for_training, wraps=True,
+          why='augmentations of a training sample come from a seed per draw, whatever the loader workers'),
+    Patch(basicsr.train, 'create_train_val_dataloader', sampling.create_dataloaders_resumable, wraps=True,
+          why='epochs that reach total_iter; the sampler placed at a resumed run\'s position'),
+    Patch(BaseModel, 'update_learning_rate', progress.update_learning_rate_noting_the_iteration, wraps=True,
+          why='the engine needs the iteration being trained (the loop calls this first in each one)'),
+    # --- stopping together (ext.engine.stopping) ----------------------------------------------------------
+    Patch(prefetch_dataloader.CPUPrefetcher, 'next', stopping.next_batch_stopping_together, wraps=True,
+          why='every rank stops after the same iteration on a signal, a guard or bad data'),
+    Patch(prefetch_dataloader.CUDAPrefetcher, 'next', stopping.next_batch_stopping_together, wraps=True,
+          why='every rank stops after the same iteration on a signal, a guard or bad data'),
+    Patch(basicsr.train, 'train_pipeline', stopping.train_pipeline_stopping_cleanly, wraps=True,
+          why='SIGTERM/SIGINT save a checkpoint and exit 0; a stop exits with its status; DDP torn down'),
+    # --- bad training files (ext.engine.bad_data) ---------------------------------------------------------
+    Patch(file_client.FileClient, 'get', bad_data.file_client_get_naming_the_file, wraps=True,
+          why='a missing file or LMDB key is a BadImageFile naming it'),
+    Patch(img_util, 'imfrombytes', bad_data.imfrombytes_naming_the_file, also=ALL_BASICSR_MODULES,
+          why='an empty, truncated or foreign file is a BadImageFile naming it (OpenCV: !buf.empty())'),
+)
+
+ORIGINALS = {}  # target -> the replaced function
+
+
+def _wrapping(replacement, replaced):
+
+    @functools.wraps(replaced)
+    def patched(*args, **kwargs):
+        return replacement(replaced, *args, **kwargs)
+
+    patched.replacement = replacement
+    return patched
+
+
+def _apply(patch):
+    replaced = getattr(patch.owner, patch.name)
+    ORIGINALS[patch.target] = replaced
+    new = _wrapping(patch.replacement, replaced) if patch.wraps else patch.replacement
+    setattr(patch.owner, patch.name, new)
+    if patch.also == ALL_BASICSR_MODULES:
+        modules = [m for name, m in list(sys.modules.items()) if name.startswith('basicsr')]
+    else:
+        modules = patch.also
+    for module in modules:
+        if getattr(module, patch.name, None) is replaced:
+            setattr(module, patch.name, new)
+
+
+def apply():
+    """Apply every row of :data:`PATCHES` (once; later calls do nothing)."""
+    if ORIGINALS:
+        return
+    compat.install_functional_tensor_shim()
+    for patch in PATCHES:
+        _apply(patch)
+
+
+def original(owner, name):
+    """The BasicSR function that ``owner.name`` was before :func:`apply` replaced it."""
+    return ORIGINALS[Patch(owner, name, None, '').target]

@@ -4,9 +4,11 @@
    roots) are taken relative to the repository root, so a command works from any directory.
 2. ``path.experiments_root`` (train) and ``path.results_root`` (test) are honoured; BasicSR
    1.4.2 always uses ``<root>/experiments/<name>``.
-3. The options are validated before any data is read: unknown keys in known sections,
-   misspelled component types and missing files fail with one message that names the file,
-   the key and the closest valid name.
+3. The options are validated before any data is read: unknown keys (top level and in every
+   section), misspelled component types, values of the wrong type and missing files fail with one
+   message that names the file, the key and the closest valid name. The keys come from the
+   components themselves (signatures and declared ``*option_keys``); only what BasicSR reads from raw
+   option dicts is listed here, in tables that say where BasicSR reads it.
 """
 import inspect
 import os.path as osp
@@ -18,21 +20,28 @@ import yaml
 from basicsr.utils import options as basicsr_options
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
+from ext.engine.bad_data import BadFileGuard
 from ext.engine.resume import saved_state_iterations
+from ext.models.realesrgan_degradation import DEGRADATION_KEYS
 from ext.registry import closest, registry_get
 from ext.errors import OptionError
 from ext.utils import checkpoint, pretrained
 
-LOADER_KEYS = frozenset({
+# --- What BasicSR itself reads. Its datasets, models and loop take raw option dicts, so their keys cannot be
+#     introspected: these tables list them, each with where BasicSR reads it. Everything of this package is
+#     declared once, by its component (a signature, or an ``option_keys`` / ``train_option_keys`` /
+#     ``val_option_keys`` attribute of the class or of a policy it owns) and collected by :func:`declared_keys`.
+BASICSR_TOP_LEVEL_KEYS = frozenset({  # basicsr/utils/options.py, basicsr/train.py, basicsr/models/base_model.py
+    'name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'path', 'train', 'val', 'logger',
+    'dist_params', 'find_unused_parameters', 'is_train', 'dist', 'rank', 'world_size', 'auto_resume', 'root_path'})
+BASICSR_LOADER_KEYS = frozenset({  # basicsr/data/__init__.py build_dataloader, basicsr/train.py
     'name', 'type', 'phase', 'scale', 'io_backend', 'use_shuffle', 'num_worker_per_gpu', 'batch_size_per_gpu',
-    'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers', 'num_prefetch_queue',
-    'bad_file_max_share', 'bad_file_retries'})
+    'dataset_enlarge_ratio', 'prefetch_mode', 'pin_memory', 'persistent_workers', 'num_prefetch_queue'})
 _KERNEL_KEYS = frozenset({
     'blur_kernel_size', 'kernel_list', 'kernel_prob', 'blur_sigma', 'betag_range', 'betap_range', 'sinc_prob',
     'blur_kernel_size2', 'kernel_list2', 'kernel_prob2', 'blur_sigma2', 'betag_range2', 'betap_range2',
     'sinc_prob2', 'final_sinc_prob'})
-# Keys BasicSR's own datasets read (they take an opt dict, so they cannot be introspected).
-BASICSR_DATASET_KEYS = {
+BASICSR_DATASET_KEYS = {  # basicsr/data/<name>_dataset.py
     'PairedImageDataset': frozenset({'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl', 'gt_size',
                                      'use_hflip', 'use_rot', 'mean', 'std', 'color'}),
     'SingleImageDataset': frozenset({'dataroot_lq', 'meta_info_file', 'mean', 'std', 'color'}),
@@ -40,16 +49,43 @@ BASICSR_DATASET_KEYS = {
     'RealESRGANPairedDataset': frozenset({'dataroot_gt', 'dataroot_lq', 'meta_info', 'filename_tmpl', 'gt_size',
                                           'use_hflip', 'use_rot', 'mean', 'std'}),
 }
-TRAIN_KEYS = frozenset({'ema_decay', 'scheduler', 'total_iter', 'warmup_iter', 'net_d_iters', 'net_d_init_iters'})
-SECTION_KEYS = {
-    'logger': frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb', 'checkpoint_format'}),
+_REAL_ESRGAN_SYNTHESIS_KEYS = frozenset(DEGRADATION_KEYS) | {'gt_size', 'queue_size', 'high_order_degradation'}
+BASICSR_MODEL_KEYS = {  # basicsr/models/<name>_model.py: {'option_keys' (top level) | 'train_option_keys': ...}
+    'SRModel': {'train_option_keys': frozenset({'ema_decay', 'scheduler', 'total_iter', 'warmup_iter'})},
+    'SRGANModel': {'train_option_keys': frozenset({'net_d_iters', 'net_d_init_iters'})},
+    'RealESRNetModel': {'option_keys': _REAL_ESRGAN_SYNTHESIS_KEYS | {'gt_usm'}},
+    'RealESRGANModel': {'option_keys': _REAL_ESRGAN_SYNTHESIS_KEYS | {'l1_gt_usm', 'percep_gt_usm', 'gan_gt_usm'}},
+}
+BASICSR_SECTION_KEYS = {  # basicsr/train.py, basicsr/utils/logger.py, basicsr/models/base_model.py
+    'logger': frozenset({'print_freq', 'save_checkpoint_freq', 'use_tb_logger', 'wandb'}),
     'val': frozenset({'val_freq', 'save_img', 'suffix', 'metrics', 'pbar'}),
     'dist_params': frozenset({'backend', 'port'}),
 }
-PATH_KEYS = frozenset({'resume_state', 'experiments_root', 'results_root', 'models', 'training_states', 'log',
-                       'visualization', 'ignore_resume_networks', 'vgg_weights'})
-PATH_KEY_PREFIXES = ('pretrain_network_', 'param_key_', 'strict_load_')
-SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')
+BASICSR_PATH_KEYS = frozenset({'resume_state', 'models', 'training_states', 'log', 'visualization',
+                               'ignore_resume_networks'})
+PATH_KEY_PREFIXES = ('pretrain_network_', 'param_key_', 'strict_load_')  # basicsr/models/*: per network label
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # basicsr/models/base_model.py
+# This package's own keys of those sections (read by ext/options.py, ext/compat.py and ext/utils/pretrained.py).
+OWN_SECTION_KEYS = {'logger': frozenset({'checkpoint_format'}), 'val': frozenset(), 'dist_params': frozenset()}
+OWN_PATH_KEYS = frozenset({'experiments_root', 'results_root', 'vgg_weights'})
+CHECKPOINT_FORMATS = ('pth', 'safetensors')
+KEY_KINDS = ('option_keys', 'train_option_keys', 'val_option_keys')
+
+
+def declared_keys(component_class, kind):
+    """The keys of one kind (``option_keys``: top level; ``train_option_keys``; ``val_option_keys``) that
+    ``component_class`` reads: the union, over its MRO, of what each class declares in its own body or, for
+    BasicSR's classes, in :data:`BASICSR_MODEL_KEYS`, and of what the policies it owns declare
+    (``policies = (TrainSpeed, ...)``)."""
+    if kind not in KEY_KINDS:
+        raise ValueError(f'kind must be one of {KEY_KINDS}, got {kind!r}')
+    keys = set()
+    for cls in inspect.getmro(component_class):
+        keys |= cls.__dict__.get(kind) or BASICSR_MODEL_KEYS.get(cls.__name__.replace('_basicsr', ''), {}).get(
+            kind, frozenset())
+        for policy in cls.__dict__.get('policies', ()):
+            keys |= getattr(policy, kind, frozenset())
+    return frozenset(keys)
 
 
 def _uses_vgg_weights(loss_class):
@@ -59,25 +95,49 @@ def _uses_vgg_weights(loss_class):
 
 
 def _parameters(obj):
-    """Keyword names ``obj`` accepts, or None when it takes ``**kwargs``."""
+    """``{name: inspect.Parameter}`` of the keywords ``obj`` accepts, or None when it takes ``**kwargs``."""
     target = obj.__init__ if inspect.isclass(obj) else obj
     try:
         signature = inspect.signature(target)
     except (TypeError, ValueError):
         return None
-    names = set()
+    accepted = {}
     for parameter in signature.parameters.values():
         if parameter.kind is inspect.Parameter.VAR_KEYWORD:
             return None
         if parameter.kind is not inspect.Parameter.VAR_POSITIONAL and parameter.name != 'self':
-            names.add(parameter.name)
-    return names
+            accepted[parameter.name] = parameter
+    return accepted
+
+
+def _is_number(value):
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _takes_numbers(parameter):
+    """True when ``parameter`` is declared numeric (a number as default, or ``float``/``int`` in its annotation),
+    or a sequence of numbers (such a default)."""
+    default = parameter.default
+    if _is_number(default):
+        return True
+    if isinstance(default, (tuple, list)) and default and all(_is_number(each) for each in default):
+        return True
+    annotation = parameter.annotation
+    text = annotation if isinstance(annotation, str) else getattr(annotation, '__name__', str(annotation))
+    return annotation is not inspect.Parameter.empty and any(word in str(text) for word in ('float', 'int'))
+
+
+def _as_number(text):
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 class _Validator:
 
     def __init__(self, opt, source, root_path):
-        self.opt, self.source, self.root_path, self.errors = opt, source, root_path, []
+        self.opt, self.source, self.root_path, self.errors, self.notes = opt, source, root_path, [], []
 
     def error(self, key, message):
         self.errors.append(f'  {key}: {message}')
@@ -85,7 +145,33 @@ class _Validator:
     def unknown_keys(self, section_key, section, allowed, extra_ok=lambda key: False):
         for key in section:
             if key not in allowed and not extra_ok(key):
-                self.error(f'{section_key}.{key}', f'unknown key{closest(key, allowed)}')
+                self.error(f'{section_key}.{key}' if section_key else key, f'unknown key{closest(key, allowed)}')
+
+    def arguments(self, key, spec, name, accepted, ignore=('type', )):
+        """Unknown arguments of ``spec`` are errors; numbers that YAML read as strings become numbers, noted."""
+        if accepted is None:
+            return
+        for arg, value in spec.items():
+            if arg in ignore:
+                continue
+            if arg not in accepted:
+                self.error(f'{key}.{arg}', f"{name} has no argument '{arg}'{closest(arg, accepted)}")
+            elif _takes_numbers(accepted[arg]):
+                spec[arg] = self.number(f'{key}.{arg}', value)
+
+    def number(self, key, value):
+        """``value`` with strings that read as numbers converted (YAML 1.1 reads ``2e-4``, without a dot, as a
+        string; torch then fails on ``'<=' between 'float' and 'str'``); other strings are errors."""
+        if isinstance(value, (list, tuple)):
+            return type(value)(self.number(f'{key}[{index}]', each) for index, each in enumerate(value))
+        if not isinstance(value, str):
+            return value
+        number = _as_number(value)
+        if number is None:
+            self.error(key, f'expected a number, got the string {value!r}')
+            return value
+        self.notes.append(f'{key}: {value!r} is a string in YAML (write 2.0e-4 or !!float 2e-4); read as {number:g}')
+        return number
 
     def component(self, key, spec, registry, kind, ignore=('type', )):
         if not isinstance(spec, dict) or 'type' not in spec:
@@ -95,11 +181,7 @@ class _Validator:
         if obj is None:
             self.error(f'{key}.type', f"unknown {kind} '{spec['type']}'{closest(spec['type'], registry.keys())}")
             return None
-        accepted = _parameters(obj)
-        if accepted is not None:
-            for arg in spec:
-                if arg not in ignore and arg not in accepted:
-                    self.error(f'{key}.{arg}', f"{spec['type']} has no argument '{arg}'{closest(arg, accepted)}")
+        self.arguments(key, spec, spec['type'], _parameters(obj), ignore)
         return obj
 
     def existing_path(self, key, value, hint=''):
@@ -116,6 +198,12 @@ class _Validator:
         if model_class is None:
             self.error('model_type', f"unknown model '{model_type}'{closest(model_type, MODEL_REGISTRY.keys())}")
         return model_class
+
+    def top_level(self, model_class):
+        if model_class is None:
+            return  # the model's own keys are unknown
+        allowed = BASICSR_TOP_LEVEL_KEYS | declared_keys(model_class, 'option_keys')
+        self.unknown_keys('', self.opt, allowed, extra_ok=lambda key: key.startswith('network_'))
 
     def networks(self):
         for key, spec in self.opt.items():
@@ -140,7 +228,7 @@ class _Validator:
             if own_keys is None:
                 own_keys = BASICSR_DATASET_KEYS.get(dataset_class.__name__.replace('_basicsr', ''))
             if own_keys is not None:
-                self.unknown_keys(key, spec, LOADER_KEYS | own_keys)
+                self.unknown_keys(key, spec, BASICSR_LOADER_KEYS | BadFileGuard.option_keys | own_keys)
             backend = (spec.get('io_backend') or {}).get('type', 'disk')
             for name, value in spec.items():
                 if (name.startswith('dataroot') or name.startswith('meta_info')) and value is not None:
@@ -153,9 +241,9 @@ class _Validator:
         if train is None:
             self.error('train', 'missing section')
             return
-        own = getattr(model_class, 'train_option_keys', frozenset()) if model_class else frozenset()
-        self.unknown_keys('train', train, TRAIN_KEYS | own,
-                          extra_ok=lambda k: k.endswith('_opt') or k.startswith('optim_') or model_class is None)
+        if model_class is not None:
+            self.unknown_keys('train', train, declared_keys(model_class, 'train_option_keys'),
+                              extra_ok=lambda k: k.endswith('_opt') or k.startswith('optim_'))
         for key, spec in train.items():
             if key.endswith('_opt') and spec is not None:
                 loss_class = self.component(f'train.{key}', spec, LOSS_REGISTRY, 'loss')
@@ -177,10 +265,7 @@ class _Validator:
         if spec['type'] not in names:
             self.error(f'{key}.type', f"unknown optimizer '{spec['type']}'{closest(spec['type'], names)}")
             return
-        accepted = _parameters(getattr(torch.optim, spec['type']))
-        for arg in spec:
-            if arg != 'type' and accepted is not None and arg not in accepted:
-                self.error(f'{key}.{arg}', f"{spec['type']} has no argument '{arg}'{closest(arg, accepted)}")
+        self.arguments(key, spec, spec['type'], _parameters(getattr(torch.optim, spec['type'])))
 
     def scheduler(self, spec):
         from basicsr.models import lr_scheduler
@@ -189,23 +274,31 @@ class _Validator:
             self.error('train.scheduler.type', f"unknown scheduler '{kind}'{closest(kind, SCHEDULERS)}")
             return
         scheduler_class = lr_scheduler.MultiStepRestartLR if kind == 'MultiStepLR' else getattr(lr_scheduler, kind)
-        accepted = _parameters(scheduler_class) - {'optimizer'}
-        for arg in spec:
-            if arg != 'type' and arg not in accepted:
-                self.error(f'train.scheduler.{arg}', f"{kind} has no argument '{arg}'{closest(arg, accepted)}")
+        accepted = {name: p for name, p in _parameters(scheduler_class).items() if name != 'optimizer'}
+        self.arguments('train.scheduler', spec, kind, accepted)
 
     def validation(self, model_class):
         val = self.opt.get('val')
         if val is None:
             return
-        own = getattr(model_class, 'val_option_keys', frozenset()) if model_class else frozenset()
-        self.unknown_keys('val', val, SECTION_KEYS['val'] | own)
+        own = declared_keys(model_class, 'val_option_keys') if model_class else frozenset()
+        self.unknown_keys('val', val, BASICSR_SECTION_KEYS['val'] | OWN_SECTION_KEYS['val'] | own)
         for name, spec in (val.get('metrics') or {}).items():
             self.component(f'val.metrics.{name}', spec, METRIC_REGISTRY, 'metric', ignore=('type', 'better'))
 
+    def sections(self):
+        checkpoint_format = (self.opt.get('logger') or {}).get('checkpoint_format', 'pth')
+        if checkpoint_format not in CHECKPOINT_FORMATS:
+            self.error('logger.checkpoint_format', f"'{checkpoint_format}' is not one of 'pth', 'safetensors'")
+        for section in ('logger', 'dist_params'):
+            if isinstance(self.opt.get(section), dict):
+                self.unknown_keys(section, self.opt[section],
+                                  BASICSR_SECTION_KEYS[section] | OWN_SECTION_KEYS[section])
+
     def paths(self):
         path = self.opt.get('path') or {}
-        self.unknown_keys('path', path, PATH_KEYS, extra_ok=lambda k: k.startswith(PATH_KEY_PREFIXES))
+        self.unknown_keys('path', path, BASICSR_PATH_KEYS | OWN_PATH_KEYS,
+                          extra_ok=lambda k: k.startswith(PATH_KEY_PREFIXES))
         if self.opt.get('is_train', True) and self.opt.get('auto_resume') and saved_state_iterations(self.opt):
             # the run's own checkpoints replace the pretrained networks (the states are read once, by the resume;
             # should none be usable, loading a missing pretrained network still fails with its source)
@@ -230,26 +323,26 @@ class _Validator:
 
     def run(self, is_train):
         model_class = self.model()
+        self.top_level(model_class)
         self.networks()
         self.datasets()
         if is_train:
             self.train(model_class)
         self.validation(model_class)
-        checkpoint_format = (self.opt.get('logger') or {}).get('checkpoint_format', 'pth')
-        if checkpoint_format not in ('pth', 'safetensors'):
-            self.error('logger.checkpoint_format', f"'{checkpoint_format}' is not one of 'pth', 'safetensors'")
-        for section in ('logger', 'dist_params'):
-            if isinstance(self.opt.get(section), dict):
-                self.unknown_keys(section, self.opt[section], SECTION_KEYS[section])
+        self.sections()
         self.paths()
         self.devices()
         if self.errors:
             raise OptionError(f'{self.source}: invalid options:\n' + '\n'.join(self.errors))
+        return self.notes
 
 
 def validate_options(opt, source='<options>', root_path=None, is_train=True):
-    """Check ``opt`` (a parsed option dict); raise :class:`OptionError` listing every problem."""
-    _Validator(opt, source, root_path).run(is_train)
+    """Check ``opt`` (a parsed option dict); raise :class:`OptionError` listing every problem.
+
+    Numbers that YAML read as strings (``lr: 2e-4``) in a numeric argument of a network, loss, metric,
+    optimizer or scheduler are converted in ``opt``; the returned list has one note per conversion."""
+    return _Validator(opt, source, root_path).run(is_train)
 
 
 def _resolve(path, root_path):
@@ -305,7 +398,8 @@ def parse_options(root_path, is_train=True):
     resolve_paths(opt, root_path)
     _use_output_root(opt, args, root_path, is_train)
     pretrained.configure_vgg_weights(opt['path'].get('vgg_weights'), source=source)
-    validate_options(opt, source=source, root_path=root_path, is_train=is_train)
+    for note in validate_options(opt, source=source, root_path=root_path, is_train=is_train):
+        print(f'note: {source}: {note}', file=sys.stderr)
     return opt, args
 
 

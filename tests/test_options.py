@@ -123,3 +123,79 @@ def test_train_py_stops_before_reading_data_with_exit_code_2(opt, tmp_path):
     assert f'{yml}: invalid options:' in result.stderr and "did you mean 'total_iter'" in result.stderr
     assert 'Traceback' not in result.stderr
     assert not os.path.exists(opt['path']['experiments_root'])  # nothing created
+
+
+def test_an_unknown_top_level_key_is_named_with_the_closest_valid_one(opt):
+    opt['scael'] = 4
+    assert "scael: unknown key; did you mean 'scale'?" in _problems(opt)
+
+
+def test_a_misspelled_top_level_key_of_a_model_is_caught():
+    """A-ESRGAN reads l1_gt_usm itself (ext.models.aesrgan_model declares it); BasicSR never looked at top-level
+    keys, so `l1_gt_ums: false` trained silently against the sharpened GT."""
+    import yaml
+    from ext.paths import project_root
+    path = osp.join(project_root(), 'options', 'train_multiaesrgan_x4plus.yml')
+    with open(path) as handle:
+        aesrgan = yaml.safe_load(handle)
+    aesrgan['l1_gt_ums'] = aesrgan.pop('l1_gt_usm')
+    resolve_paths(aesrgan, project_root())
+    assert "l1_gt_ums: unknown key; did you mean 'l1_gt_usm'?" in _problems(aesrgan)
+
+
+def test_keys_are_collected_from_the_model_class_its_bases_and_its_policies():
+    from basicsr.models.srgan_model import SRGANModel
+    from ext.options import declared_keys
+
+    class Policy:
+        train_option_keys = frozenset({'policy_key'})
+
+    class Base(SRGANModel):
+        option_keys = frozenset({'base_top'})
+        policies = (Policy, )
+
+    class Model(Base):
+        train_option_keys = frozenset({'own_key'})
+
+    assert {'own_key', 'policy_key', 'total_iter', 'net_d_iters'} <= declared_keys(Model, 'train_option_keys')
+    assert declared_keys(Model, 'option_keys') == {'base_top'}
+    assert 'policy_key' not in declared_keys(SRGANModel, 'train_option_keys')
+
+
+@pytest.mark.parametrize('where', ['optimizer', 'loss', 'scheduler'])
+def test_a_number_that_yaml_reads_as_a_string_is_read_as_a_number_with_a_note(opt, where):
+    """YAML 1.1 reads `2e-4` (no dot) as a string; torch.optim.Adam then dies with a TypeError ('<=' between
+    float and str) and BasicSR's L1Loss multiplies a string. The validator converts it and says so."""
+    import torch
+    with pytest.raises(TypeError):  # the control: what training did with it
+        torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr='2e-4')
+    section, key = {'optimizer': (opt['train']['optim_g'], 'lr'), 'loss': (opt['train']['pixel_opt'], 'loss_weight'),
+                    'scheduler': (opt['train']['scheduler'], 'gamma')}[where]
+    section[key] = '2e-4'
+    notes = validate_options(opt, source='x.yml')
+    assert section[key] == 2e-4 and isinstance(section[key], float)
+    assert len(notes) == 1 and "'2e-4' is a string in YAML" in notes[0] and '2.0e-4' in notes[0]
+
+
+def test_a_string_that_is_not_a_number_is_an_error_naming_the_key(opt):
+    opt['train']['optim_g']['lr'] = 'fast'
+    opt['train']['optim_g']['betas'] = [0.9, 'x']
+    message = _problems(opt)
+    assert "train.optim_g.lr: expected a number, got the string 'fast'" in message
+    assert "train.optim_g.betas[1]: expected a number, got the string 'x'" in message
+
+
+def test_train_py_trains_with_lr_2e_4_written_without_a_dot(data, tmp_path):
+    root, gt, lq = data
+    opt = base_train_options('sci', str(tmp_path), gt, lq, total_iter=2)
+    opt['train']['optim_g']['lr'] = 'LEARNING_RATE'
+    text = open(write_options(str(tmp_path / 'sci.yml'), opt)).read().replace('LEARNING_RATE', '2e-4')
+    assert 'lr: 2e-4' in text
+    yml = str(tmp_path / 'sci.yml')
+    with open(yml, 'w') as handle:
+        handle.write(text)
+    result = run_script([TRAIN_PY, '-opt', yml], cwd=str(tmp_path))
+    assert "train.optim_g.lr: '2e-4' is a string in YAML" in result.stderr
+    log = open([osp.join(opt['path']['experiments_root'], f) for f in os.listdir(opt['path']['experiments_root'])
+                if f.endswith('.log')][0]).read()
+    assert 'lr: 0.0002' in log and 'End of training' in log

@@ -58,6 +58,7 @@ class MultiScaleRealESRGANModel(TrainSpeedMixin, EMAWarmupMixin, RealESRGANDataS
 
     train_option_keys = (frozenset({'gan_scale_weights'}) | EMAWarmupMixin.ema_option_keys
                          | TrainSpeedMixin.speed_option_keys)
+    option_keys = frozenset({'l1_gt_usm', 'percep_gt_usm', 'gan_gt_usm'})
     accumulate_batch_keys = ('lq', 'gt', 'gt_usm')
     compute_gt_usm = True
 

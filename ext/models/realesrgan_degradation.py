@@ -258,6 +258,7 @@ class RealESRGANDataSynthesisMixin:
     degradation keys in ``DEGRADATION_KEYS``.
     """
 
+    option_keys = frozenset(DEGRADATION_KEYS) | {'gt_size', 'queue_size', 'high_order_degradation'}
     compute_gt_usm = False  # set ``self.gt_usm`` (USM-sharpened target) after each batch
 
     def setup_data_synthesis(self):

@@ -23,6 +23,7 @@ class RealESRNetPretrainModel(TrainSpeedMixin, EMAWarmupMixin, RealESRGANDataSyn
     ``compile_mode``, ``compile_backend``, ``accum_iter``, ``fast_matmul``).
     """
 
+    option_keys = frozenset({'gt_usm'})
     train_option_keys = EMAWarmupMixin.ema_option_keys | TrainSpeedMixin.speed_option_keys
 
     def __init__(self, opt):

@@ -1,8 +1,8 @@
 """The fixes this package makes to BasicSR 1.4.2 so that it runs on today's stack.
 
 BasicSR 1.4.2 is the newest release; on torch >= 2.6 / torchvision >= 0.17 it cannot be imported,
-cannot run DDP without CUDA, knows only Adam, downloads VGG weights at run time, writes checkpoints
-non-atomically and loads them with pickle. Each fix below is small, named after what it fixes, and
+cannot run DDP without CUDA, knows only Adam, downloads VGG weights at run time, runs code found in
+option files, writes checkpoints non-atomically and loads them with pickle. Each fix below is small, named after what it fixes, and
 has a test in ``tests/test_compat.py`` that fails without it.
 
 This module only defines the fixes (and applies the import shim, which must precede the first
@@ -10,6 +10,7 @@ This module only defines the fixes (and applies the import shim, which must prec
 training engine, and applies them all when ``ext`` is imported. A fix that needs the function it
 replaces takes it as its first argument, ``original``.
 """
+import argparse
 import inspect
 import json
 import os
@@ -19,6 +20,7 @@ import types
 from os import path as osp
 
 import torch
+import yaml
 
 
 # --- torchvision >= 0.17 removed transforms.functional_tensor --------------------------------------
@@ -45,6 +47,7 @@ from basicsr.archs import vgg_arch  # noqa: E402
 from basicsr.utils import dist_util, get_root_logger  # noqa: E402
 
 from ext.utils import checkpoint  # noqa: E402
+from ext.utils.option_file import OptionFileLoader, parse_forced_options, yaml_error  # noqa: E402
 from ext.utils.atomic_io import atomic_torch_save  # noqa: E402
 from ext.utils.pretrained import PretrainedWeightsNotFound, find_vgg_weights, how_to_obtain_network  # noqa: E402
 
@@ -55,9 +58,38 @@ def normalize_local_rank_argv(argv):
     return [re.sub(r'^--local-rank(?==|$)', '--local_rank', arg) for arg in argv]
 
 
-def parse_options_accepting_local_rank(original, root_path, is_train=True):
-    sys.argv = normalize_local_rank_argv(sys.argv)
-    return original(root_path, is_train)
+# --- option files run code: BasicSR reads them with PyYAML's full Loader (a !!python/... tag runs before
+#     anything is checked) and applies --force_yml with exec (keys) and eval (lists) ----------------------
+def ordered_yaml_safe(original):
+    """BasicSR's ``ordered_yaml()`` with the safe :class:`~ext.utils.option_file.OptionFileLoader` (ordered
+    mappings and ``!!float`` kept; no Python objects)."""
+    _, dumper = original()
+    return OptionFileLoader, dumper
+
+
+def take_force_yml(argv):
+    """``(argv without --force_yml, its entries)``."""
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument('--force_yml', nargs='+', action='extend', default=[])
+    found, rest = parser.parse_known_args(argv[1:])
+    return argv[:1] + rest, found.force_yml
+
+
+def parse_options_safely(original, root_path, is_train=True):
+    """BasicSR's ``parse_options`` on the safe loader, with ``--local-rank`` accepted and ``--force_yml``
+    applied as data by the loader (BasicSR applies it with ``exec``); a Python tag is an OptionError naming the
+    file, line and tag, raised before anything runs."""
+    argv, entries = take_force_yml(normalize_local_rank_argv(sys.argv))
+    forced = parse_forced_options(entries)
+    sys.argv = argv
+    try:
+        with OptionFileLoader.overrides(forced):
+            opt, args = original(root_path, is_train)
+    except yaml.YAMLError as error:
+        mark = getattr(error, 'problem_mark', None) or getattr(error, 'context_mark', None)
+        raise yaml_error(getattr(mark, 'name', '<option file>'), error) from None
+    args.force_yml = entries or None
+    return opt, args
 
 
 # --- DDP without CUDA: BasicSR hard-codes NCCL, set_device and device_ids -------------------------

@@ -15,7 +15,6 @@ import os.path as osp
 import sys
 
 import torch
-import yaml
 
 from basicsr.utils import options as basicsr_options
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
@@ -26,6 +25,7 @@ from ext.models.realesrgan_degradation import DEGRADATION_KEYS
 from ext.registry import closest, registry_get
 from ext.errors import OptionError
 from ext.utils import checkpoint, pretrained
+from ext.utils.option_file import parse_forced_options, read_option_file
 
 # --- What BasicSR itself reads. Its datasets, models and loop take raw option dicts, so their keys cannot be
 #     introspected: these tables list them, each with where BasicSR reads it. Everything of this package is
@@ -366,20 +366,12 @@ def resolve_paths(opt, root_path):
     return opt
 
 
-def _forced_value(force_yml, key):
-    for entry in force_yml or []:
-        keys, _, value = entry.partition('=')
-        if keys.strip() == key:
-            return value.strip()
-    return None
-
-
 def _use_output_root(opt, args, root_path, is_train):
     """Re-base BasicSR's output folders on ``path.experiments_root`` / ``path.results_root``."""
-    with open(args.opt) as handle:
-        raw = yaml.safe_load(handle) or {}
     key = 'experiments_root' if is_train else 'results_root'
-    wanted = _forced_value(args.force_yml, f'path:{key}') or (raw.get('path') or {}).get(key)
+    raw = read_option_file(args.opt) or {}
+    forced = dict((':'.join(keys), value) for keys, value in parse_forced_options(args.force_yml))
+    wanted = forced.get(f'path:{key}') or (raw.get('path') or {}).get(key)
     if not wanted:
         return
     root = _resolve(wanted, root_path)
@@ -393,7 +385,7 @@ def _use_output_root(opt, args, root_path, is_train):
 
 def parse_options(root_path, is_train=True):
     """Drop-in for ``basicsr.utils.options.parse_options``: returns ``(opt, args)``."""
-    opt, args = basicsr_options.parse_options(root_path, is_train)  # with ext.compat's --local-rank fix
+    opt, args = basicsr_options.parse_options(root_path, is_train)  # with ext.compat's safe loading
     source = osp.abspath(args.opt)
     resolve_paths(opt, root_path)
     _use_output_root(opt, args, root_path, is_train)

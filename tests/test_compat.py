@@ -212,3 +212,64 @@ def test_perceptual_loss_accepts_criterion_l2(vgg19_env):
     assert isinstance(PerceptualLoss({'conv1_2': 1.0}).criterion, torch.nn.L1Loss)
 
 
+
+
+EVIL_OPTIONS = '''name: evil
+model_type: SRModel
+num_gpu: 0
+manual_seed: !!python/object/apply:os.system ["touch {marker}"]
+'''
+
+
+def test_an_option_file_with_a_python_tag_runs_nothing_and_names_file_line_and_tag(tmp_path):
+    import yaml
+    marker = tmp_path / 'ran'
+    text = EVIL_OPTIONS.format(marker=marker)
+    basicsr_loader = original(basicsr_options, 'ordered_yaml')()[0]
+    yaml.load(text, Loader=basicsr_loader)  # BasicSR's loader runs the command
+    assert marker.exists()
+    marker.unlink()
+    yml = tmp_path / 'evil.yml'
+    yml.write_text(text)
+    from helpers import TRAIN_PY
+    for script in (TRAIN_PY, osp.join(REPO_ROOT, 'ext', 'test.py')):
+        result = subprocess.run([sys.executable, script, '-opt', str(yml)], capture_output=True, text=True,
+                                env=subprocess_env(), cwd=str(tmp_path))
+        assert result.returncode == 2, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            f'error: {yml}:4: the tag tag:yaml.org,2002:python/object/apply:os.system is not allowed in an option '
+            'file: it would construct a Python object (run code); option files hold plain values (numbers, strings, '
+            'lists, mappings, !!float)']
+        assert not marker.exists()
+
+
+def test_force_yml_is_applied_as_data_never_executed(tmp_path, monkeypatch):
+    marker = tmp_path / 'ran'
+    injected = f'datasets"][open("{marker}", "w").close() or "x=1'  # a key that is Python source
+    argv = ['train.py', '-opt', _write_yaml(tmp_path), '--force_yml', injected]
+    monkeypatch.setattr(sys, 'argv', list(argv))
+    with pytest.raises(TypeError):  # BasicSR exec()s the key, then trips over the entry it wrote
+        original(basicsr_options, 'parse_options')(str(tmp_path), is_train=False)
+    assert marker.exists()
+    marker.unlink()
+    monkeypatch.setattr(sys, 'argv', list(argv))
+    from ext.errors import OptionError
+    with pytest.raises(OptionError, match='--force_yml'):
+        basicsr_options.parse_options(str(tmp_path), is_train=False)
+    assert not marker.exists()
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', _write_yaml(tmp_path), '--force_yml', 'manual_seed=-3',
+                                      'datasets:sizes=[1, 2]', 'datasets:lr=2e-4', 'datasets:gamma=!!float 1e-1'])
+    opt, args = basicsr_options.parse_options(str(tmp_path), is_train=False)
+    assert opt['manual_seed'] == -3 and opt['datasets']['sizes'] == [1, 2]
+    assert opt['datasets']['lr'] == 2e-4 and opt['datasets']['gamma'] == 0.1
+    assert args.force_yml == ['manual_seed=-3', 'datasets:sizes=[1, 2]', 'datasets:lr=2e-4', 'datasets:gamma=!!float 1e-1']
+
+
+def test_option_files_keep_basicsr_ordered_mappings_and_float_tags(tmp_path):
+    from collections import OrderedDict
+    from ext.utils.option_file import read_option_file
+    path = tmp_path / 'o.yml'
+    path.write_text('train:\n  optim_g: {type: Adam, lr: !!float 2e-4}\n  z: 1\n  a: 2\n')
+    opt = read_option_file(str(path))
+    assert isinstance(opt, OrderedDict) and list(opt['train']) == ['optim_g', 'z', 'a']
+    assert opt['train']['optim_g']['lr'] == 2e-4

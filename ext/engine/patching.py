@@ -41,8 +41,10 @@ class Patch:
 
 PATCHES = (
     # --- host fixes (ext.compat) ------------------------------------------------------------------------
-    Patch(options, 'parse_options', compat.parse_options_accepting_local_rank, wraps=True,
-          also=(basicsr.train, basicsr.test), why="torch's launcher passes --local-rank, BasicSR only --local_rank"),
+    Patch(options, 'parse_options', compat.parse_options_safely, wraps=True, also=(basicsr.train, basicsr.test),
+          why="torch's launcher passes --local-rank (BasicSR: --local_rank); --force_yml went through exec and eval"),
+    Patch(options, 'ordered_yaml', compat.ordered_yaml_safe, wraps=True,
+          why="option files were read with PyYAML's full Loader: a !!python tag ran code before any check"),
     Patch(dist_util, '_init_dist_pytorch', compat.init_dist_pytorch_cpu_aware,
           why='DDP without CUDA: BasicSR hard-codes NCCL and torch.cuda.set_device'),
     Patch(BaseModel, 'model_to_device', compat.model_to_device_cpu_ddp, wraps=True,

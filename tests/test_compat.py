@@ -257,12 +257,13 @@ def test_force_yml_is_applied_as_data_never_executed(tmp_path, monkeypatch):
     with pytest.raises(OptionError, match='--force_yml'):
         basicsr_options.parse_options(str(tmp_path), is_train=False)
     assert not marker.exists()
-    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', _write_yaml(tmp_path), '--force_yml', 'datasets:offset=-3',
-                                      'datasets:sizes=[1, 2]', 'datasets:lr=2e-4', 'datasets:gamma=!!float 1e-1'])
+    monkeypatch.setattr(sys, 'argv', ['train.py', '-opt', _write_yaml(tmp_path), '--force_yml', 'path:offset=-3',
+                                      'path:sizes=[1, 2]', 'path:lr=2e-4', 'path:gamma=!!float 1e-1'])
     opt, args = basicsr_options.parse_options(str(tmp_path), is_train=False)
-    assert opt['datasets']['offset'] == -3 and opt['datasets']['sizes'] == [1, 2]
-    assert opt['datasets']['lr'] == 2e-4 and opt['datasets']['gamma'] == 0.1
-    assert args.force_yml == ['datasets:offset=-3', 'datasets:sizes=[1, 2]', 'datasets:lr=2e-4', 'datasets:gamma=!!float 1e-1']
+    assert opt['path']['offset'] == -3 and opt['path']['sizes'] == [1, 2]
+    assert opt['path']['lr'] == 2e-4 and opt['path']['gamma'] == 0.1
+    assert args.force_yml == ['path:offset=-3', 'path:sizes=[1, 2]', 'path:lr=2e-4',
+                              'path:gamma=!!float 1e-1']
 
 
 def test_option_files_keep_basicsr_ordered_mappings_and_float_tags(tmp_path):

@@ -20,6 +20,7 @@ from basicsr.utils import options as basicsr_options
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
 from ext.engine.bad_data import BadFileGuard
+from ext.engine import schedules
 from ext.engine.resume import saved_state_iterations
 from ext.models.realesrgan_degradation import DEGRADATION_KEYS
 from ext.registry import closest, registry_get
@@ -69,6 +70,7 @@ SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  
 OWN_SECTION_KEYS = {'logger': frozenset({'checkpoint_format'}), 'val': frozenset(), 'dist_params': frozenset()}
 OWN_PATH_KEYS = frozenset({'experiments_root', 'results_root', 'vgg_weights'})
 CHECKPOINT_FORMATS = ('pth', 'safetensors')
+ENGINE_TRAIN_KEYS = schedules.TRAIN_OPTION_KEYS  # read by ext/engine for every model
 KEY_KINDS = ('option_keys', 'train_option_keys', 'val_option_keys')
 
 
@@ -242,7 +244,7 @@ class _Validator:
             self.error('train', 'missing section')
             return
         if model_class is not None:
-            self.unknown_keys('train', train, declared_keys(model_class, 'train_option_keys'),
+            self.unknown_keys('train', train, declared_keys(model_class, 'train_option_keys') | ENGINE_TRAIN_KEYS,
                               extra_ok=lambda k: k.endswith('_opt') or k.startswith('optim_'))
         for key, spec in train.items():
             if key.endswith('_opt') and spec is not None:

@@ -275,3 +275,64 @@ def test_a_finished_run_resumes_at_its_end_instead_of_training_its_tail_again(tm
     assert 'Resuming training from epoch: 2, iter: 5' in log
     assert not iteration_logs(log.split('Resuming training from')[1])  # nothing trained again
     assert sorted(os.listdir(states)) == ['2.state', '4.state', '5.state']
+
+
+def _schedule_run(tmp_path, data, **changes):
+    from helpers import base_train_options
+    gt, lq = data
+    opt = base_train_options('schedule', str(tmp_path), gt, lq, total_iter=4)
+    opt['train']['optim_g']['lr'] = 1e-3
+    opt['train']['scheduler'] = {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}
+    opt['logger']['save_checkpoint_freq'] = 4
+    for key, value in changes.items():
+        opt['train'][key] = value
+    return opt
+
+
+def _logged_lrs(log):
+    import re
+    return {int(i): float(lr) for i, lr in re.findall(r'iter:\s+(\d+), lr:\(([0-9.e+-]+),', log)}
+
+
+def test_a_resumed_run_follows_the_new_schedule_of_its_option_file(tmp_path):
+    """BasicSR loads the saved milestones and lr whole: after --auto_resume the new ones were ignored (control:
+    restart_scheduler false, which also names what it ignores)."""
+    from helpers import read_logs, run_train, write_paired_folders
+    data = write_paired_folders(str(tmp_path / 'pairs'), 4, 64)
+    for restart in (True, False):
+        work = tmp_path / str(restart)
+        work.mkdir()
+        opt = _schedule_run(work, data)
+        run_train(opt, str(work))
+        resumed = _schedule_run(work, data, total_iter=8, restart_scheduler=restart,
+                                scheduler={'type': 'MultiStepLR', 'milestones': [6], 'gamma': 0.5})
+        resumed['train']['optim_g']['lr'] = 2e-3
+        run_train(resumed, str(work), extra_args=['--auto_resume'])
+        log = read_logs(opt['path']['experiments_root'])
+        lrs = _logged_lrs(log.split('Resuming training from')[1])
+        if restart:
+            assert 'train.scheduler.milestones' in log and 'train.optim_g.lr 0.001 -> 0.002' in log
+            assert 'train.total_iter 4 -> 8' in log
+            assert lrs == {5: 2e-3, 6: 2e-3, 7: 1e-3, 8: 1e-3}  # BasicSR steps from iteration 2: milestone 6 acts at 7
+        else:
+            assert 'restart_scheduler is false' in log and 'train.scheduler.milestones, train.optim_g.lr' in log
+            assert lrs == {5: 1e-3, 6: 1e-3, 7: 1e-3, 8: 1e-3}
+
+
+def test_the_new_schedule_is_the_one_a_fresh_run_would_have_at_that_iteration():
+    from basicsr.models.lr_scheduler import CosineAnnealingRestartLR, MultiStepRestartLR
+    from ext.engine.schedules import _learning_rates_at
+    for scheduler_class, configuration in ((MultiStepRestartLR, {'milestones': [3, 5, 5, 9], 'gamma': 0.5,
+                                                                   'restarts': [0, 7], 'restart_weights': [1, 0.5]}),
+                                           (CosineAnnealingRestartLR, {'periods': [4, 6], 'restart_weights': [1, 0.5],
+                                                                       'eta_min': 1e-7})):
+        optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
+        reference = scheduler_class(optimizer, **configuration)
+        import warnings
+        for last_epoch in range(1, 10):
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore')
+                reference.step()
+            rates, state = _learning_rates_at(scheduler_class, configuration, [0.1], last_epoch)
+            assert rates == pytest.approx([optimizer.param_groups[0]['lr']], rel=1e-12), (scheduler_class, last_epoch)
+            assert state['last_epoch'] == last_epoch

@@ -16,6 +16,7 @@ import torch
 from basicsr.utils.misc import check_resume
 
 from ext.compat import save_with_retry
+from ext.engine import schedules
 from ext.engine.dist import gather_on_rank0, own_rank_entry, rank
 from ext.engine.progress import PROGRESS
 from ext.engine.seeding import rng_state
@@ -45,6 +46,7 @@ def save_training_state_resumable(self, epoch, current_iter):
         'schedulers': [s.state_dict() for s in self.schedulers],
         'rng': [each['rng'] for each in per_rank],
         'iters_per_epoch': PROGRESS.iters_per_epoch,
+        'total_iter': self.opt['train'].get('total_iter'),
     }
     if 'extra' in mine:
         state['extra_by_rank'] = [each['extra'] for each in per_rank]
@@ -68,9 +70,12 @@ def final_position(model):
 
 
 def resume_training_with_extra(original, self, resume_state):
-    """BasicSR's ``resume_training``, then this rank's own extra state (``extra_by_rank``; ``extra``: rank
-    0's only, as written by earlier versions, which every rank then takes)."""
+    """BasicSR's ``resume_training``; then the option file's schedule from the resumed iteration
+    (:mod:`ext.engine.schedules`) and this rank's own extra state (``extra_by_rank``; ``extra``: rank 0's
+    only, as written by earlier versions, which every rank then takes)."""
+    wanted = schedules.option_file_schedule(self)  # before the saved states replace what the YAML built
     original(self, resume_state)
+    schedules.follow_option_file(self, resume_state, wanted)
     if not hasattr(self, 'load_extra_training_state'):
         return
     if 'extra_by_rank' in resume_state:

@@ -38,7 +38,8 @@ def main():
 
     import ext  # noqa: F401
     from ext.inference import load_upscaler
-    from ext.utils.tiled_inference import TiledUpscaler, measure_tile_pad
+    from ext.inference.tile_pad import measure_tile_pad
+    from ext.inference.tiling import TiledUpscaler
     torch.set_num_threads(args.threads)
     if args.model_path:
         upscaler = load_upscaler(args.model_path, device=args.device)

@@ -1,9 +1,9 @@
 #!/usr/bin/env python
-"""Peak memory and throughput of tiled inference (ext/utils/tiled_inference.py), tiled vs untiled.
+"""Peak memory and throughput of tiled inference (ext/inference/tiling.py), tiled vs untiled.
 
 Each (size, mode) runs in a fresh subprocess so that peaks do not mix. Reported per run:
-  * peak RSS of the process, and the part of it that inference added on top of the loaded network and
-    the input ("added"); the host output array (the upscaled image, unavoidable) is listed apart, so
+  * peak RSS of the process, and the part of it that inference added on top of the imported package, the
+    loaded network and the input ("added"); the host output array (the upscaled image, unavoidable) is listed apart, so
     "overhead" = added - output is what the tiling engine itself costs;
   * on CUDA, the peak memory allocated on the device.
 With tiling, overhead and device peak should stay flat from 512^2 to 2048^2 while the image area grows
@@ -14,7 +14,6 @@ alternately in one process (best of --repeats).
   python benchmarks/bench_tiled_inference.py --device cuda --num_feat 64 --num_conv 16
 """
 import argparse
-import importlib.util
 import json
 import os
 import os.path as osp
@@ -24,15 +23,8 @@ import sys
 import time
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-
-
-def load_engine():
-    # Load the module by path: importing the `ext` package would pull in BasicSR and blur the numbers.
-    path = osp.join(REPO_ROOT, 'ext', 'utils', 'tiled_inference.py')
-    spec = importlib.util.spec_from_file_location('tiled_inference', path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+if REPO_ROOT not in sys.path:  # run from a checkout without installing
+    sys.path.insert(0, REPO_ROOT)
 
 
 def compact_net(num_feat, num_conv, scale):
@@ -75,16 +67,17 @@ def make_image(size):
 
 def child(args):
     import torch
+
+    from ext.inference.tiling import TiledUpscaler
     torch.set_num_threads(args.threads)
-    engine = load_engine()
     device = torch.device(args.device)
     net = compact_net(args.num_feat, args.num_conv, args.scale).to(device)
     image = make_image(args.size)
     if device.type == 'cuda':
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    baseline = current_rss_mb()
-    upscaler = engine.TiledUpscaler(net, args.scale, tile=args.tile, tile_pad=args.tile_pad, device=device)
+    baseline = current_rss_mb()  # after the imports: "added" is what the inference itself takes
+    upscaler = TiledUpscaler(net, args.scale, tile=args.tile, tile_pad=args.tile_pad, device=device)
     start = time.perf_counter()
     output = upscaler.upscale(image)
     if device.type == 'cuda':
@@ -101,13 +94,14 @@ def child(args):
 
 def throughput(args):
     import torch
+
+    from ext.inference.tiling import TiledUpscaler
     torch.set_num_threads(args.threads)
-    engine = load_engine()
     device = torch.device(args.device)
     net = compact_net(args.num_feat, args.num_conv, args.scale).to(device)
     image = make_image(args.size)
-    runs = {'tiled': engine.TiledUpscaler(net, args.scale, tile=args.tile, tile_pad=args.tile_pad, device=device),
-            'untiled': engine.TiledUpscaler(net, args.scale, tile=0, device=device)}
+    runs = {'tiled': TiledUpscaler(net, args.scale, tile=args.tile, tile_pad=args.tile_pad, device=device),
+            'untiled': TiledUpscaler(net, args.scale, tile=0, device=device)}
     best = {name: float('inf') for name in runs}
     for name, upscaler in runs.items():  # warm-up
         upscaler.upscale(image[:64, :64])

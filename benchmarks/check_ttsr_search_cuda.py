@@ -1,16 +1,14 @@
 #!/usr/bin/env python
 """Chunked vs plain TTSR search on a CUDA device, values and gradients in float64 (for a machine with a
-GPU; the CPU equivalent is tests/test_ttsr_search.py). Imports the module by path: torch only."""
-import importlib.util
+GPU; the CPU equivalent is tests/test_ttsr_search.py)."""
 import os.path as osp
 import sys
 
 import torch
 
-spec = importlib.util.spec_from_file_location(
-    'texture_search', osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'ext', 'archs', 'texture_search.py'))
-search = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(search)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # run from a checkout without installing
+from ext.archs import texture_search as search  # noqa: E402
+
 device = torch.device(sys.argv[1] if len(sys.argv) > 1 else 'cuda')
 worst = 0.
 for n, c, h, w, hr, wr, chunk, key_chunk in [(2, 8, 5, 7, 6, 9, 3, 5), (3, 16, 9, 6, 7, 11, 10, 13), (2, 256, 10, 10, 12, 12, None, None)]:

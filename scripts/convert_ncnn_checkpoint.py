@@ -17,7 +17,6 @@ files and as ``--arch``/``--arch_args`` for ``scripts/inference.py``; ``--option
 """
 import argparse
 import json
-import os
 import os.path as osp
 import sys
 
@@ -45,25 +44,20 @@ def main(argv=None):
     if (args.param is None) == (args.released is None):
         parser.error('give either an ncnn .param file or --released NAME')
     sys.path.insert(0, REPO_ROOT)  # run from a checkout without installing
-    import yaml
-    from ext.utils.atomic_io import atomic_write_text
-    from ext.utils.checkpoint import CheckpointError, save_network_file
-    from ext.utils.ncnn_convert import NcnnConversionError, convert_ncnn, released_model_files
+    from ext.utils.checkpoint import CheckpointError
+    from ext.utils.ncnn_convert import (NcnnConversionError, convert_ncnn, network_g_yaml, released_model_files,
+                                        save_conversion)
     try:
         param, bin_path = released_model_files(args.released) if args.released else (args.param, args.bin)
         result = convert_ncnn(param, bin_path)
-        os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
-        save_network_file({args.param_key: result.state_dict}, args.output)
-        network_g = {'network_g': dict(result.network_opt)}
-        if args.options_out:
-            atomic_write_text(args.options_out, yaml.safe_dump(network_g, sort_keys=False))
+        save_conversion(result, args.output, args.param_key, args.options_out)
     except (NcnnConversionError, CheckpointError, FileNotFoundError, ValueError) as error:
         print(f'convert_ncnn_checkpoint.py: error: {error}', file=sys.stderr)
         return 2
     arch_args = {k: v for k, v in result.network_opt.items() if k != 'type'}
     print(f'converted {param}: {result.description}')
     print(f'wrote {args.output} ({args.param_key})' + (f' and {args.options_out}' if args.options_out else ''))
-    print('options:\n' + '\n'.join('  ' + line for line in yaml.safe_dump(network_g, sort_keys=False).splitlines()))
+    print('options:\n' + '\n'.join('  ' + line for line in network_g_yaml(result).splitlines()))
     print(f"inference: python scripts/inference.py -i INPUT --model_path {args.output} --arch "
           f"{result.network_opt['type']} --arch_args '{json.dumps(arch_args)}'"
           + (f' --outscale {result.outscale:g}' if result.outscale != arch_args.get('scale', arch_args.get('upscale'))

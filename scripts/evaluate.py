@@ -11,9 +11,11 @@ images as side-by-side pictures, results as CSV and JSON. The seed's ``test.py -
 
 Named sets are read from ``--dataset-root`` in the layouts of datasets/README.md (those of
 ``scripts/prepare_sr_benchmark.py``); a set without its LR folder gets its LR made on the fly with
-MATLAB bicubic. The network comes from ``--network-opt`` (the ``network_g`` of an option file; default
-options/test_esrgan_x4.yml) or ``--network`` (inline YAML/JSON). Every table also has the bicubic
-baseline's scores (``bicubic_*`` columns). Metrics: ``--metrics`` names, see
+MATLAB bicubic. The network is loaded as ``scripts/inference.py`` loads it (``ext.inference.load_network``):
+from ``--network-opt`` (the ``network_g`` of an option file) or ``--network`` (inline YAML/JSON); without
+either, a checkpoint this package's training wrote is rebuilt from the ``network_g`` it records, and any other
+file is built from options/test_esrgan_x4.yml's; ``.onnx`` files run with onnxruntime. Every table also has
+the bicubic baseline's scores (``bicubic_*`` columns). Metrics: ``--metrics`` names, see
 ``ext/utils/sr_benchmark.py`` (psnr_y, ssim_y, psnr_rgb, ssim_rgb, or any METRIC_REGISTRY type).
 """
 import argparse
@@ -55,12 +57,14 @@ def parse_args(argv=None):
     parser.add_argument('--dataset-root', default=osp.join(REPO_ROOT, 'datasets'),
                         help='folder of the named sets (default: %(default)s)')
     parser.add_argument('--network-opt', default=None,
-                        help=f'option file whose network_g builds the generator (default: {DEFAULT_NETWORK_OPT})')
+                        help='option file whose network_g builds the generator (default: the network_g the '
+                        f'checkpoint records, else {DEFAULT_NETWORK_OPT})')
     parser.add_argument('--network', default=None, help='network_g inline as YAML/JSON, e.g. '
                         '\'{type: RRDBNet, num_in_ch: 3, num_out_ch: 3, num_block: 23}\'')
     parser.add_argument('--param-key', default='params', help="key of the weights in the file (default: "
                         "%(default)s; 'params_ema' for EMA weights)")
-    parser.add_argument('--scale', type=int, default=4, help='(default: %(default)s)')
+    parser.add_argument('--scale', type=int, default=None,
+                        help='(default: the network\'s, from its options or a probe run; 4 for bicubic)')
     parser.add_argument('--crop-border', type=int, default=None, help='border pixels ignored by the metrics '
                         '(default: the scale)')
     parser.add_argument('--metrics', nargs='+', default=None, metavar='NAME',
@@ -86,22 +90,20 @@ def parse_args(argv=None):
         parser.error('give at least one --datasets name or --dataset NAME=HR_DIR[:LR_DIR]')
     if args.network and args.network_opt:
         parser.error('give --network or --network-opt, not both')
-    if args.crop_border is None:
-        args.crop_border = args.scale
     return args
 
 
-def dataset_specs(args):
+def dataset_specs(args, scale):
     """[(name, hr_dir, lr_dir or None, template)] of the requested sets."""
     specs = []
     for name in args.datasets:
         hr, lr, template = BENCHMARK_SETS[name]
         hr_dir = osp.join(args.dataset_root, hr)
-        lr_dir = osp.join(args.dataset_root, lr.format(s=args.scale))
+        lr_dir = osp.join(args.dataset_root, lr.format(s=scale))
         if not osp.isdir(hr_dir):
             raise SystemExit(f'error: dataset {name}: {hr_dir} does not exist; prepare it as datasets/README.md '
                              f'says (scripts/prepare_sr_benchmark.py)')
-        specs.append((name, hr_dir, lr_dir if osp.isdir(lr_dir) else None, template.format('{}', s=args.scale)))
+        specs.append((name, hr_dir, lr_dir if osp.isdir(lr_dir) else None, template.format('{}', s=scale)))
     for entry in args.dataset:
         name, _, folders = entry.partition('=')
         hr_dir, _, lr_dir = folders.partition(':') if not osp.isdir(folders) else (folders, '', '')
@@ -125,35 +127,20 @@ def _load_yaml(text_or_path, what):
         raise SystemExit(f'error: {what}: not valid YAML/JSON ({error})') from None
 
 
-def build_generator(args, device):
-    import torch
-    from basicsr.archs import build_network
-    from ext.utils.checkpoint import CheckpointError, load_into_network, load_network_file
+def build_upscaler(args):
+    """The generator as ``ext.inference`` loads it (scripts/inference.py's loader), with the tiling options."""
+    from ext.inference import Upscaler, UsageError, load_network
+    network = None
     if args.network:
-        network_opt = _load_yaml(args.network, '--network')
-    else:
-        path = args.network_opt or DEFAULT_NETWORK_OPT
-        options = _load_yaml(path, f'--network-opt {path}') or {}
-        network_opt = options.get('network_g')
-        if not network_opt:
-            raise SystemExit(f'error: {path} has no network_g')
-    if not isinstance(network_opt, dict) or 'type' not in network_opt:
-        raise SystemExit(f'error: the network options need a "type", got {network_opt!r}')
-    if not osp.isfile(args.model):
-        raise SystemExit(f'error: model file {args.model} does not exist')
-    net = build_network(dict(network_opt))
+        network = _load_yaml(args.network, '--network')
+        if not isinstance(network, dict) or 'type' not in network:
+            raise SystemExit(f'error: the network options need a "type", got {network!r}')
     try:
-        load_into_network(net, load_network_file(args.model, param_key=args.param_key), source=args.model)
-    except CheckpointError as error:
+        loaded = load_network(args.model, opt=args.network_opt, network=network, param_key=args.param_key,
+                              default_opt=DEFAULT_NETWORK_OPT)
+        return Upscaler(loaded, scale=args.scale, tile=args.tile, tile_pad=args.tile_pad, device=args.device)
+    except UsageError as error:
         raise SystemExit(f'error: {error}') from None
-    return net.to(device).eval(), network_opt, torch
-
-
-def resolve_device(name):
-    import torch
-    if name == 'auto':
-        return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    return torch.device(name)
 
 
 def crop_to_scale(image, scale):
@@ -202,7 +189,6 @@ def main(argv=None):
     from tqdm import tqdm
     import ext  # noqa: F401  (registers the package's networks and metrics)
     from ext.utils import sr_benchmark
-    from ext.utils.tiled_inference import TiledUpscaler, upscale_image
 
     metric_kwargs = {}
     for entry in args.metric_opt:
@@ -219,14 +205,13 @@ def main(argv=None):
     rank_metric = metrics[names.index(args.rank_by)] if args.rank_by in names else metrics[0]
     if args.rank_by and args.rank_by not in names:
         raise SystemExit(f'error: --rank-by {args.rank_by!r} is not among the metrics {names}')
-    specs = dataset_specs(args)
-
-    device = resolve_device(args.device)
     baseline_only = args.model == 'bicubic'
-    upscaler, network_opt = None, None
-    if not baseline_only:
-        net, network_opt, torch = build_generator(args, device)
-        upscaler = TiledUpscaler(net, args.scale, tile=args.tile, tile_pad=args.tile_pad, device=device)
+    upscaler = None if baseline_only else build_upscaler(args)
+    scale = upscaler.scale if upscaler else args.scale or 4
+    crop_border = scale if args.crop_border is None else args.crop_border
+    if upscaler:
+        print(f'{upscaler.description}: x{scale}', file=sys.stderr)
+    specs = dataset_specs(args, scale)
 
     all_rows, summaries, failures = [], {}, []
     started = time.time()
@@ -234,21 +219,17 @@ def main(argv=None):
         rows, pictures = [], {}
         for relative in tqdm(list_images(hr_dir, recursive=False), desc=name, unit='img', dynamic_ncols=True):
             try:
-                hr, lr, stem = load_pair(osp.join(hr_dir, relative), lr_dir, template, args.scale)
+                hr, lr, stem = load_pair(osp.join(hr_dir, relative), lr_dir, template, scale)
             except UnreadableImage as error:
                 failures.append(str(error))
                 continue
-            bicubic = sr_benchmark.bicubic_upscale(lr, args.scale)
-            if baseline_only:
-                output = bicubic
-            else:
-                with torch.no_grad():
-                    output = upscale_image(upscaler, lr)
+            bicubic = sr_benchmark.bicubic_upscale(lr, scale)
+            output = bicubic if baseline_only else upscaler.upscale(lr)
             row = {'dataset': name, 'image': stem}
             for metric in metrics:
                 try:
-                    row[metric.name] = metric(output, hr, args.crop_border)
-                    row[f'bicubic_{metric.name}'] = metric(bicubic, hr, args.crop_border)
+                    row[metric.name] = metric(output, hr, crop_border)
+                    row[f'bicubic_{metric.name}'] = metric(bicubic, hr, crop_border)
                 except FileNotFoundError as error:  # e.g. LPIPS/DISTS weights not on disk
                     raise SystemExit(f'error: metric {metric.name} ({metric.type}): {error}') from None
             rows.append(row)
@@ -275,7 +256,7 @@ def main(argv=None):
             for kind, place, row in chosen:
                 lr, bicubic, output, hr = pictures[row['image']]
                 value = row[rank_metric.name]
-                panels = [('LR (nearest)', sr_benchmark.nearest_upscale(lr, args.scale)),
+                panels = [('LR (nearest)', sr_benchmark.nearest_upscale(lr, scale)),
                           (f"bicubic {row['bicubic_' + rank_metric.name]:.2f}", bicubic),
                           (f'output {value:.2f}', output), ('HR', hr)]
                 path = osp.join(args.out_dir, name, f"{kind}{place}_{row['image']}.png")
@@ -289,7 +270,8 @@ def main(argv=None):
     means = [{'dataset': name, 'image': f'MEAN ({summary["images"]} images)', **summary}
              for name, summary in summaries.items()]
     write_table(means, columns, osp.join(args.out_dir, 'summary.csv'))
-    report = {'model': args.model, 'network_g': network_opt, 'scale': args.scale, 'crop_border': args.crop_border,
+    report = {'model': args.model, 'network_g': upscaler.loaded.network_opt if upscaler else None, 'scale': scale,
+              'crop_border': crop_border,
               'metrics': {m.name: {'type': m.type, 'kwargs': m.kwargs, 'lower_is_better': m.lower_is_better}
                           for m in metrics},
               'summary': summaries, 'images': all_rows, 'unreadable': failures,

@@ -13,7 +13,6 @@ Examples:
   python scripts/inference.py -i photo.png --model_path net_g.onnx --tile 256      # same tiling, onnxruntime
 """
 import argparse
-import os
 import os.path as osp
 import sys
 
@@ -48,64 +47,29 @@ def build_parser():
     return parser
 
 
-def check_photo(path, size, multiple):
-    import cv2
-    import numpy as np
-    if path:
-        from ext.inference import read_image
-        image = read_image(path)
-        image = cv2.cvtColor(image[..., :3] if image.ndim == 3 else image, cv2.COLOR_BGR2RGB if image.ndim == 3
-                             else cv2.COLOR_GRAY2RGB)
-    else:
-        import skimage.data
-        image = skimage.data.astronaut()[100:, 150:]
-    height, width = (min(size[0], image.shape[0]) // multiple) * multiple, (min(size[1], image.shape[1]) // multiple
-                                                                             ) * multiple
-    from ext.utils.tiled_inference import max_value_of
-    return np.ascontiguousarray(image[:height, :width]).astype(np.float32) / max_value_of(image.dtype)
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     _import_ext()
-    from ext.inference import UsageError, load_network, probe_scale, read_image, reference_tensor
-    from ext.onnx_export import DEFAULT_OPSET, ExportError, export_onnx, verify_onnx
+    from ext.inference import UsageError, load_network
+    from ext.inference.onnx import DEFAULT_OPSET, ExportError, export_checked, plan_export
     try:
         if args.model_path and args.model_path.lower().endswith('.onnx'):
             raise UsageError(f'{args.model_path} is already an ONNX model')
         loaded = load_network(args.model_path, opt=args.opt, arch=args.arch,
                               arch_args=args.arch_args if args.arch else None, param_key=args.param_key)
-        net = loaded.net.eval()
-        multiple = loaded.size_multiple or 1
-        scale = args.scale or loaded.scale
-        if loaded.takes_reference and not scale:
-            raise UsageError('pass --scale for a reference-based network')
-        scale = scale or probe_scale(net, loaded.in_channels, multiple, 'cpu')
-        multiple = loaded.size_multiple or {1: 4, 2: 2}.get(scale, 1)
-        if loaded.in_channels == 1:
-            raise UsageError(f'{loaded.description}: 1-channel networks are not supported by the check here')
-        photo = check_photo(args.check_image, args.check_size, multiple)
-        ref = None
-        if loaded.takes_reference:
-            if args.check_ref:
-                ref = reference_tensor(read_image(args.check_ref), scale)[0].permute(1, 2, 0).numpy()
-            else:
-                import skimage.data
-                ref = skimage.data.coffee()[:photo.shape[0] * scale, :photo.shape[1] * scale].astype('float32') / 255
+        plan = plan_export(loaded, scale=args.scale, check_image=args.check_image, check_size=args.check_size,
+                           check_ref=args.check_ref)
     except UsageError as error:
         print(f'export_onnx.py: error: {error}', file=sys.stderr)
         return 2
     opset = args.opset or DEFAULT_OPSET
-    print(f'{loaded.description}: x{scale}, opset {opset}, {"fp16" if args.fp16 else "fp32"}', file=sys.stderr)
+    print(f'{loaded.description}: x{plan.scale}, opset {opset}, {"fp16" if args.fp16 else "fp32"}', file=sys.stderr)
     try:
-        export_onnx(net, args.output, scale, in_channels=loaded.in_channels, size_multiple=multiple, opset=opset,
-                    fp16=args.fp16, architecture=loaded.description.split(' from ')[0])
-        report = verify_onnx(args.output, net, photo, ref=ref)
+        report = export_checked(plan, args.output, opset=opset, fp16=args.fp16)
     except ExportError as error:
-        if osp.exists(args.output):
-            os.remove(args.output)
         print(f'export_onnx.py: error: {error}', file=sys.stderr)
         return 1
+    photo = plan.photo
     print(f'onnxruntime check ({report["provider"]}, {photo.shape[0]}x{photo.shape[1]} photo, output in [0, 1]): '
           f'max abs {report["max_abs"]:.2e}, mean abs {report["mean_abs"]:.2e} <= {report["tolerance"]:g}: passed')
     print(f'wrote {args.output} ({osp.getsize(args.output) / 1e6:.1f} MB)')

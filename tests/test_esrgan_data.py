@@ -13,7 +13,7 @@ import torch
 from ext.engine.sampling import PerSampleSeededDataset
 from ext.engine.seeding import sample_seed
 from ext.data.esrgan_paired_dataset import ESRGANPairedDataset
-from helpers import REPO_ROOT, run_script, write_image_folder, write_paired_folders
+from helpers import REPO_ROOT, base_train_options, run_script, run_train, write_image_folder, write_paired_folders
 
 PREPARE = osp.join(REPO_ROOT, 'scripts', 'prepare_sr_benchmark.py')
 EVALUATE = osp.join(REPO_ROOT, 'scripts', 'evaluate.py')
@@ -162,6 +162,25 @@ def test_evaluate_cli_tables_pictures_and_json(tmp_path, tiny_generator):
     bad = run_script([EVALUATE, 'bicubic', '--dataset', f'mine={gt}', '--metrics', 'lpips'], cwd=str(tmp_path),
                      check=False)
     assert bad.returncode != 0 and "no metric named 'lpips'" in bad.stderr
+
+
+def test_evaluate_rebuilds_a_trained_generator_from_its_checkpoint_alone(tmp_path):
+    """A generator trained from a copy of train_esrgan_psnr_x4.yml with other sizes evaluates by its path: the
+    checkpoint records its network_g (options/test_esrgan_x4.yml's 64 features and 16 blocks would not fit)."""
+    gt, lq = write_paired_folders(str(tmp_path / 'data'), count=2, gt_size=32, seed=3)
+    opt = base_train_options('esrgan_small', str(tmp_path), gt, lq, gt_size=32, total_iter=2)
+    opt['model_type'] = 'ExtSRModel'
+    opt['network_g'] = {'type': 'ESRGANRRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 12, 'num_block': 2,
+                        'num_grow_ch': 6, 'upsampler': 'pixelshuffle'}
+    run_train(opt, str(tmp_path))
+    model_path = osp.join(opt['path']['experiments_root'], 'models', 'net_g_latest.pth')
+    out = tmp_path / 'eval'
+    result = run_script([EVALUATE, model_path, '--dataset', f'mine={gt}:{lq}', '--metrics', 'psnr_y',
+                         '--out-dir', str(out)], cwd=str(tmp_path))
+    assert 'mine' in result.stdout and f'ESRGANRRDBNet from {model_path}: x4' in result.stderr
+    report = json.loads((out / 'results.json').read_text())
+    assert report['network_g'] == opt['network_g'] and report['scale'] == 4
+    assert report['summary']['mine']['images'] == 2 and 5 < report['summary']['mine']['psnr_y'] < 60
 
 
 def test_metrics_are_selected_by_registry_type():

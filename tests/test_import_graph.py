@@ -22,7 +22,7 @@ LAYERS = (
     ('components', ('ext.archs', 'ext.losses', 'ext.metrics')),
     ('models', ('ext.models', )),
     ('options', ('ext.options', )),
-    ('inference', ('ext.inference', 'ext.onnx_export')),
+    ('inference', ('ext.inference', )),
     ('entry points', ('ext.train', 'ext.test')),
 )
 

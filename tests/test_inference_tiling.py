@@ -1,12 +1,15 @@
-"""ext.utils.tiled_inference: seamless tiles, one padded tile at a time on the device, image modes, OOM."""
+"""ext.inference.tiling: seamless tiles, one padded tile at a time on the device, image modes, OOM; the
+Upscaler keeps no per-image state (reentrant with references)."""
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import cv2
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
-from ext.utils.tiled_inference import (TiledUpscaler, TileOutOfMemoryError, plan_tiles, reflect_indices,
-                                       upscale_image)
+from ext.inference.tiling import TiledUpscaler, TileOutOfMemoryError, plan_tiles, reflect_indices, upscale_image
 from helpers import skimage_rgb
 
 
@@ -202,9 +205,9 @@ def test_reference_is_passed_whole_with_every_tile():
     ref = torch.rand(1, 3, 24, 28)
     image = photo(30, 30).astype(np.float32) / 255
     net = ReferenceNet()
-    tiled = TiledUpscaler(net, 2, tile=10, tile_pad=2, extra_inputs={'ref': ref}).upscale(image)
+    tiled = TiledUpscaler(net, 2, tile=10, tile_pad=2).upscale(image, extra_inputs={'ref': ref})
     assert net.seen_refs == [(1, 3, 24, 28)] * 9
-    untiled = TiledUpscaler(net, 2, extra_inputs={'ref': ref}).upscale(image)
+    untiled = TiledUpscaler(net, 2).upscale(image, extra_inputs={'ref': ref})
     np.testing.assert_allclose(tiled, untiled, atol=1e-6)
 
 
@@ -254,7 +257,7 @@ class LongReachNet(nn.Module):
 
 
 def test_measured_tile_pad_removes_the_seams_a_fixed_pad_leaves():
-    from ext.utils.tiled_inference import border_error_profile, measure_tile_pad
+    from ext.inference.tile_pad import border_error_profile, measure_tile_pad
     net = LongReachNet().eval()
     image = photo(100, 140)
     untiled = TiledUpscaler(net, 2, tile=0).upscale(image).astype(int)
@@ -288,3 +291,51 @@ def test_rrdbnet_with_the_default_automatic_pad_matches_untiled():
     tiled = upscaler.upscale(image).astype(int)
     untiled = TiledUpscaler(net, 4, tile=0).upscale(np.ascontiguousarray(image[:, :, ::-1]))[:, :, ::-1].astype(int)
     assert np.abs(tiled - untiled).max() <= 2
+
+
+class Lockstep(nn.Module):
+    """A reference-based network whose forward waits for the other thread's: two upscale calls run their tiles
+    in turn, so a reference kept on a shared object between tiles would reach the other call's tiles."""
+
+    def __init__(self, inner, parties=2):
+        super().__init__()
+        self.inner = inner
+        self.barrier = threading.Barrier(parties, timeout=60)
+
+    def forward(self, lq, ref, lq_up=None, ref_down_up=None):
+        self.barrier.wait()
+        return self.inner(lq, ref)
+
+
+def test_upscale_is_reentrant_with_two_references():
+    """Two calls with different references, nested (one inside the other's progress callback) and from two
+    threads in lockstep, each give what the call alone gives."""
+    from ext.archs.ttsr_net_arch import TTSRNet
+    from ext.inference import LoadedNetwork, Upscaler
+    torch.manual_seed(0)
+    ttsr = TTSRNet(mid_channels=8, num_blocks=(1, 1, 1, 1), load_pretrained_vgg=False).eval()
+    lq = np.ascontiguousarray(photo(16, 16)[:, :, ::-1]).astype(np.float32) / 255
+    refs = [np.ascontiguousarray(skimage_rgb(name)[100:132, 100:132, ::-1]) for name in ('coffee', 'chelsea')]
+
+    def upscaler(net):
+        return Upscaler(LoadedNetwork(net, 4, 3, None, 0, True, 'TTSRNet'), tile=8, tile_pad=4, device='cpu')
+
+    plain = upscaler(ttsr)
+    alone = [plain.upscale(lq, ref=ref) for ref in refs]
+    assert np.abs(alone[0] - alone[1]).max() > 1e-3  # the reference matters
+
+    nested = []
+
+    def progress(done, total):
+        if done == 1:  # the second call runs whole between the first call's first and second tiles
+            nested.append(plain.upscale(lq, ref=refs[1]))
+
+    first = plain.upscale(lq, ref=refs[0], progress=progress)
+    np.testing.assert_allclose(first, alone[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(nested[0], alone[1], rtol=0, atol=1e-6)
+
+    shared = upscaler(Lockstep(ttsr))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        threaded = list(pool.map(lambda ref: shared.upscale(lq, ref=ref), refs))
+    for got, expected in zip(threaded, alone):
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)

@@ -7,7 +7,7 @@ import ext  # noqa: F401
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from basicsr.archs.srvgg_arch import SRVGGNetCompact
 from ext.inference import load_upscaler
-from ext.onnx_export import onnx_metadata
+from ext.inference.onnx import onnx_metadata
 from ext.utils.checkpoint import save_network_file
 from helpers import load_script, skimage_rgb
 

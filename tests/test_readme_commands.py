@@ -91,7 +91,7 @@ def test_every_readme_command_uses_existing_scripts_flags_and_files():
 
 def test_networks_of_readme_inference_commands_build():
     import ext  # noqa: F401
-    from ext.inference import _load_yaml, build_network
+    from ext.inference.loading import build_network, read_network_options
     built = 0
     for line, argv in readme_commands():
         if script_of(argv) not in ('scripts/inference.py', 'scripts/export_onnx.py'):
@@ -101,6 +101,7 @@ def test_networks_of_readme_inference_commands_build():
             build_network({'type': argv[argv.index('--arch') + 1], **args}, line)
             built += 1
         if '-opt' in argv:
-            build_network(_load_yaml(osp.join(REPO_ROOT, argv[argv.index('-opt') + 1]))['network_g'], line)
+            options = read_network_options(osp.join(REPO_ROOT, argv[argv.index('-opt') + 1]))
+            build_network(options['network_g'], line)
             built += 1
     assert built >= 2

@@ -21,7 +21,7 @@ Usage::
     from ext.utils.ncnn_convert import convert_ncnn
     result = convert_ncnn('REALESRGAN_X4PLUS_UP4X.param')   # the .bin beside it
     result.network_opt   # {'type': 'RRDBNet', 'num_feat': 64, 'num_block': 23, ...}
-    result.state_dict    # loads strictly into build_network(result.network_opt)
+    result.state_dict    # loads strictly into build_converted_network(result.network_opt)
 """
 import os
 import os.path as osp
@@ -30,6 +30,9 @@ from collections import OrderedDict, namedtuple
 
 import numpy as np
 import torch
+
+from ext.utils.atomic_io import atomic_write_text
+from ext.utils.checkpoint import load_into_network, save_network_file
 
 NCNN_MAGIC = 7767517
 FP16_TAG = 0x01306B47
@@ -275,6 +278,18 @@ def recognise(layers, path='ncnn graph'):
         raise NcnnConversionError(f'{path}: {error}') from None
 
 
+def build_converted_network(network_opt):
+    """The BasicSR network (``RRDBNet`` or ``SRVGGNetCompact``) that ``network_opt`` from :func:`recognise` names.
+
+    Built from BasicSR's classes themselves, not through a registry: the converter maps onto these two
+    architectures only, and the foundation layer it belongs to does not import the package's components.
+    """
+    from basicsr.archs.rrdbnet_arch import RRDBNet
+    from basicsr.archs.srvgg_arch import SRVGGNetCompact
+    kwargs = dict(network_opt)
+    return {'RRDBNet': RRDBNet, 'SRVGGNetCompact': SRVGGNetCompact}[kwargs.pop('type')](**kwargs)
+
+
 def convert_ncnn(param_path, bin_path=None):
     """Read ``param_path`` (+ ``bin_path``, default: the ``.bin`` beside it) into an :class:`NcnnConversion`.
 
@@ -289,10 +304,7 @@ def convert_ncnn(param_path, bin_path=None):
     layers = read_param(param_path)
     network_opt, conv_plan, act_plan = recognise(layers, param_path)
 
-    import ext  # noqa: F401  registers the architectures (and BasicSR's)
-    from basicsr.archs import build_network
-    from ext.utils.checkpoint import load_into_network
-    net = build_network(dict(network_opt))
+    net = build_converted_network(network_opt)
     expected = net.state_dict()
     reader = _BinReader(bin_path)
     state_dict = OrderedDict()
@@ -332,6 +344,21 @@ def convert_ncnn(param_path, bin_path=None):
         description += (f'; the ncnn graph ends with a {"bicubic" if last.params.get(0) == 3 else "bilinear"} resize '
                         f'x{float(last.params.get(1, 1.0)):g} (not part of the network): infer with --outscale {outscale:g}')
     return NcnnConversion(network_opt, state_dict, description, outscale)
+
+
+def network_g_yaml(conversion):
+    """The recognised network options as a YAML ``network_g`` block, for option files."""
+    import yaml
+    return yaml.safe_dump({'network_g': dict(conversion.network_opt)}, sort_keys=False)
+
+
+def save_conversion(conversion, path, param_key='params_ema', options_path=None):
+    """Write ``{param_key: state dict}`` of a conversion to ``path`` (``.pth`` or ``.safetensors`` by its
+    extension, atomically) and, with ``options_path``, :func:`network_g_yaml` to that file."""
+    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
+    save_network_file({param_key: conversion.state_dict}, path)
+    if options_path:
+        atomic_write_text(options_path, network_g_yaml(conversion))
 
 
 def ncnn_forward(param_path, bin_path, rgb01, input_blob='data', output_blob='output'):

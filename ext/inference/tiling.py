@@ -10,26 +10,32 @@ Seamless by construction: a tile's context is clamped to the (virtually) padded 
 untiled run sees it, so for a network whose receptive field radius is at most ``tile_pad`` input
 pixels, the tiled output equals the untiled one up to float rounding. Deep networks (RRDBNet: hundreds of
 convolutions) have a receptive field far larger than any practical padding, but the influence of far
-pixels decays: :func:`measure_tile_pad` measures, on the network itself, how many pixels of context make
-a tile border change the output by less than half a gray level (Real-ESRGAN's fixed 10 px leaves seams of
-dozens of gray levels with the released x4plus weights).
+pixels decays: :func:`ext.inference.tile_pad.measure_tile_pad` measures, on the network itself, how many
+pixels of context make a tile border change the output by less than half a gray level (Real-ESRGAN's fixed
+10 px leaves seams of dozens of gray levels with the released x4plus weights).
 
 Padding (as Real-ESRGAN): ``pre_pad`` reflected pixels on the right and bottom, then reflection up to
 a multiple of ``size_multiple`` (pixel-unshuffle networks: 2 for x2, 4 for x1). The padding is virtual:
 tile windows that reach into it are gathered with reflected indices, the padded image is never built.
+
+Stateless: :class:`TiledUpscaler` holds only its configuration; what changes from one image to the next (the
+reference of a reference-based network) is an argument of :meth:`TiledUpscaler.upscale`, so one upscaler
+serves interleaved calls and several threads.
 """
-import inspect
+import functools
 import math
 
 import cv2
 import numpy as np
 import torch
 
-__all__ = ['TileOutOfMemoryError', 'TiledUpscaler', 'forward_accepts', 'reflect_indices', 'plan_tiles',
-           'upscale_image', 'max_value_of', 'measure_tile_pad', 'border_error_profile']
+from ext.inference.images import max_value_of
+from ext.inference.network import run_network
+
+__all__ = ['TileOutOfMemoryError', 'TiledUpscaler', 'reflect_indices', 'plan_tiles', 'upscale_image']
 
 # ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_RGB2GRAY)
-_LUMA_RGB = (0.299, 0.587, 0.114)
+LUMA_RGB = (0.299, 0.587, 0.114)
 
 
 class TileOutOfMemoryError(RuntimeError):
@@ -37,25 +43,6 @@ class TileOutOfMemoryError(RuntimeError):
 
     def __str__(self):
         return self.args[0]
-
-
-def forward_accepts(net, name):
-    """True when ``net.forward`` takes an argument called ``name`` (e.g. ``'ref'`` for TTSR-like nets)."""
-    try:
-        parameters = inspect.signature(net.forward).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in parameters
-
-
-def max_value_of(dtype):
-    """Largest pixel value of an image dtype: 255 for uint8, 65535 for uint16, 1.0 for floats."""
-    dtype = np.dtype(dtype)
-    if dtype.kind == 'u':
-        return float(np.iinfo(dtype).max)
-    if dtype.kind == 'f':
-        return 1.0
-    raise TypeError(f'unsupported image dtype {dtype}; expected uint8, uint16 or float')
 
 
 def reflect_indices(start, stop, size):
@@ -68,7 +55,8 @@ def reflect_indices(start, stop, size):
     return np.where(index >= size, period - index, index)
 
 
-def _round_up(value, multiple):
+def round_up(value, multiple):
+    """The smallest multiple of ``multiple`` that is >= ``value``."""
     return int(math.ceil(value / multiple) * multiple)
 
 
@@ -86,9 +74,9 @@ def plan_tiles(height, width, tile, tile_pad, pre_pad=0, size_multiple=1, min_si
     if tile < 0 or tile_pad < 0 or pre_pad < 0 or size_multiple < 1:
         raise ValueError(f'tile ({tile}), tile_pad ({tile_pad}) and pre_pad ({pre_pad}) must be >= 0, '
                          f'size_multiple ({size_multiple}) >= 1')
-    min_size = _round_up(max(min_size, 1), size_multiple)
-    padded_h = max(_round_up(height + pre_pad, size_multiple), min_size)
-    padded_w = max(_round_up(width + pre_pad, size_multiple), min_size)
+    min_size = round_up(max(min_size, 1), size_multiple)
+    padded_h = max(round_up(height + pre_pad, size_multiple), min_size)
+    padded_w = max(round_up(width + pre_pad, size_multiple), min_size)
     if tile == 0 or (tile >= height and tile >= width):
         return padded_h, padded_w, [((0, height, 0, width), (0, padded_h, 0, padded_w))]
 
@@ -97,7 +85,7 @@ def plan_tiles(height, width, tile, tile_pad, pre_pad=0, size_multiple=1, min_si
         for start in range(0, length, tile):
             stop = min(start + tile, length)
             low = (max(start - tile_pad, 0) // size_multiple) * size_multiple
-            high = min(_round_up(stop + tile_pad, size_multiple), padded)
+            high = min(round_up(stop + tile_pad, size_multiple), padded)
             if high - low < min_size:  # tiny edge window: widen it inside the padded image
                 high = min(low + min_size, padded)
                 low = max(high - min_size, 0)
@@ -108,67 +96,6 @@ def plan_tiles(height, width, tile, tile_pad, pre_pad=0, size_multiple=1, min_si
              for (top, bottom), (w_top, w_bottom) in spans(height, padded_h)
              for (left, right), (w_left, w_right) in spans(width, padded_w)]
     return padded_h, padded_w, tiles
-
-
-def _probe_image(height, width, in_channels, seed=0):
-    """A textured natural photo (scikit-image's astronaut, tiled by mirroring when larger) in [0, 1], NCHW."""
-    try:
-        import skimage.data
-        photo = skimage.data.astronaut()[60:316, 120:376].astype(np.float32) / 255  # face, badge, flag: detail
-    except Exception:  # pragma: no cover - scikit-image is a dependency; keep the probe working without it
-        photo = np.random.default_rng(seed).random((256, 256, 3), dtype=np.float32)
-    rows, cols = reflect_indices(0, height, photo.shape[0]), reflect_indices(0, width, photo.shape[1])
-    photo = photo[rows[:, None], cols[None, :]]
-    if in_channels == 1:
-        photo = photo @ np.array(_LUMA_RGB, dtype=np.float32)[:, None]
-    return torch.from_numpy(np.ascontiguousarray(photo)).permute(2, 0, 1).unsqueeze(0)
-
-
-def _forward(net, tensor, **extra_inputs):
-    result = net(tensor, **extra_inputs)
-    return result[0] if isinstance(result, (list, tuple)) else result
-
-
-@torch.inference_mode()
-def border_error_profile(net, scale, width, height=64, in_channels=3, size_multiple=1, device='cpu',
-                         dtype=torch.float32):
-    """How much a tile border changes the network's output, by distance from the border (input pixels).
-
-    Runs ``net`` on a probe photo ``height`` x ``width`` and on its left half (a tile that ends at the
-    middle column), and returns ``errors`` with ``errors[d - 1]`` = the largest absolute difference (in
-    [0, 1] units, over rows, channels and the ``scale`` output columns of an input column) at input
-    column ``d`` pixels left of the cut, for ``d = 1 .. width // 2``.
-    """
-    width = _round_up(width, 2 * size_multiple)
-    height = _round_up(height, size_multiple)
-    cut = width // 2
-    probe = _probe_image(height, width, in_channels).to(device, dtype)
-    whole = _forward(net, probe)[..., :cut * scale].float()
-    half = _forward(net, probe[..., :cut].contiguous()).float()
-    diff = (whole.clamp(0, 1) - half.clamp(0, 1)).abs().amax(dim=(0, 1, 2))  # per output column
-    per_input_column = diff.view(cut, scale).amax(dim=1).cpu().numpy()
-    return per_input_column[::-1].copy()  # index 0: the column next to the cut
-
-
-def measure_tile_pad(net, scale, in_channels=3, size_multiple=1, device='cpu', dtype=torch.float32,
-                     tolerance=0.5 / 255, start=64, limit=256, height=64):
-    """The tile padding after which a tile border changes ``net``'s output by at most ``tolerance``.
-
-    The padding is measured with :func:`border_error_profile` on a probe photo of ``2 * pad`` columns,
-    doubled from ``start`` up to ``limit`` input pixels until the error falls below ``tolerance`` (0.5 gray
-    level per border: a corner tile sees two borders, and 8-bit rounding adds at most one level, so tiled
-    output stays within 2 gray levels of untiled). Returns a multiple of ``size_multiple``; ``limit``
-    when even that does not reach the tolerance.
-    """
-    reach = start
-    while True:
-        errors = border_error_profile(net, scale, 2 * reach, height=height, in_channels=in_channels,
-                                      size_multiple=size_multiple, device=device, dtype=dtype)
-        above = np.nonzero(errors > tolerance)[0]
-        needed = int(above[-1]) + 1 if above.size else 0  # context columns that still matter
-        if needed < len(errors) - 4 * size_multiple or reach >= limit:
-            return min(_round_up(max(needed, 1), size_multiple), _round_up(limit, size_multiple))
-        reach *= 2
 
 
 def _is_out_of_memory(error):
@@ -183,6 +110,9 @@ def _is_out_of_memory(error):
 class TiledUpscaler:
     """Run an image-to-image network over a host image one padded tile at a time.
 
+    Holds the network and the tiling options only: per-image inputs (a reference) are arguments of
+    :meth:`upscale`, so calls may interleave and threads may share one instance.
+
     Args:
         net (nn.Module): takes ``(1, C, h, w)`` in [0, 1], returns ``(1, C', h*scale, w*scale)``.
             Put it on ``device`` (and in half precision for ``dtype=torch.float16``) beforehand.
@@ -196,20 +126,15 @@ class TiledUpscaler:
         min_size (int): smallest input size the network accepts.
         device (str | torch.device): where tiles run.
         dtype (torch.dtype): tile dtype on the device (``torch.float16`` for ``--fp16``).
-        extra_inputs (dict | None): keyword tensors passed with every tile (e.g. ``ref`` of a
-            reference-based network); moved to the device once.
         self_ensemble (bool): average the outputs for the 8 flips / transposes of each tile, each mapped
             back (the geometric self-ensemble of EDSR+, Lim et al., CVPRW 2017): 8x the compute, a
             steadier estimate (measured: +0.04 to +0.09 dB PSNR for the demo's small Real-ESRNet).
     """
 
     def __init__(self, net, scale, tile=0, tile_pad=10, pre_pad=0, size_multiple=1, min_size=0, device='cpu',
-                 dtype=torch.float32, extra_inputs=None, self_ensemble=False):
+                 dtype=torch.float32, self_ensemble=False):
         if int(scale) != scale or scale < 1:
             raise ValueError(f'scale must be a positive integer, got {scale}')
-        if self_ensemble and extra_inputs:
-            raise ValueError('self_ensemble flips the input only; it cannot be combined with extra inputs '
-                             f'({", ".join(extra_inputs)}) such as a reference image')
         self.net = net
         self.scale = int(scale)
         self.tile = int(tile)
@@ -219,7 +144,6 @@ class TiledUpscaler:
         self.min_size = int(min_size)
         self.device = torch.device(device)
         self.dtype = dtype
-        self.extra_inputs = {name: value.to(self.device, dtype) for name, value in (extra_inputs or {}).items()}
         self.self_ensemble = bool(self_ensemble)
         plan_tiles(1, 1, self.tile, self.tile_pad, self.pre_pad, self.size_multiple)  # validates the numbers
 
@@ -242,14 +166,14 @@ class TiledUpscaler:
         # normalise in float32: 16-bit values above 65504 do not exist in float16
         return tensor.float().div_(max_value).to(self.dtype)
 
-    def _run(self, tensor):
+    def _run(self, tensor, extra_inputs):
         if not self.self_ensemble:
-            return _forward(self.net, tensor, **self.extra_inputs)
+            return run_network(self.net, tensor, **extra_inputs)
         total = None
         for transpose in (False, True):
             for flip_dims in ((), (3, ), (2, ), (2, 3)):
                 view = tensor.transpose(2, 3).contiguous() if transpose else tensor  # ONNX wants dense input
-                result = _forward(self.net, view.flip(flip_dims) if flip_dims else view)
+                result = run_network(self.net, view.flip(flip_dims) if flip_dims else view)
                 result = result.flip(flip_dims) if flip_dims else result
                 result = (result.transpose(2, 3) if transpose else result).float()
                 total = result if total is None else total.add_(result)
@@ -273,7 +197,7 @@ class TiledUpscaler:
         return TileOutOfMemoryError(f'out of memory on {self.device.type} for {where}: {hint}. ({detail})')
 
     @torch.inference_mode()
-    def upscale(self, image, out=None, to_network=None, from_network=None, progress=None):
+    def upscale(self, image, out=None, to_network=None, from_network=None, progress=None, extra_inputs=None):
         """Upscale ``image`` (H, W, C numpy array, any view) into ``out`` (host array) and return it.
 
         Args:
@@ -285,9 +209,15 @@ class TiledUpscaler:
             from_network (callable | None): applied to each network output tile before it is copied
                 back (e.g. RGB->BGR).
             progress (callable | None): called as ``progress(done, total)`` after each tile.
+            extra_inputs (dict | None): keyword tensors passed whole with every tile (``ref``, the
+                reference of a reference-based network); moved to the device once per call.
         """
         if image.ndim != 3:
             raise ValueError(f'expected an H x W x C array, got shape {image.shape}')
+        if self.self_ensemble and extra_inputs:
+            raise ValueError('self_ensemble flips the input only; it cannot be combined with extra inputs '
+                             f'({", ".join(extra_inputs)}) such as a reference image')
+        extra_inputs = {name: value.to(self.device, self.dtype) for name, value in (extra_inputs or {}).items()}
         height, width = image.shape[:2]
         in_max = max_value_of(image.dtype)
         _, _, tiles = plan_tiles(height, width, self.tile, self.tile_pad, self.pre_pad, self.size_multiple,
@@ -299,7 +229,7 @@ class TiledUpscaler:
                 tensor = self._to_device(self._gather(image, window), in_max)
                 if to_network is not None:
                     tensor = to_network(tensor)
-                result = self._run(tensor)
+                result = self._run(tensor, extra_inputs)
                 win_h, win_w = window[1] - window[0], window[3] - window[2]
                 if result.dim() != 4 or result.shape[-2:] != (win_h * scale, win_w * scale):
                     raise ValueError(f'the network returned shape {tuple(result.shape)} for an input of '
@@ -337,18 +267,20 @@ def _gray_to_rgb(tensor):
 
 
 def _rgb_to_gray(tensor):
-    r, g, b = _LUMA_RGB
+    r, g, b = LUMA_RGB
     return tensor[:, 0:1] * r + tensor[:, 1:2] * g + tensor[:, 2:3] * b
 
 
-def upscale_image(upscaler, image, in_channels=3, alpha_upsampler='network', outscale=None, progress=None):
+def upscale_image(upscaler, image, in_channels=3, alpha_upsampler='network', outscale=None, progress=None,
+                  extra_inputs=None):
     """Upscale an image as OpenCV reads it (``IMREAD_UNCHANGED``) and return it in the same mode and depth.
 
     Gray (H x W), BGR and BGRA images in uint8, uint16 or float are accepted. A 3-channel network gets
     gray images as RGB and their result back as gray; a 1-channel network gets each color channel on
     its own. The alpha channel goes through the network as a gray image (``alpha_upsampler='network'``)
     or is resized bilinearly (``'resize'``). ``outscale`` resizes the result (Lanczos) to
-    ``outscale`` x the input size when it differs from the network scale.
+    ``outscale`` x the input size when it differs from the network scale. ``progress`` and ``extra_inputs``
+    go to each :meth:`TiledUpscaler.upscale` call.
     """
     if alpha_upsampler not in ('network', 'resize'):
         raise ValueError(f"alpha_upsampler must be 'network' or 'resize', got {alpha_upsampler!r}")
@@ -362,20 +294,20 @@ def upscale_image(upscaler, image, in_channels=3, alpha_upsampler='network', out
     height, width, channels = image.shape
     scale = upscaler.scale
     out = np.empty((height * scale, width * scale, channels), dtype=image.dtype)
+    run = functools.partial(upscaler.upscale, progress=progress, extra_inputs=extra_inputs)
 
     def run_gray(source, target):
         if in_channels == 1:
-            upscaler.upscale(source, target, progress=progress)
+            run(source, target)
         else:
-            upscaler.upscale(source, target, to_network=_gray_to_rgb, from_network=_rgb_to_gray, progress=progress)
+            run(source, target, to_network=_gray_to_rgb, from_network=_rgb_to_gray)
 
     def run_color(source, target):
         if in_channels == 3:
-            upscaler.upscale(source, target, to_network=_bgr_rgb, from_network=_bgr_rgb, progress=progress)
+            run(source, target, to_network=_bgr_rgb, from_network=_bgr_rgb)
         else:
             for channel in range(3):
-                upscaler.upscale(source[:, :, channel:channel + 1], target[:, :, channel:channel + 1],
-                                 progress=progress)
+                run(source[:, :, channel:channel + 1], target[:, :, channel:channel + 1])
 
     if channels == 1:
         run_gray(image, out)

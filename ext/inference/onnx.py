@@ -5,19 +5,29 @@ networks) with dynamic batch, height and width, and returns ``output`` (N, C, H*
 file's metadata (``ext.scale``, ``ext.in_channels``, ``ext.size_multiple``, ``ext.architecture``) tells
 the inference what the tiling needs. fp16 exports hold half weights and take/return float16.
 
-    from ext.onnx_export import export_onnx, verify_onnx
+    from ext.inference.onnx import export_onnx, verify_onnx
     export_onnx(net, 'x4plus.onnx', scale=4)
     report = verify_onnx('x4plus.onnx', net, photo_rgb_float)   # max abs difference against PyTorch
+
+``scripts/export_onnx.py`` is :func:`plan_export` (scale, padding multiple and check photo of a loaded network)
+then :func:`export_checked` (export, check, and no file left behind when the check fails).
 """
+import collections
 import os
 import os.path as osp
 import tempfile
 import warnings
 
+import cv2
 import numpy as np
 import torch
 
-__all__ = ['ExportError', 'DEFAULT_OPSET', 'export_onnx', 'verify_onnx', 'load_onnx_network', 'OnnxNetwork']
+from ext.errors import InputError, UsageError
+from ext.inference.images import max_value_of, read_image, reference_tensor
+from ext.inference.network import LoadedNetwork, forward_accepts, probe_scale, run_network
+
+__all__ = ['ExportError', 'DEFAULT_OPSET', 'export_onnx', 'verify_onnx', 'load_onnx_network', 'OnnxNetwork',
+           'onnx_metadata', 'ExportPlan', 'plan_export', 'export_checked']
 
 # onnxruntime >= 1.14 runs opset 17 on every execution provider; it is also the legacy exporter's best-tested
 # opset (Resize, DepthToSpace, LayerNormalization as single nodes).
@@ -27,11 +37,6 @@ _METADATA_PREFIX = 'ext.'
 
 class ExportError(RuntimeError):
     """The network cannot be exported (or its export does not reproduce it); the message says why."""
-
-
-def _takes_reference(net):
-    from ext.utils.tiled_inference import forward_accepts
-    return forward_accepts(net, 'ref')
 
 
 def export_onnx(net, path, scale, in_channels=3, size_multiple=1, opset=DEFAULT_OPSET, fp16=False,
@@ -54,7 +59,7 @@ def export_onnx(net, path, scale, in_channels=3, size_multiple=1, opset=DEFAULT_
     sample = torch.rand(1, in_channels, size, size, generator=torch.Generator().manual_seed(0)).to(dtype)
     inputs, names = (sample, ), ['input']
     dynamic = {'input': {0: 'batch', 2: 'height', 3: 'width'}, 'output': {0: 'batch', 2: 'out_height', 3: 'out_width'}}
-    if _takes_reference(net):
+    if forward_accepts(net, 'ref'):
         ref = torch.rand(1, 3, ref_size or size * scale, ref_size or size * scale).to(dtype)
         inputs, names = (sample, ref), ['input', 'ref']
         dynamic['ref'] = {0: 'batch', 2: 'ref_height', 3: 'ref_width'}
@@ -128,16 +133,13 @@ def verify_onnx(path, net, image, ref=None, tolerance=None):
     tolerance = tolerance if tolerance is not None else (2e-2 if fp16 else 1e-3)
     x = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)[None]).astype(np.float32))
     feeds = {'input': x.numpy().astype(np.float16 if fp16 else np.float32)}
-    args = (x, )
+    extra_inputs = {}
     if ref is not None:
-        r = torch.from_numpy(np.ascontiguousarray(ref.transpose(2, 0, 1)[None]).astype(np.float32))
-        feeds['ref'] = r.numpy().astype(feeds['input'].dtype)
-        args = (x, r)
+        extra_inputs['ref'] = torch.from_numpy(np.ascontiguousarray(ref.transpose(2, 0, 1)[None]).astype(np.float32))
+        feeds['ref'] = extra_inputs['ref'].numpy().astype(feeds['input'].dtype)
     net = net.eval().float()
     with torch.no_grad():
-        expected = net(*args)
-    if isinstance(expected, (list, tuple)):
-        expected = expected[0]
+        expected = run_network(net, x, **extra_inputs)
     got = session.run(['output'], feeds)[0].astype(np.float32)
     expected = expected.float().clamp(0, 1).numpy()
     if got.shape != expected.shape:
@@ -154,7 +156,8 @@ def verify_onnx(path, net, image, ref=None, tolerance=None):
 
 
 class OnnxNetwork:
-    """An onnxruntime session that behaves like a network for :class:`TiledUpscaler` (tensor in, tensor out)."""
+    """An onnxruntime session that behaves like a network for :class:`ext.inference.tiling.TiledUpscaler`
+    (tensor in, tensor out); ``path`` is the ``.onnx`` file."""
 
     def __init__(self, path):
         self.path = os.fspath(path)
@@ -172,7 +175,7 @@ class OnnxNetwork:
         output = self.session.run(['output'], feeds)[0]
         return torch.from_numpy(output.astype(np.float32)).to(tensor.device)
 
-    def forward(self, input):  # signature for forward_accepts(); references are passed as keywords
+    def forward(self, input):  # the signature forward_accepts() reads; references are passed as keywords
         return self(input)
 
     def to(self, *args, **kwargs):
@@ -191,8 +194,7 @@ class _OnnxReferenceNetwork(OnnxNetwork):
 
 
 def load_onnx_network(path):
-    """A :class:`ext.inference.LoadedNetwork` running ``path`` with onnxruntime."""
-    from ext.inference import LoadedNetwork, UsageError
+    """A :class:`ext.inference.network.LoadedNetwork` running ``path`` with onnxruntime."""
     if not osp.isfile(path):
         raise UsageError(f'ONNX model not found: {path}')
     try:
@@ -206,3 +208,71 @@ def load_onnx_network(path):
     multiple = int(metadata.get('size_multiple', 1))
     return LoadedNetwork(net, scale, in_channels, multiple, 0, False,
                          f'{metadata.get("architecture", "network")} (ONNX, onnxruntime) from {path}')
+
+
+ExportPlan = collections.namedtuple('ExportPlan', 'net scale in_channels size_multiple architecture photo ref')
+ExportPlan.__doc__ = """What :func:`export_checked` exports and checks: the network (``net``) with its ``scale``,
+``in_channels`` and ``size_multiple`` (recorded in the file), its ``architecture`` name, the check ``photo``
+(H x W x 3 float32 RGB in [0, 1]) and, for reference-based networks, the check ``ref`` (else None)."""
+
+
+def _check_photo(path, size, multiple):
+    """A crop of ``size`` (H, W), cut to a multiple of ``multiple``, of the photo at ``path`` (default:
+    scikit-image's astronaut), as float32 RGB in [0, 1]."""
+    if path:
+        image = read_image(path)
+        image = cv2.cvtColor(image[..., :3] if image.ndim == 3 else image,
+                             cv2.COLOR_BGR2RGB if image.ndim == 3 else cv2.COLOR_GRAY2RGB)
+    else:
+        import skimage.data
+        image = skimage.data.astronaut()[100:, 150:]
+    height = (min(size[0], image.shape[0]) // multiple) * multiple
+    width = (min(size[1], image.shape[1]) // multiple) * multiple
+    return np.ascontiguousarray(image[:height, :width]).astype(np.float32) / max_value_of(image.dtype)
+
+
+def plan_export(loaded, scale=None, check_image=None, check_size=(72, 88), check_ref=None):
+    """The :class:`ExportPlan` of a :class:`~ext.inference.network.LoadedNetwork`.
+
+    Args:
+        scale (int | None): the network scale (default: the model's, else one probe run).
+        check_image (str | None): the check photo (default: scikit-image's astronaut), cropped to
+            ``check_size`` (H, W) input pixels: a size other than the traced one, so the dynamic axes are tested.
+        check_ref (str | None): the check reference of reference-based networks (default: scikit-image's coffee).
+
+    Raises:
+        UsageError: the scale of a reference-based network is unknown, the network takes 1 channel, or a check
+            image cannot be read.
+    """
+    net = loaded.net.eval()
+    scale = scale or loaded.scale
+    if loaded.takes_reference and not scale:
+        raise UsageError('pass --scale for a reference-based network')
+    scale = scale or probe_scale(net, loaded.in_channels, loaded.size_multiple or 1, 'cpu')
+    multiple = loaded.size_multiple or {1: 4, 2: 2}.get(scale, 1)
+    if loaded.in_channels == 1:
+        raise UsageError(f'{loaded.description}: 1-channel networks are not supported by the check here')
+    try:
+        photo = _check_photo(check_image, check_size, multiple)
+        ref = None
+        if loaded.takes_reference and check_ref:
+            ref = reference_tensor(read_image(check_ref), scale)[0].permute(1, 2, 0).numpy()
+        elif loaded.takes_reference:
+            import skimage.data
+            ref = skimage.data.coffee()[:photo.shape[0] * scale, :photo.shape[1] * scale].astype('float32') / 255
+    except InputError as error:
+        raise UsageError(str(error)) from None
+    return ExportPlan(net, scale, loaded.in_channels, multiple, loaded.description.split(' from ')[0], photo, ref)
+
+
+def export_checked(plan, path, opset=DEFAULT_OPSET, fp16=False):
+    """Export ``plan.net`` to ``path`` (:func:`export_onnx`) and check it (:func:`verify_onnx`); returns the
+    check's report. On :class:`ExportError` no file is left at ``path``."""
+    try:
+        export_onnx(plan.net, path, plan.scale, in_channels=plan.in_channels, size_multiple=plan.size_multiple,
+                    opset=opset, fp16=fp16, architecture=plan.architecture)
+        return verify_onnx(path, plan.net, plan.photo, ref=plan.ref)
+    except ExportError:
+        if osp.exists(path):
+            os.remove(path)
+        raise

@@ -1,0 +1,163 @@
+"""The inference object: a loaded network, its tiling and its image modes (:class:`Upscaler`), and the one
+call that makes it from a checkpoint (:func:`load_upscaler`)."""
+import os
+import os.path as osp
+import sys
+import time
+
+import torch
+
+from ext.errors import UsageError
+from ext.inference.images import check_image, read_image, read_reference, reference_tensor, write_image
+from ext.inference.loading import load_network, resolve_device
+from ext.inference.network import probe_scale
+from ext.inference.tile_pad import measure_tile_pad
+from ext.inference.tiling import TiledUpscaler, upscale_image
+
+# tile_pad='auto' on a reference-based network: its output depends on the whole reference, which a border
+# probe of the input alone does not exercise
+REFERENCE_TILE_PAD = 16
+
+
+def _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16):
+    """The torch device, after checking the numeric options (cheap: before any network is loaded)."""
+    if int(tile or 0) < 0 or pre_pad < 0 or (tile_pad != 'auto' and int(tile_pad) < 0):
+        raise UsageError('--tile, --tile_pad and --pre_pad must be >= 0')
+    if size_multiple is not None and size_multiple < 1:
+        raise UsageError(f'--size_multiple must be >= 1, got {size_multiple}')
+    if scale is not None and scale < 1:
+        raise UsageError(f'--scale must be >= 1, got {scale}')
+    device = resolve_device(device)
+    if fp16 and device.type != 'cuda':
+        raise UsageError(f'--fp16 needs a CUDA device; the device is {device}. Drop --fp16 to run in float32.')
+    return device
+
+
+class Upscaler:
+    """A loaded network with its tiling engine: super-resolves OpenCV-layout images (gray, BGR or BGRA;
+    uint8, uint16 or float32 in [0, 1]) and returns them in the same mode and depth.
+
+    Made by :func:`load_upscaler`, or from a network already loaded: ``Upscaler(load_network(...), tile=256)``.
+    :meth:`upscale` keeps nothing between calls (a reference is an argument of the call), so calls may
+    interleave and threads may share one upscaler.
+
+    Args:
+        loaded (LoadedNetwork): the network (:func:`ext.inference.load_network`); moved to ``device``.
+        scale (int | None): the network scale (default: from the model, else one probe run).
+        tile (int): tile size in input pixels, 0 for the whole image at once.
+        tile_pad (int | 'auto'): context pixels per tile side; ``'auto'`` measures, on this network, how far a
+            tile border changes its output (:func:`ext.inference.tile_pad.measure_tile_pad`), so tiled output
+            equals untiled within about one gray level.
+        pre_pad (int): reflected pixels at the right/bottom border (cropped afterwards).
+        size_multiple (int | None): pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for
+            x1).
+        device (str): ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
+        fp16 (bool): half precision (CUDA only).
+        self_ensemble (bool): average over the 8 flips / transposes of each tile (8x slower; not for
+            reference-based networks).
+        verbose (bool): print the measured ``tile_pad`` to stderr.
+
+    Attributes: ``net``, ``scale``, ``in_channels``, ``description``, ``device``, ``takes_reference``
+    (TTSR-like networks need ``ref=``), ``loaded``, ``tiler`` (:class:`ext.inference.tiling.TiledUpscaler`:
+    ``tile``, ``tile_pad``, ``device``, ``dtype``) and ``tile_pad_source`` ('given' or how it was found).
+    """
+
+    def __init__(self, loaded, scale=None, tile=0, tile_pad='auto', pre_pad=0, size_multiple=None, device='auto',
+                 fp16=False, self_ensemble=False, verbose=False):
+        device = _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
+        tile = int(tile or 0)
+        if scale:
+            loaded.scale = scale
+        if loaded.in_channels not in (1, 3):
+            raise UsageError(f'{loaded.description} takes {loaded.in_channels} input channels; only 1- (gray) and '
+                             f'3-channel (RGB) networks are supported')
+        if self_ensemble and loaded.takes_reference:
+            raise UsageError(f'--self_ensemble flips the input only, not the reference; {loaded.description} takes '
+                             'a reference image: drop --self_ensemble')
+        if fp16 and not loaded.supports_half:
+            raise UsageError(f'{loaded.description} does not support fp16; drop --fp16')
+        net = loaded.net.to(device)
+        if not loaded.scale:
+            if loaded.takes_reference:
+                raise UsageError('cannot infer the scale of a reference-based network; pass --scale')
+            loaded.scale = probe_scale(net, loaded.in_channels, loaded.size_multiple or 4, device)
+        if fp16:
+            net = net.half()
+        multiple = size_multiple or loaded.size_multiple or {1: 4, 2: 2}.get(loaded.scale, 1)
+        dtype = torch.float16 if fp16 else torch.float32
+        source = 'given'
+        if tile_pad == 'auto':
+            if tile == 0:
+                tile_pad, source = 0, 'unused (no tiling)'
+            elif loaded.takes_reference:
+                tile_pad, source = REFERENCE_TILE_PAD, 'default for reference-based networks (not measured)'
+            else:
+                start = time.time()
+                tile_pad = measure_tile_pad(net, loaded.scale, in_channels=loaded.in_channels,
+                                            size_multiple=multiple, device=device, dtype=dtype)
+                source = f'measured on the network in {time.time() - start:.1f}s'
+                if verbose:
+                    print(f'tile_pad {tile_pad} ({source})', file=sys.stderr)
+        self.loaded = loaded
+        self.tiler = TiledUpscaler(net, loaded.scale, tile=tile, tile_pad=int(tile_pad), pre_pad=pre_pad,
+                                   size_multiple=multiple, min_size=loaded.min_size, device=device, dtype=dtype,
+                                   self_ensemble=self_ensemble)
+        self.tile_pad_source = source
+
+    net = property(lambda self: self.tiler.net)
+    scale = property(lambda self: self.tiler.scale)
+    in_channels = property(lambda self: self.loaded.in_channels)
+    description = property(lambda self: self.loaded.description)
+    takes_reference = property(lambda self: self.loaded.takes_reference)
+    device = property(lambda self: self.tiler.device)
+
+    def upscale(self, image, ref=None, outscale=None, alpha_upsampler='network', progress=None):
+        """Super-resolve one image (OpenCV layout, any mode/depth) and return it in the same mode and depth.
+
+        Args:
+            image (np.ndarray): gray (H x W or H x W x 1), BGR or BGRA; uint8, uint16 or float32 in [0, 1].
+            ref (np.ndarray | torch.Tensor | None): the reference of a reference-based network, an
+                OpenCV-layout image or a (1, 3, H, W) RGB tensor in [0, 1].
+            outscale (float | None): resize the result (Lanczos) to this factor of the input size.
+            alpha_upsampler (str): 'network' or 'resize' for the alpha channel of BGRA images.
+            progress (callable | None): ``progress(done, total)`` after each tile.
+        """
+        check_image(image, 'image')
+        if self.takes_reference and ref is None:
+            raise UsageError(f'{type(self.net).__name__} is reference-based: pass ref=')
+        if ref is not None and not self.takes_reference:
+            raise UsageError(f'ref given, but {type(self.net).__name__}.forward takes no reference')
+        extra_inputs = None
+        if ref is not None:
+            if not torch.is_tensor(ref):
+                ref = reference_tensor(check_image(ref, 'ref'), self.scale)
+            extra_inputs = {'ref': ref}
+        return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
+                             outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+
+    def upscale_file(self, input_path, output_path, ref=None, **kwargs):
+        """Read ``input_path``, upscale it (keywords of :meth:`upscale`) and write ``output_path`` atomically."""
+        if isinstance(ref, str):
+            ref = read_reference(ref, self.scale)
+        os.makedirs(osp.dirname(osp.abspath(output_path)), exist_ok=True)
+        return write_image(output_path, self.upscale(read_image(input_path), ref=ref, **kwargs))
+
+
+def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_key='auto', scale=None, tile=0,
+                  tile_pad='auto', pre_pad=0, size_multiple=None, device='auto', fp16=False, verbose=False,
+                  self_ensemble=False):
+    """Load a network (:func:`ext.inference.load_network`) and return an :class:`Upscaler` for it.
+
+    Args:
+        model_path (str): ``.pth`` / ``.safetensors`` / ``.onnx``; with ``opt`` it defaults to the YAML's
+            ``path.pretrain_network_g``.
+        opt (str): a training YAML whose ``network_g`` defines the network.
+        arch (str), arch_args (dict | JSON str): a registry architecture and its keyword arguments.
+        param_key (str): ``auto`` (``params_ema``, else ``params``), ``params``, ...
+        scale, tile, tile_pad, pre_pad, size_multiple, device, fp16, verbose, self_ensemble: the options of
+            :class:`Upscaler`, checked before the network is loaded.
+    """
+    _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
+    loaded = load_network(model_path, opt=opt, arch=arch, arch_args=arch_args, param_key=param_key)
+    return Upscaler(loaded, scale=scale, tile=tile, tile_pad=tile_pad, pre_pad=pre_pad, size_multiple=size_multiple,
+                    device=device, fp16=fp16, self_ensemble=self_ensemble, verbose=verbose)

@@ -117,14 +117,14 @@ def dataset_specs(args, scale):
 
 
 def _load_yaml(text_or_path, what):
-    import yaml
+    from ext.errors import OptionError
+    from ext.utils.option_file import load_option_text, read_option_file
     try:
         if osp.isfile(text_or_path):
-            with open(text_or_path, encoding='utf-8') as handle:
-                return yaml.safe_load(handle)
-        return yaml.safe_load(text_or_path)
-    except yaml.YAMLError as error:
-        raise SystemExit(f'error: {what}: not valid YAML/JSON ({error})') from None
+            return read_option_file(text_or_path)
+        return load_option_text(text_or_path, what)
+    except OptionError as error:
+        raise SystemExit(f'error: {what}: {error}') from None
 
 
 def build_upscaler(args):

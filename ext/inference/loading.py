@@ -7,13 +7,13 @@ import inspect
 import json
 import sys
 
-import yaml
 from torch import nn
 
-from ext.errors import UsageError
+from ext.errors import OptionError, UsageError
 from ext.inference.network import LoadedNetwork
 from ext.registry import closest, registry_get
 from ext.utils.checkpoint import CheckpointError, load_into_network, load_network_and_options
+from ext.utils.option_file import read_option_file
 
 ONNX_EXTENSIONS = ('.onnx', )
 
@@ -52,12 +52,9 @@ def build_network(arch_opt, where):
 def read_network_options(path):
     """The options of a YAML file (training or test options) that has a ``network_g`` section."""
     try:
-        with open(path, encoding='utf-8') as handle:
-            opt = yaml.safe_load(handle)
-    except OSError as error:
-        raise UsageError(f'cannot read the options file {path}: {error.strerror}') from None
-    except yaml.YAMLError as error:
-        raise UsageError(f'{path} is not valid YAML: {error}') from None
+        opt = read_option_file(path)
+    except OptionError as error:
+        raise UsageError(str(error)) from None
     if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict):
         raise UsageError(f'{path} has no network_g section (the generator to run)')
     return opt

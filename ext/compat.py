@@ -103,6 +103,28 @@ def init_dist_pytorch_cpu_aware(backend, **kwargs):
     dist.init_process_group(backend=backend, **kwargs)
 
 
+def init_dist_slurm_cpu_aware(backend, port=None):
+    """BasicSR's SLURM start-up without its CUDA assumptions (``proc_id % torch.cuda.device_count()``: a
+    ZeroDivisionError without GPUs, and NCCL): gloo on CPUs, the local rank from ``SLURM_LOCALID``, the
+    first host of the allocation as the master (``MASTER_ADDR`` if already set)."""
+    import subprocess
+    import torch.distributed as dist
+    proc_id, ntasks = int(os.environ['SLURM_PROCID']), int(os.environ['SLURM_NTASKS'])
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    local_rank = int(os.environ.get('SLURM_LOCALID', proc_id % max(gpus, 1)))
+    if gpus:
+        torch.cuda.set_device(local_rank % gpus)
+    else:
+        backend = 'gloo'
+    if 'MASTER_ADDR' not in os.environ:
+        hosts = subprocess.run(['scontrol', 'show', 'hostnames', os.environ['SLURM_NODELIST']], capture_output=True,
+                               text=True, check=True).stdout.split()
+        os.environ['MASTER_ADDR'] = hosts[0]
+    os.environ['MASTER_PORT'] = str(port) if port is not None else os.environ.get('MASTER_PORT', '29500')
+    os.environ.update(WORLD_SIZE=str(ntasks), RANK=str(proc_id), LOCAL_RANK=str(local_rank))
+    dist.init_process_group(backend=backend)
+
+
 def model_to_device_cpu_ddp(original, self, net):
     if self.opt['dist'] and self.device.type == 'cpu':
         from torch.nn.parallel import DistributedDataParallel

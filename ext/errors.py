@@ -5,6 +5,7 @@ layer can raise them without importing a higher one."""
 EXIT_USAGE = 2  # bad options, a missing pretrained network, an unusable checkpoint
 EXIT_BAD_DATA = 2  # too many unreadable training files
 EXIT_GUARD = 3  # a guard stopped training (the model diverged); no checkpoint of the last iteration
+EXIT_OUT_OF_MEMORY = 4  # a training step ran out of memory; no checkpoint of the half-updated step
 
 
 class OptionError(ValueError):
@@ -17,3 +18,13 @@ class UsageError(Exception):
 
 class InputError(Exception):
     """One input of a batch job cannot be processed; the others still are."""
+
+
+def is_out_of_memory(error):
+    """True for a device or host allocation failure: ``torch.OutOfMemoryError`` (CUDA), or the
+    ``RuntimeError`` / ``MemoryError`` of the CPU allocator."""
+    if any(cls.__name__ == 'OutOfMemoryError' for cls in type(error).__mro__):
+        return True
+    text = str(error).lower()
+    return isinstance(error, MemoryError) or isinstance(error, RuntimeError) and (
+        'out of memory' in text or "can't allocate memory" in text or 'not enough memory' in text)

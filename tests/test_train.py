@@ -230,3 +230,22 @@ def test_second_sigterm_exits_at_once_and_keeps_the_previous_checkpoint(photos, 
     assert 'Resuming training from epoch: 0, iter: 3' in resumed.stdout + resumed.stderr
     net_g = load(osp.join(opt['path']['experiments_root'], 'models', 'net_g_latest.pth'))
     assert max_difference(net_g['params'], uninterrupted[0]['params']) == 0
+
+
+def test_out_of_memory_in_a_step_stops_cleanly_with_advice_and_resumes(photos, tmp_path):
+    """BasicSR dies with the bare CUDA traceback; here the run ends with status 4, names the iteration, the batch
+    and patch sizes and the keys that lower memory, and writes nothing for the half-updated step."""
+    workdir = str(tmp_path)
+    opt = esrgan_options('oom', workdir, photos, total_iter=4, val=False)
+    yml = write_options(osp.join(workdir, 'oom.yml'), opt)
+    failed = run_script([FAULT_DRIVER, '--oom-at-iter', '3', '-opt', yml], cwd=workdir, check=False)
+    assert failed.returncode == 4, failed.stderr[-3000:]
+    assert 'out of memory in iteration 3 (batch_size_per_gpu 2, gt_size 32, accum_iter 1)' in failed.stderr
+    for key in ('batch_size_per_gpu', 'gt_size', 'train.accum_iter', 'train.use_amp', '--auto_resume'):
+        assert key in failed.stderr.split('out of memory in iteration 3')[1]
+    assert 'Traceback' not in failed.stderr
+    states = osp.join(opt['path']['experiments_root'], 'training_states')
+    assert sorted(os.listdir(states)) == ['2.state']
+    resumed = run_script([TRAIN_PY, '-opt', yml, '--auto_resume'], cwd=workdir)
+    assert 'Resuming training from epoch: 0, iter: 2' in resumed.stdout + resumed.stderr
+    assert osp.isfile(osp.join(opt['path']['experiments_root'], 'models', 'net_g_4.pth'))

@@ -102,6 +102,26 @@ def second_signal_in_state_write(iteration):
     compat.atomic_torch_save = interrupted_save
 
 
+def oom_at_iter(iteration):
+    """The training step of ``iteration`` runs out of memory (as CUDA reports it), before updating anything."""
+    import basicsr.train
+    build = basicsr.train.build_model
+
+    def build_then_fail(opt):
+        model = build(opt)
+        step = model.optimize_parameters
+
+        def step_or_fail(current_iter):
+            if current_iter == iteration:
+                raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB (simulated)')
+            return step(current_iter)
+
+        model.optimize_parameters = step_or_fail
+        return model
+
+    basicsr.train.build_model = build_then_fail
+
+
 def use_basicsr_resume():
     """Undo the exact-resume fix (control runs): restart the epoch, keep the random states as they are."""
     import basicsr.train
@@ -117,6 +137,7 @@ if __name__ == '__main__':
     parser.add_argument('--sigterm-at-iter', type=int)
     parser.add_argument('--signal-rank', type=int)
     parser.add_argument('--second-signal-in-state-write', type=int)
+    parser.add_argument('--oom-at-iter', type=int)
     faults, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]
     if faults.kill_after_state is not None:
@@ -131,4 +152,6 @@ if __name__ == '__main__':
         sigterm_at_iter(faults.sigterm_at_iter, faults.signal_rank)
     if faults.second_signal_in_state_write is not None:
         second_signal_in_state_write(faults.second_signal_in_state_write)
+    if faults.oom_at_iter is not None:
+        oom_at_iter(faults.oom_at_iter)
     main()

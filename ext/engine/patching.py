@@ -47,6 +47,8 @@ PATCHES = (
           why="option files were read with PyYAML's full Loader: a !!python tag ran code before any check"),
     Patch(dist_util, '_init_dist_pytorch', compat.init_dist_pytorch_cpu_aware,
           why='DDP without CUDA: BasicSR hard-codes NCCL and torch.cuda.set_device'),
+    Patch(dist_util, '_init_dist_slurm', compat.init_dist_slurm_cpu_aware,
+          why='--launcher slurm without CUDA: BasicSR divides by torch.cuda.device_count() and uses NCCL'),
     Patch(BaseModel, 'model_to_device', compat.model_to_device_cpu_ddp, wraps=True,
           why='DDP without CUDA: BasicSR passes device_ids=[cuda device]'),
     Patch(sr_model.SRModel, 'test', compat.test_on_the_bare_network, wraps=True,

@@ -6,7 +6,9 @@ on one DDP rank leaves the others waiting in a collective. Here a signal or a gu
 batch) the ranks agree (all-reduce) and every rank stops after the same iteration: for a signal after
 saving the networks and the ``.state`` of that iteration (exit status 0, ``--auto_resume`` continues
 exactly), for a guard or bad data without saving (exit status 3 or 2). A second signal exits at once;
-checkpoints are written atomically, so the previous one stays whole.
+checkpoints are written atomically, so the previous one stays whole. A step that runs out of memory
+ends the run with exit status 4 and a message naming the iteration, the batch and patch sizes and the
+keys that lower memory; nothing is saved for that half-updated step.
 """
 import os
 import signal
@@ -21,7 +23,7 @@ from ext.engine.bad_data import BadTrainingData
 from ext.engine.dist import distributed, rank
 from ext.engine.progress import PROGRESS
 from ext.engine.resume import saved_files
-from ext.errors import EXIT_BAD_DATA, EXIT_GUARD
+from ext.errors import EXIT_BAD_DATA, EXIT_GUARD, EXIT_OUT_OF_MEMORY, is_out_of_memory
 
 REPEATED_SIGNAL_GRACE_S = 1.0  # torchrun forwards the SIGINT that a terminal already sent to every process
 
@@ -159,6 +161,20 @@ def next_batch_stopping_together(original, self):
     return batch
 
 
+def out_of_memory_advice(error):
+    """What ran out of memory, where, and the keys that lower memory."""
+    model = PROGRESS.model
+    opt = model.opt if model is not None else {}
+    train_set = (opt.get('datasets') or {}).get('train') or {}
+    batch, patch = train_set.get('batch_size_per_gpu', '?'), opt.get('gt_size', train_set.get('gt_size', '?'))
+    accum = (opt.get('train') or {}).get('accum_iter', 1)
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return (f'out of memory in iteration {PROGRESS.current_iter} (batch_size_per_gpu {batch}, gt_size {patch}, '
+            f'accum_iter {accum}): {first_line}. To use less memory lower datasets.train.batch_size_per_gpu or '
+            'gt_size, split the batch with train.accum_iter, or set train.use_amp (with amp_bf16 on CPU). No '
+            'checkpoint was written for this iteration; --auto_resume continues from the last one.')
+
+
 def train_pipeline_stopping_cleanly(original, root_path):
     """BasicSR's train_pipeline with the signal handlers installed; a stop ends the process with its status."""
     STOP.reset()
@@ -169,13 +185,20 @@ def train_pipeline_stopping_cleanly(original, root_path):
         stopped = TrainingStopped(decision[0], decision[1] if not decision[2] else 0) if decision else None
     except TrainingStopped as error:
         stopped = error
+    except (RuntimeError, MemoryError) as error:
+        if not is_out_of_memory(error):
+            raise
+        stopped = TrainingStopped(out_of_memory_advice(error), EXIT_OUT_OF_MEMORY, PROGRESS.current_iter)
+        get_root_logger().error(stopped.reason)
     finally:
         STOP.uninstall()
     this_rank = rank()
     if distributed():  # BasicSR leaves the group up at the normal end; gloo's exit-time teardown can abort
         import torch.distributed as dist
+        together = stopped is None or stopped.exit_code != EXIT_OUT_OF_MEMORY  # else the others are mid-step
         try:  # every rank past its last collective before any closes its connections
-            dist.barrier()
+            if together:
+                dist.barrier()
         except RuntimeError:  # a rank already gone: tear down what is left
             pass
         dist.destroy_process_group()

@@ -47,7 +47,7 @@ import time
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(HERE)
-LEARNING_DIR = osp.join(HERE, 'learning')  # benchmarks/learning/common.py: the bundled photos
+LEARNING_DIR = osp.join(HERE, 'learning')  # benchmarks/learning/common.py: the recipes' training photos
 
 SYSTEMS = ('aesrgan', 'ttsr')
 SYSTEM_TITLES = {'aesrgan': 'A-ESRGAN', 'ttsr': 'TTSR'}
@@ -203,21 +203,11 @@ def _peak_rss_bytes():
 
 def photo_crops(count, size, seed):
     """``count`` RGB uint8 ``size`` x ``size`` crops of scikit-image photos (bundled, no download)."""
-    import cv2
     import numpy as np
-    from common import TRAIN_PHOTOS, photo_rgb
+    from common import TRAIN_PHOTOS
+    from ext_light.bundled_photos import photo_crop
     rng = np.random.default_rng(seed)
-    crops = []
-    for index in range(count):
-        image = photo_rgb(TRAIN_PHOTOS[(seed + index) % len(TRAIN_PHOTOS)])
-        h, w = image.shape[:2]
-        if min(h, w) < size:
-            factor = size / min(h, w)
-            image = cv2.resize(image, (math.ceil(w * factor), math.ceil(h * factor)), interpolation=cv2.INTER_CUBIC)
-            h, w = image.shape[:2]
-        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        crops.append(np.ascontiguousarray(image[top:top + size, left:left + size]))
-    return crops
+    return [photo_crop(TRAIN_PHOTOS[(seed + index) % len(TRAIN_PHOTOS)], size, rng) for index in range(count)]
 
 
 def _aesrgan_namespace(spec):
@@ -398,11 +388,11 @@ def run_worker(spec):
 # --------------------------------------------------------------------------------------------------
 def ensure_vgg_weights(args, workdir):
     """The environment for the runs: real VGG19 weights when on disk, else a random-init stand-in."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+    sys.path.insert(0, REPO_ROOT)
+    from ext_light.train_runner import subprocess_env
+    env = subprocess_env()
     if args.no_vgg:
         return env, 'VGG19 losses off (--no-vgg)'
-    sys.path.insert(0, REPO_ROOT)
     from ext.utils.pretrained import VGG_WEIGHTS_ENV, PretrainedWeightsNotFound, find_vgg_weights
     try:
         return env, f'VGG19 weights: {find_vgg_weights("vgg19")}'

@@ -39,7 +39,7 @@ setup(
     'checkpoint tools, fixed for today\'s PyTorch stack',
     long_description=open(osp.join(HERE, 'README.md'), encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['ext', 'ext.*', 'ext_light', 'ext_light.*']),  # ext_light: the torch-free half
+    packages=find_packages(include=['ext', 'ext.*']),
     python_requires='>=3.9',
     install_requires=INSTALL_REQUIRES,
     # mmcv is optional and never forced: a full mmcv already installed must not be replaced by mmcv-lite

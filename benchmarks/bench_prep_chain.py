@@ -24,9 +24,9 @@ sys.path[:0] = [osp.join(REPO_ROOT, 'scripts'), REPO_ROOT]
 import create_lmdb  # noqa: E402
 import generate_meta_info  # noqa: E402
 import generate_multiscale  # noqa: E402
-from ext_light.bundled_photos import photo_crop  # noqa: E402
-from ext_light.image_files import write_image  # noqa: E402
-from ext_light.parallel import default_workers  # noqa: E402
+from ext.utils.bundled_photos import photo_crop  # noqa: E402
+from ext.utils.image_files import write_image  # noqa: E402
+from ext.utils.parallel import default_workers  # noqa: E402
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera', 'immunohistochemistry')
 

@@ -178,7 +178,7 @@ def photo_crops(count, size, seed):
     """``count`` RGB uint8 ``size`` x ``size`` crops of scikit-image photos (bundled, no download)."""
     import numpy as np
     from common import TRAIN_PHOTOS
-    from ext_light.bundled_photos import photo_crop
+    from ext.utils.bundled_photos import photo_crop
     rng = np.random.default_rng(seed)
     return [photo_crop(TRAIN_PHOTOS[(seed + index) % len(TRAIN_PHOTOS)], size, rng) for index in range(count)]
 
@@ -363,7 +363,7 @@ def run_worker(spec):
 def ensure_vgg_weights(args, workdir):
     """The environment for the runs: real VGG19 weights when on disk, else a random-init stand-in."""
     sys.path.insert(0, REPO_ROOT)
-    from ext_light.train_runner import subprocess_env
+    from ext.utils.train_runner import subprocess_env
     env = subprocess_env()
     if args.no_vgg:
         return env, 'VGG19 losses off (--no-vgg)'

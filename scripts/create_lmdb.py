@@ -8,7 +8,7 @@ line per record, ``{key}.png ({h},{w},{c}) {compress_level}``, exactly as
 - the map size is computed from the images' dimensions (and grown if ever short), so no
   ``MDB_MAP_FULL`` (BasicSR #239);
 - characters that break BasicSR's readers (dots, spaces, non-ASCII) are replaced by '_' in keys
-  (:func:`ext_light.lmdb_keys.lmdb_key`); two files mapping to one key is an error naming both;
+  (:func:`ext.data.lmdb_keys.lmdb_key`); two files mapping to one key is an error naming both;
 - the database is built in a temporary folder and renamed into place when complete, so a killed
   run never leaves a half-written LMDB; an existing output is kept unless ``--overwrite``;
 - images are read and PNG-encoded by parallel workers; unreadable files are named and skipped.
@@ -26,12 +26,12 @@ import os
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_folder, atomic_write_text  # noqa: E402
-from ext_light.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_folder, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
                                    report_unreadable)
-from ext_light.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
-from ext_light.parallel import add_workers_argument, parallel_imap, parallel_map  # noqa: E402
+from ext.data.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_imap, parallel_map  # noqa: E402
 
 PAGE = 4096
 

@@ -2,7 +2,7 @@
 
 Seed 004 trained a second A-ESRGAN on a "reduced" material set from which one-coloured and
 pattern-less photos had been removed by hand. This script does it by a measured texture score
-(:mod:`ext_light.texture_score`: mean Sobel gradient magnitude of a copy with a 128-pixel shortest
+(:mod:`ext.data.texture_score`: mean Sobel gradient magnitude of a copy with a 128-pixel shortest
 edge, in grey levels of a [0, 1] image) and a threshold. It writes
 
 - the kept list (default ``<meta_info>_reduced.txt``; a meta-info file for training),
@@ -28,12 +28,12 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_write_bytes, atomic_write_text  # noqa: E402
-from ext_light.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
                                    report_unreadable)
-from ext_light.parallel import add_workers_argument, parallel_map  # noqa: E402
-from ext_light.texture_score import texture_score  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
+from ext.data.texture_score import texture_score  # noqa: E402
 
 DEFAULT_THRESHOLD = 0.008  # between a smooth ramp (0.006) and a soft photo (moon, 0.010)
 THUMBNAIL = 128

@@ -15,10 +15,10 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_write_text  # noqa: E402
-from ext_light.image_files import UnreadableImage, list_images, read_image, report_unreadable  # noqa: E402
-from ext_light.parallel import add_workers_argument, parallel_map  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_text  # noqa: E402
+from ext.utils.image_files import UnreadableImage, list_images, read_image, report_unreadable  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -21,8 +21,8 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.image_files import UnreadableImage, list_images, read_image, report_unreadable, write_image  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.image_files import UnreadableImage, list_images, read_image, report_unreadable, write_image  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -17,10 +17,10 @@ import sys
 
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_write_bytes  # noqa: E402
-from ext_light.image_files import UnreadableImage, list_images, open_pil, report_unreadable  # noqa: E402
-from ext_light.parallel import add_workers_argument, parallel_map  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes  # noqa: E402
+from ext.utils.image_files import UnreadableImage, list_images, open_pil, report_unreadable  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -27,8 +27,8 @@ import re
 import sys
 from collections import defaultdict
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_write_bytes  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes  # noqa: E402
 
 TRAIN_LINE = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+), lr:\(([^)]*)\)\]\s*(.*)$')
 VALUE = re.compile(r'([A-Za-z_][\w/]*): ([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))')

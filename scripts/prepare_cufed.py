@@ -20,12 +20,12 @@ import sys
 
 import cv2
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_folder, atomic_write_text  # noqa: E402
-from ext_light.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_folder, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
                                    report_unreadable)
-from ext_light.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
-from ext_light.parallel import add_workers_argument, parallel_imap  # noqa: E402
+from ext.data.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_imap  # noqa: E402
 
 
 def parse_args(argv=None):

@@ -31,14 +31,14 @@ import sys
 
 import cv2
 
-sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext_light, installed or not
-from ext_light.atomic_io import atomic_folder  # noqa: E402
-from ext_light.image_files import (UnreadableImage, list_images, read_image, report_unreadable,  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_folder  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, list_images, read_image, report_unreadable,  # noqa: E402
                                    write_image)
-from ext_light.parallel import add_workers_argument, parallel_imap  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_imap  # noqa: E402
 
 # The MATLAB bicubic of the package (BasicSR's imresize) needs torch: the workers' fork server imports it
-# once and every worker shares it (ext_light.parallel)
+# once and every worker shares it (ext.utils.parallel)
 BICUBIC_MODULE = 'ext.utils.sr_benchmark'
 
 

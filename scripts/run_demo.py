@@ -51,11 +51,11 @@ import yaml
 
 SCRIPTS = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(SCRIPTS)
-sys.path.insert(0, REPO_ROOT)  # this checkout's ext_light and ext, installed or not
-from ext_light.atomic_io import atomic_write_text  # noqa: E402
-from ext_light.bundled_photos import photo_bgr  # noqa: E402
-from ext_light.image_files import write_image  # noqa: E402
-from ext_light.train_runner import TRAIN_PY, subprocess_env, write_options  # noqa: E402
+sys.path.insert(0, REPO_ROOT)  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_text  # noqa: E402
+from ext.utils.bundled_photos import photo_bgr  # noqa: E402
+from ext.utils.image_files import write_image  # noqa: E402
+from ext.utils.train_runner import TRAIN_PY, subprocess_env, write_options  # noqa: E402
 
 ESRNET_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_realesrnet_x4plus.yml')
 AESRGAN_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_multiaesrgan_x4plus.yml')

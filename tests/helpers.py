@@ -1,5 +1,5 @@
 """The tests' layer over the toolkit's shared helpers (real images from scikit-image:
-:mod:`ext_light.bundled_photos`; option files and runs in a subprocess: :mod:`ext_light.train_runner`): the
+:mod:`ext.utils.bundled_photos`; option files and runs in a subprocess: :mod:`ext.utils.train_runner`): the
 tests' photo set and image folders, their subprocess environment (one thread under xdist, no GPU), failures
 that show the output, small option dicts and log parsing."""
 import importlib.util
@@ -11,9 +11,9 @@ import sys
 import cv2
 import numpy as np
 
-from ext_light import train_runner
-from ext_light.bundled_photos import photo_crop, photo_rgb as skimage_rgb  # noqa: F401  (the tests' name)
-from ext_light.train_runner import TEST_PY, TRAIN_PY, write_options  # noqa: F401  (re-exported for the tests)
+from ext.utils import train_runner
+from ext.utils.bundled_photos import photo_crop, photo_rgb as skimage_rgb  # noqa: F401  (the tests' name)
+from ext.utils.train_runner import TEST_PY, TRAIN_PY, write_options  # noqa: F401  (re-exported for the tests)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PYTHON = sys.executable

@@ -11,7 +11,7 @@ import pytest
 import torch
 from PIL import Image, ImageFilter
 
-from ext_light import inpaint_pairs
+from ext.data import inpaint_pairs
 from ext.data.ffhq_inpaint_dataset import FFHQInpaintDataset
 from helpers import REPO_ROOT, run_script, skimage_rgb
 

@@ -13,7 +13,7 @@ from helpers import REPO_ROOT, skimage_rgb, write_image_folder
 
 import ext  # noqa: F401
 from basicsr.utils.registry import DATASET_REGISTRY
-from ext_light.texture_score import texture_score
+from ext.data.texture_score import texture_score
 from ext.registry import DATASETS
 
 sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))

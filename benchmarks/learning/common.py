@@ -1,14 +1,14 @@
 """Helpers shared by the learning-check recipes: their photo split, training runs, held-out scoring. The
-photos come from :mod:`ext_light.bundled_photos` and training runs go through :mod:`ext_light.train_runner`."""
+photos come from :mod:`ext.utils.bundled_photos` and training runs go through :mod:`ext.utils.train_runner`."""
 import copy
 import os.path as osp
 
 import cv2
 import numpy as np
 
-from ext_light import image_files
-from ext_light.bundled_photos import photo_rgb  # noqa: F401  (the recipes' common.photo_rgb)
-from ext_light.train_runner import run_train, subprocess_env
+from ext.utils import image_files
+from ext.utils.bundled_photos import photo_rgb  # noqa: F401  (the recipes' common.photo_rgb)
+from ext.utils.train_runner import run_train, subprocess_env
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 

@@ -8,8 +8,8 @@ import torch
 from torch.utils import data
 
 from basicsr.utils import FileClient
-from ext_light import inpaint_pairs
-from ext_light.lmdb_keys import read_lmdb_keys
+from ext.data import inpaint_pairs
+from ext.data.lmdb_keys import read_lmdb_keys
 from ext.data.ref_cufed_dataset import IMAGE_EXTENSIONS
 from ext.data.ref_sr_util import down_up, lq_pair, mod_crop, random_flip_rot, read_rgb, resize_bicubic, to_tensor
 from ext.registry import register
@@ -38,7 +38,7 @@ class FFHQInpaintDataset(data.Dataset):
     TTSR: Yang et al., "Learning Texture Transformer Network for Image Super-Resolution", CVPR 2020;
     FFHQ: Karras et al., "A Style-Based Generator Architecture for GANs", CVPR 2019.
 
-    Reads only the clean faces (``gt``) and builds the rest with :mod:`ext_light.inpaint_pairs`, the
+    Reads only the clean faces (``gt``) and builds the rest with :mod:`ext.data.inpaint_pairs`, the
     code ``scripts/prepare_ffhq_inpaint.py`` uses, so the on-the-fly reference equals the script's
     pixel for pixel. Items (float [0, 1] RGB CHW): ``gt``; ``ref`` (``gt`` with the box blurred);
     ``lq`` (``ref`` bicubic /4, or ``gt`` /4 with ``lq_source: gt``); ``lq_up`` (``lq`` x4);

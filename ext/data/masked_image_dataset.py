@@ -12,9 +12,9 @@ import torch
 from torch.utils import data
 
 from basicsr.utils import FileClient
-from ext_light import inpaint_pairs
+from ext.data import inpaint_pairs
 from ext.data.ffhq_inpaint_dataset import list_images_recursive
-from ext_light.lmdb_keys import read_lmdb_keys
+from ext.data.lmdb_keys import read_lmdb_keys
 from ext.data.ref_sr_util import read_rgb
 from ext.registry import register
 
@@ -202,7 +202,7 @@ class MaskedImageDataset(data.Dataset):
             image; ``mask_pairing``: 'name' (same file name, any extension), 'cycle' (mask
             ``index % count``) or 'random' (any mask, drawn per sample in training, per file name
             otherwise).
-        'box': the FFHQ inpainting box rule of :mod:`ext_light.inpaint_pairs` (``box_x``, ``box_y``
+        'box': the FFHQ inpainting box rule of :mod:`ext.data.inpaint_pairs` (``box_x``, ``box_y``
             fractions, default the seed's [0.5, 0.8] each; ``random_box`` moves it).
         'random': free-form strokes and boxes (:func:`random_mask`; ``random_mask`` overrides
             :data:`RANDOM_MASK_DEFAULTS`).

@@ -13,8 +13,8 @@ from basicsr.data.degradations import circular_lowpass_kernel, random_mixed_kern
 from basicsr.data.transforms import augment
 from basicsr.utils import FileClient, get_root_logger, img2tensor
 from ext.data.image_reader import BadImageFile, read_image
-from ext_light.lmdb_keys import lmdb_key, read_lmdb_keys
-from ext_light.texture_score import DEFAULT_SCORE_SIZE, texture_score
+from ext.data.lmdb_keys import lmdb_key, read_lmdb_keys
+from ext.data.texture_score import DEFAULT_SCORE_SIZE, texture_score
 from ext.registry import register
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -105,7 +105,7 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
     degrade: every LQ border is such a padded border); smaller values save memory and time on small
     data (the demo). Other differences from upstream:
 
-    - optionally, a region whose :func:`~ext_light.texture_score.texture_score` is below
+    - optionally, a region whose :func:`~ext.data.texture_score.texture_score` is below
       ``min_texture_score`` is re-drawn, at most ``texture_tries`` times (the most textured try is
       kept), so one-coloured regions of material photos do not dominate the batches;
     - an unreadable or missing file is logged once and another sample is taken: in training by the
@@ -119,7 +119,7 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
             ending in ``.lmdb`` written by ``scripts/create_lmdb.py`` / BasicSR.
         meta_info (str, optional): list of image paths relative to ``dataroot_gt`` (e.g. the
             ``*_reduced.txt`` of ``scripts/filter_low_texture.py``). For an LMDB it selects records
-            (key = path without extension, see :func:`~ext_light.lmdb_keys.lmdb_key`); default:
+            (key = path without extension, see :func:`~ext.data.lmdb_keys.lmdb_key`); default:
             every record of ``<lmdb>/meta_info.txt``; on disk default: every image under the root.
         io_backend (dict): ``{type: disk}`` or ``{type: lmdb}`` (a ``.lmdb`` root implies lmdb).
         gt_size (int): the training crop size (taken by the model after the degradation).

@@ -5,7 +5,7 @@ import os.path as osp
 from torch.utils import data
 
 from basicsr.utils import FileClient
-from ext_light.lmdb_keys import read_lmdb_keys
+from ext.data.lmdb_keys import read_lmdb_keys
 from ext.data.ref_sr_util import fit_reference, lq_pair, mod_crop, random_flip_rot, read_rgb, to_tensor
 from ext.registry import register
 

@@ -8,9 +8,9 @@ import sys
 
 import yaml
 
-from ext_light.atomic_io import atomic_write_text
+from ext.utils.atomic_io import atomic_write_text
 
-PACKAGES_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))  # the folder holding ext/ and ext_light/
+PACKAGES_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))  # the folder holding ext/
 TRAIN_PY = osp.join(PACKAGES_ROOT, 'ext', 'train.py')
 TEST_PY = osp.join(PACKAGES_ROOT, 'ext', 'test.py')
 

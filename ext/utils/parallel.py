@@ -3,10 +3,9 @@
 Workers are started by ``forkserver`` (``spawn`` where it does not exist), never by plain ``fork``: forking
 a process whose OpenCV/OpenMP/torch thread pools are running can deadlock the children (e.g. a benchmark or
 test that already ran a training step in-process). The fork server imports the main script once (Python's
-default preload) and forks every worker from it, so a script that imports only numpy, OpenCV and this
-package starts its workers in milliseconds. A job that needs ``ext`` (torch, BasicSR) in its workers names
-it in ``preload``: the server imports it once and the workers share those pages instead of each importing
-it again (about 4 s and 1.2 GB a process).
+default preload), and with it ``ext`` (torch, BasicSR: about 4 s and 1.2 GB), and forks every worker from it:
+the workers start in milliseconds and share those pages instead of each importing ``ext`` again. ``preload``
+names further modules a job's workers import.
 """
 import collections
 import itertools

@@ -17,36 +17,25 @@ import sys
 import tempfile
 import time
 
-import cv2
 import numpy as np
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-sys.path.insert(0, osp.join(REPO_ROOT, 'scripts'))
+sys.path[:0] = [osp.join(REPO_ROOT, 'scripts'), REPO_ROOT]
 import create_lmdb  # noqa: E402
 import generate_meta_info  # noqa: E402
 import generate_multiscale  # noqa: E402
-from _common import default_workers  # noqa: E402
+from ext.utils.bundled_photos import photo_crop  # noqa: E402
+from ext.utils.image_files import write_image  # noqa: E402
+from ext.utils.parallel import default_workers  # noqa: E402
 
 PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera', 'immunohistochemistry')
 
 
 def make_images(folder, count, size, seed=0):
-    import skimage.data
-    sources = []
-    for name in PHOTOS:
-        image = np.asarray(getattr(skimage.data, name)())
-        image = np.stack([image] * 3, -1) if image.ndim == 2 else image[..., :3]
-        scale = max(1.0, size / min(image.shape[:2]))
-        image = cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC) if scale > 1 else image
-        sources.append(np.ascontiguousarray(image[..., ::-1]))
     rng = np.random.default_rng(seed)
-    os.makedirs(folder)
     for index in range(count):
-        source = sources[index % len(sources)]
-        h, w = source.shape[:2]
-        top, left = rng.integers(0, h - size + 1), rng.integers(0, w - size + 1)
-        crop = source[top:top + size, left:left + size]
-        cv2.imwrite(osp.join(folder, f'material_{index:04d}.png'), crop)
+        crop = photo_crop(PHOTOS[index % len(PHOTOS)], size, rng)
+        write_image(osp.join(folder, f'material_{index:04d}.png'), np.ascontiguousarray(crop[..., ::-1]))
 
 
 def run_chain(hr, out, workers):

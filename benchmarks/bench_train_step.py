@@ -39,7 +39,6 @@ import json
 import math
 import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 import tempfile
@@ -47,7 +46,7 @@ import time
 
 HERE = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(HERE)
-LEARNING_DIR = osp.join(HERE, 'learning')  # benchmarks/learning/common.py: the bundled photos
+LEARNING_DIR = osp.join(HERE, 'learning')  # benchmarks/learning/common.py: the recipes' training photos
 
 SYSTEMS = ('aesrgan', 'ttsr')
 SYSTEM_TITLES = {'aesrgan': 'A-ESRGAN', 'ttsr': 'TTSR'}
@@ -175,49 +174,13 @@ def fill_defaults(args, device):
 # --------------------------------------------------------------------------------------------------
 # worker: one system x one configuration, in its own process
 # --------------------------------------------------------------------------------------------------
-def _rss_bytes():
-    with open('/proc/self/statm') as handle:
-        return int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
-
-
-def _reset_peak_rss():
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as handle:
-            handle.write('5')
-        return True
-    except OSError:
-        return False
-
-
-def _peak_rss_bytes():
-    try:
-        with open('/proc/self/status') as handle:
-            for line in handle:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def photo_crops(count, size, seed):
     """``count`` RGB uint8 ``size`` x ``size`` crops of scikit-image photos (bundled, no download)."""
-    import cv2
     import numpy as np
-    from common import TRAIN_PHOTOS, photo_rgb
+    from common import TRAIN_PHOTOS
+    from ext.utils.bundled_photos import photo_crop
     rng = np.random.default_rng(seed)
-    crops = []
-    for index in range(count):
-        image = photo_rgb(TRAIN_PHOTOS[(seed + index) % len(TRAIN_PHOTOS)])
-        h, w = image.shape[:2]
-        if min(h, w) < size:
-            factor = size / min(h, w)
-            image = cv2.resize(image, (math.ceil(w * factor), math.ceil(h * factor)), interpolation=cv2.INTER_CUBIC)
-            h, w = image.shape[:2]
-        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        crops.append(np.ascontiguousarray(image[top:top + size, left:left + size]))
-    return crops
+    return [photo_crop(TRAIN_PHOTOS[(seed + index) % len(TRAIN_PHOTOS)], size, rng) for index in range(count)]
 
 
 def _aesrgan_namespace(spec):
@@ -303,8 +266,9 @@ def run_worker(spec):
     import torch
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
-    sys.path[:0] = [HERE, LEARNING_DIR]  # once per worker: bench_aesrgan_step, learning/common
+    sys.path[:0] = [HERE, LEARNING_DIR]  # once per worker: bench_aesrgan_step, peak_rss, learning/common
     import ext  # noqa: F401  (registers the models; BasicSR's compat shims)
+    from peak_rss import peak_rss_bytes, reset_peak_rss, rss_bytes
     from basicsr.models import build_model
     from basicsr.utils import set_random_seed
 
@@ -325,7 +289,7 @@ def run_worker(spec):
 
     if device == 'cuda':
         torch.cuda.synchronize()
-    rss_before_model = _rss_bytes()
+    rss_before_model = rss_bytes()
     set_random_seed(spec['seed'])
     model = build_model(opt)
 
@@ -355,7 +319,7 @@ def run_worker(spec):
             if device == 'cuda':
                 torch.cuda.reset_peak_memory_stats()
             else:
-                _reset_peak_rss()
+                reset_peak_rss()
         model.optimize_parameters(iteration)
         sync()
         end = time.perf_counter()
@@ -366,7 +330,7 @@ def run_worker(spec):
             step_times.append(end - feed_end)
             feed_times.append(feed_end - start)
             peaks.append(torch.cuda.max_memory_allocated() if device == 'cuda'
-                         else _peak_rss_bytes() - rss_before_model)
+                         else peak_rss_bytes() - rss_before_model)
     if warmup_s is None:
         warmup_s = 0.0
     window = spec['loss_window']
@@ -398,11 +362,11 @@ def run_worker(spec):
 # --------------------------------------------------------------------------------------------------
 def ensure_vgg_weights(args, workdir):
     """The environment for the runs: real VGG19 weights when on disk, else a random-init stand-in."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = os.pathsep.join([REPO_ROOT] + [p for p in [env.get('PYTHONPATH')] if p])
+    sys.path.insert(0, REPO_ROOT)
+    from ext.utils.train_runner import subprocess_env
+    env = subprocess_env()
     if args.no_vgg:
         return env, 'VGG19 losses off (--no-vgg)'
-    sys.path.insert(0, REPO_ROOT)
     from ext.utils.pretrained import VGG_WEIGHTS_ENV, PretrainedWeightsNotFound, find_vgg_weights
     try:
         return env, f'VGG19 weights: {find_vgg_weights("vgg19")}'

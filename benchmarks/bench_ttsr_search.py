@@ -7,7 +7,8 @@ computation, on the LTE feature shapes of three cases:
   * LR 128^2, Ref 512^2, batch 1 (seeds' 512x512 FFHQ).
 
 Each (case, mode) runs in a fresh subprocess, so peaks do not mix: the peak is the process's peak RSS
-(CPU) or peak allocated device memory (CUDA) above what the inputs already took. Printed side by side:
+(CPU; its high-water mark reset after the imports and inputs, on Linux) or peak allocated device memory
+(CUDA) above what the inputs already took. Printed side by side:
 memory and time ratios (plain / chunked) and the largest absolute difference of the outputs (soft
 attention and the three textures). A plain run whose estimated size exceeds --max_gb is skipped with a
 note. --full_network also measures a whole TTSRNet forward (chunked, inference) on the largest case.
@@ -19,24 +20,15 @@ import argparse
 import json
 import os
 import os.path as osp
-import resource
 import subprocess
 import sys
 import tempfile
 import time
 
+from peak_rss import peak_rss_bytes, reset_peak_rss, rss_bytes
+
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 CASES = ((9, 40, 160), (1, 96, 384), (1, 128, 512))  # batch, LR side, Ref side
-
-
-def load_search():
-    # by path: importing `ext` would pull in BasicSR and blur the memory numbers
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('texture_search', osp.join(REPO_ROOT, 'ext', 'archs',
-                                                                             'texture_search.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def plain_bytes(batch, lr, ref):
@@ -59,15 +51,17 @@ def features(batch, lr, ref, device):
              rand(batch, 64, ref, ref)])
 
 
-def peak_rss_bytes():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def base_rss_bytes():
+    """What the peak is counted from: the RSS now, the peak reset to it (imports and inputs do not count)."""
+    return rss_bytes() if reset_peak_rss() else peak_rss_bytes()
 
 
 def worker(args):
     import torch
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    search = load_search()
+    sys.path.insert(0, REPO_ROOT)
+    from ext.archs import texture_search as search
     batch, lr, ref = args.case
     run = search.search_transfer_plain if args.mode == 'plain' else (
         lambda q, k, v: search.search_transfer_chunked(q, k, v, memory_budget_mb=args.budget_mb))
@@ -79,7 +73,7 @@ def worker(args):
         torch.cuda.reset_peak_memory_stats()
         base = torch.cuda.memory_allocated()
     else:
-        base = peak_rss_bytes()
+        base = base_rss_bytes()
     start = time.perf_counter()
     with torch.no_grad():
         soft, textures = run(query, key, values)
@@ -99,7 +93,7 @@ def full_network(args):
     device = torch.device(args.device)
     net = TTSRNet(load_pretrained_vgg=False, search_memory_mb=args.budget_mb).to(device).eval()
     lq, ref = torch.rand(1, 3, 128, 128, device=device), torch.rand(1, 3, 512, 512, device=device)
-    base = torch.cuda.memory_allocated() if device.type == 'cuda' else peak_rss_bytes()
+    base = torch.cuda.memory_allocated() if device.type == 'cuda' else base_rss_bytes()
     start = time.perf_counter()
     with torch.no_grad():
         net(lq, ref)

@@ -24,14 +24,14 @@ Examples::
 import argparse
 import os
 import os.path as osp
-import shutil
 import sys
 
-import cv2
-
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_text, list_images,  # noqa: E402
-                     load_ext_helper, parallel_imap, parallel_map, read_image, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_folder, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+                                   report_unreadable)
+from ext.data.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_imap, parallel_map  # noqa: E402
 
 PAGE = 4096
 
@@ -86,10 +86,9 @@ def collect_images(args):
 
 def check_keys(entries):
     """LMDB keys of ``entries``; exits naming the files when two map to one key."""
-    keys_module = load_ext_helper('lmdb_keys')
     keys, owner, clashes = [], {}, []
     for relative, _ in entries:
-        key = keys_module.lmdb_key(relative)
+        key = lmdb_key(relative)
         if key in owner:
             clashes.append(f'  {owner[key]!r} and {relative!r} -> key {key!r}')
         owner.setdefault(key, relative)
@@ -118,12 +117,11 @@ def encode_one(job):
     path, compress_level = job
     try:
         image = read_image(path)
+        return encode_image(image, '.png', compress_level), image.shape, None
     except UnreadableImage as error:
         return None, None, str(error)
-    ok, buffer = cv2.imencode('.png', image, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
-    if not ok:
-        return None, None, f'{path}: cannot be encoded as PNG (shape {image.shape}, {image.dtype})'
-    return buffer.tobytes(), image.shape, None
+    except ValueError as error:  # OpenCV cannot write it as PNG
+        return None, None, f'{path}: {error}'
 
 
 def write_batch(env, records):
@@ -153,7 +151,7 @@ def build(args, entries, keys, tmp_path):
                 failures.append(error)
                 continue
             pending.append((key, data))
-            meta_lines.append(load_ext_helper('lmdb_keys').meta_info_line(key, shape, args.compress_level))
+            meta_lines.append(meta_info_line(key, shape, args.compress_level))
             if len(pending) >= args.batch:
                 write_batch(env, pending)
                 pending = []
@@ -172,18 +170,9 @@ def main(argv=None):
     args = parse_args(argv)
     entries = collect_images(args)
     keys = check_keys(entries)
-    output = osp.abspath(args.output)
-    os.makedirs(osp.dirname(output), exist_ok=True)
-    tmp_path = f'{output[:-len(".lmdb")]}.partial-{os.getpid()}.lmdb'
-    old_path = f'{output[:-len(".lmdb")]}.replaced-{os.getpid()}.lmdb'
-    try:
+    os.makedirs(osp.dirname(osp.abspath(args.output)), exist_ok=True)
+    with atomic_folder(args.output) as tmp_path:  # --overwrite: the complete new database replaces the old one
         count, failures = build(args, entries, keys, tmp_path)
-        if osp.exists(output):  # --overwrite: swap the complete new database in, then drop the old one
-            os.replace(output, old_path)
-        os.replace(tmp_path, output)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
-        shutil.rmtree(old_path, ignore_errors=True)
     print(f'{count} images written to {args.output} (meta_info.txt inside).')
     report_unreadable(failures)
     return 0

@@ -19,9 +19,10 @@ import sys
 
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, list_images, parallel_map, read_image,  # noqa: E402
-                     report_unreadable, write_image)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.image_files import (UnreadableImage, list_images, read_image, report_unreadable,  # noqa: E402
+                                   write_image)
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
 
 SCALE_SUFFIX = re.compile(r'x[2348]$')
 

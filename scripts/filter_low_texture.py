@@ -28,9 +28,12 @@ import sys
 import cv2
 import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_text, encode_image,  # noqa: E402
-                     atomic_write_bytes, list_images, load_ext_helper, parallel_map, read_image, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+                                   report_unreadable)
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
+from ext.data.texture_score import texture_score  # noqa: E402
 
 DEFAULT_THRESHOLD = 0.008  # between a smooth ramp (0.006) and a soft photo (moon, 0.010)
 THUMBNAIL = 128
@@ -95,12 +98,11 @@ def thumbnail(image, size=THUMBNAIL):
 def score_one(job):
     """``(score or None, thumbnail if dropped, error message)`` of one image."""
     path, threshold, score_size = job
-    texture = load_ext_helper('texture_score')
     try:
         image = read_image(path)
     except UnreadableImage as error:
         return None, None, str(error)
-    score = texture.texture_score(image, size=score_size)
+    score = texture_score(image, size=score_size)
     return score, (thumbnail(image) if score < threshold else None), None
 
 
@@ -137,17 +139,17 @@ def main(argv=None):
         values = np.array([score for _, score in all_scores])
         percentiles = np.percentile(values, [0, 10, 25, 50, 75, 90, 100])
         print('texture score percentiles (0/10/25/50/75/90/100): ' + ' '.join(f'{v:.4f}' for v in percentiles))
-    atomic_write_text(args.kept, ''.join(f'{path}\n' for path, _, _ in kept))
+    atomic_write_text(args.kept, ''.join(f'{path}\n' for path, _, _ in kept), make_dirs=True)
     dropped.sort(key=lambda entry: -entry[1])  # closest to the threshold first: those are the ones to check
-    atomic_write_text(args.dropped, ''.join(f'{path}\t{score:.5f}\n' for path, score, _ in dropped))
+    atomic_write_text(args.dropped, ''.join(f'{path}\t{score:.5f}\n' for path, score, _ in dropped), make_dirs=True)
     if args.scores:
-        atomic_write_text(args.scores, ''.join(f'{path}\t{score:.5f}\n' for path, score in all_scores))
+        atomic_write_text(args.scores, ''.join(f'{path}\t{score:.5f}\n' for path, score in all_scores), make_dirs=True)
     print(f'threshold {args.threshold}: kept {len(kept)} -> {args.kept}; dropped {len(dropped)} -> {args.dropped}')
     if dropped:
         shown = dropped[:args.sheet_max]
         labels = [f'{score:.4f} {osp.basename(path)}'[:22] for path, score, _ in shown]
         sheet = contact_sheet([tile for _, _, tile in shown], labels)
-        atomic_write_bytes(args.contact_sheet, encode_image(sheet, '.png'))
+        atomic_write_bytes(args.contact_sheet, encode_image(sheet, '.png'), make_dirs=True)
         more = f' (first {len(shown)} of {len(dropped)})' if len(shown) < len(dropped) else ''
         print(f'contact sheet of the dropped images{more}: {args.contact_sheet}')
     else:

@@ -15,9 +15,10 @@ import argparse
 import os.path as osp
 import sys
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_text, list_images,  # noqa: E402
-                     parallel_map, read_image, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_text  # noqa: E402
+from ext.utils.image_files import UnreadableImage, list_images, read_image, report_unreadable  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -71,7 +72,7 @@ def main(argv=None):
         entries = [entry for entry, error in zip(entries, errors) if not error]
     if not entries:
         raise SystemExit('error: no readable images found; the meta info file was not written')
-    atomic_write_text(args.meta_info, ''.join(f'{line}\n' for line, _ in entries))
+    atomic_write_text(args.meta_info, ''.join(f'{line}\n' for line, _ in entries), make_dirs=True)
     print(f'{len(entries)} paths written to {args.meta_info}.')
     report_unreadable(failures, what='unreadable files left out')
     return 0

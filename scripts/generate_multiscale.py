@@ -22,9 +22,10 @@ import sys
 
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_bytes, list_images, open_pil,  # noqa: E402
-                     parallel_map, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes  # noqa: E402
+from ext.utils.image_files import UnreadableImage, list_images, open_pil, report_unreadable  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
 
 DEFAULT_SCALES = (0.75, 0.5, 1 / 3)
 DEFAULT_SHORTEST_EDGE = 400
@@ -105,7 +106,7 @@ def process_one(job):
         buffer = io.BytesIO()
         resized.save(buffer, format={'png': 'PNG', 'jpg': 'JPEG', 'webp': 'WEBP'}[ext],
                      **({'quality': 95} if ext != 'png' else {}))
-        atomic_write_bytes(osp.join(output_root, f'{stem}{suffix}.{ext}'), buffer.getvalue())
+        atomic_write_bytes(osp.join(output_root, f'{stem}{suffix}.{ext}'), buffer.getvalue(), make_dirs=True)
         written += 1
     return relative, written, None, notes
 

@@ -21,9 +21,8 @@ import sys
 import cv2
 import numpy as np
 
-SCRIPTS = osp.dirname(osp.abspath(__file__))
-sys.path.insert(0, SCRIPTS)
-from _common import UnreadableImage, list_images, read_image, report_unreadable, write_image  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.image_files import UnreadableImage, list_images, read_image, report_unreadable, write_image  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -37,7 +36,6 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    sys.path.insert(0, osp.dirname(SCRIPTS))  # run from a checkout without installing
     import yaml
     from tqdm import tqdm
     import ext  # noqa: F401

@@ -17,9 +17,10 @@ import sys
 
 from PIL import Image
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_bytes, list_images, open_pil,  # noqa: E402
-                     parallel_map, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes  # noqa: E402
+from ext.utils.image_files import UnreadableImage, list_images, open_pil, report_unreadable  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_map  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -42,7 +43,7 @@ def parse_args(argv=None):
 def _save_png(image, path):
     buffer = io.BytesIO()
     image.save(buffer, format='PNG')
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), make_dirs=True)
 
 
 def make_pair(job):

@@ -27,8 +27,8 @@ import re
 import sys
 from collections import defaultdict
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import atomic_write_bytes  # noqa: E402
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_bytes  # noqa: E402
 
 TRAIN_LINE = re.compile(r'\[epoch:\s*\d+, iter:\s*([\d,]+), lr:\(([^)]*)\)\]\s*(.*)$')
 VALUE = re.compile(r'([A-Za-z_][\w/]*): ([-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|nan|inf))')
@@ -154,7 +154,7 @@ def plot_group(title, series, path, smooth):
     buffer = io.BytesIO()
     figure.savefig(buffer, format='png', dpi=100)
     plt.close(figure)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), make_dirs=True)
 
 
 def main(argv=None):

@@ -13,16 +13,19 @@ Example::
     python scripts/prepare_cufed.py --root datasets/CUFED --output datasets/CUFED
 """
 import argparse
+import contextlib
 import os
 import os.path as osp
-import shutil
 import sys
 
 import cv2
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_text, list_images,  # noqa: E402
-                     load_ext_helper, parallel_imap, read_image, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_folder, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+                                   report_unreadable)
+from ext.data.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_imap  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -45,12 +48,11 @@ def encode_pair(job):
     for path in (input_path, ref_path):
         try:
             image = read_image(path, cv2.IMREAD_COLOR)
+            encoded += [encode_image(image, '.png', compress_level), image.shape]
         except UnreadableImage as error:
             return None, None, None, None, str(error)
-        ok, buffer = cv2.imencode('.png', image, [cv2.IMWRITE_PNG_COMPRESSION, compress_level])
-        if not ok:
-            return None, None, None, None, f'{path}: cannot be encoded as PNG'
-        encoded += [buffer.tobytes(), image.shape]
+        except ValueError as error:  # OpenCV cannot write it as PNG
+            return None, None, None, None, f'{path}: {error}'
     return (*encoded, None)
 
 
@@ -68,46 +70,39 @@ def collect_pairs(root):
 def main(argv=None):
     args = parse_args(argv)
     import lmdb
-    keys_module = load_ext_helper('lmdb_keys')
     pairs = collect_pairs(args.root)
     outputs = [osp.join(osp.abspath(args.output), name) for name in ('train_input.lmdb', 'train_ref.lmdb')]
     existing = [path for path in outputs if osp.exists(path)]
     if existing and not args.overwrite:
         raise SystemExit(f'error: {existing[0]} already exists; pass --overwrite to replace it')
     os.makedirs(args.output, exist_ok=True)
-    temps = [f'{path[:-len(".lmdb")]}.partial-{os.getpid()}.lmdb' for path in outputs]
     map_size = sum(osp.getsize(a) + osp.getsize(b) for a, b in pairs) * 8 + 64 * 2**20
-    envs = [lmdb.open(path, map_size=map_size, subdir=True, meminit=False, map_async=True, mode=0o777)  # umask
-            for path in temps]
     metas, failures = ([], []), []
-    try:
-        jobs = [(a, b, args.compress_level) for a, b in pairs]
-        for (input_path, _), result in zip(pairs, parallel_imap(encode_pair, jobs, args.workers, desc='CUFED')):
-            input_png, input_shape, ref_png, ref_shape, error = result
-            if error:
-                failures.append(error)
-                continue
-            key = keys_module.lmdb_key(osp.basename(input_path))
-            for env, meta, png, shape in zip(envs, metas, (input_png, ref_png), (input_shape, ref_shape)):
-                with env.begin(write=True) as txn:
-                    txn.put(key.encode('ascii'), png)
-                meta.append(keys_module.meta_info_line(key, shape, args.compress_level))
-        for env in envs:
-            env.sync()
-    finally:
-        for env in envs:
-            env.close()
-    try:
+    with contextlib.ExitStack() as stack:  # both databases are built under temporary names, then renamed
+        temps = [stack.enter_context(atomic_folder(path)) for path in outputs]
+        envs = [lmdb.open(path, map_size=map_size, subdir=True, meminit=False, map_async=True, mode=0o777)  # umask
+                for path in temps]
+        try:
+            jobs = [(a, b, args.compress_level) for a, b in pairs]
+            for (input_path, _), result in zip(pairs, parallel_imap(encode_pair, jobs, args.workers, desc='CUFED')):
+                input_png, input_shape, ref_png, ref_shape, error = result
+                if error:
+                    failures.append(error)
+                    continue
+                key = lmdb_key(osp.basename(input_path))
+                for env, meta, png, shape in zip(envs, metas, (input_png, ref_png), (input_shape, ref_shape)):
+                    with env.begin(write=True) as txn:
+                        txn.put(key.encode('ascii'), png)
+                    meta.append(meta_info_line(key, shape, args.compress_level))
+            for env in envs:
+                env.sync()
+        finally:
+            for env in envs:
+                env.close()
         if not metas[0]:
             raise SystemExit('error: no readable pair; nothing written')
-        for temp, meta, output in zip(temps, metas, outputs):
+        for temp, meta in zip(temps, metas):
             atomic_write_text(osp.join(temp, 'meta_info.txt'), ''.join(f'{line}\n' for line in meta))
-            if osp.exists(output):
-                shutil.rmtree(output)
-            os.replace(temp, output)
-    finally:
-        for temp in temps:
-            shutil.rmtree(temp, ignore_errors=True)
     print(f'{len(metas[0])} pairs written to {outputs[0]} and {outputs[1]}.')
     report_unreadable(failures, what='pairs skipped (unreadable file)')
     return 0

@@ -31,33 +31,35 @@ import argparse
 import json
 import os
 import os.path as osp
-import shutil
 import sys
 
 import cv2
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, atomic_write_bytes, atomic_write_text,  # noqa: E402
-                     encode_image, list_images, load_ext_helper, parallel_imap, read_image, report_unreadable)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.data import inpaint_pairs  # noqa: E402
+from ext.utils.atomic_io import atomic_folder, atomic_write_bytes, atomic_write_text  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, encode_image, list_images, read_image,  # noqa: E402
+                                   report_unreadable)
+from ext.data.lmdb_keys import lmdb_key, meta_info_line  # noqa: E402
+from ext.utils.parallel import add_workers_argument, parallel_imap  # noqa: E402
 
 SCALE = 4
 
 
 def parse_args(argv=None):
-    pairs = load_ext_helper('inpaint_pairs')
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--input', required=True, help='folder of face images (searched recursively)')
     parser.add_argument('--output', required=True, help='dataset folder to create (see the layout above)')
-    parser.add_argument('--sizes', type=int, nargs='+', default=list(pairs.DEFAULT_SIZES),
+    parser.add_argument('--sizes', type=int, nargs='+', default=list(inpaint_pairs.DEFAULT_SIZES),
                         help='square sizes to write, multiples of 4 (default: %(default)s)')
-    parser.add_argument('--test_fraction', type=float, default=pairs.DEFAULT_TEST_FRACTION,
+    parser.add_argument('--test_fraction', type=float, default=inpaint_pairs.DEFAULT_TEST_FRACTION,
                         help='share of the images in the test split (default: %(default)s, i.e. 90/10)')
     parser.add_argument('--split_seed', type=int, default=0, help='seed of the split hash (default: %(default)s)')
-    parser.add_argument('--box_x', type=float, nargs=2, default=list(pairs.DEFAULT_BOX_X), metavar=('START', 'END'),
-                        help='horizontal box fractions (default: %(default)s)')
-    parser.add_argument('--box_y', type=float, nargs=2, default=list(pairs.DEFAULT_BOX_Y), metavar=('START', 'END'),
-                        help='vertical box fractions (default: %(default)s)')
-    parser.add_argument('--blur_radius', type=float, default=pairs.DEFAULT_BLUR_RADIUS,
+    parser.add_argument('--box_x', type=float, nargs=2, default=list(inpaint_pairs.DEFAULT_BOX_X),
+                        metavar=('START', 'END'), help='horizontal box fractions (default: %(default)s)')
+    parser.add_argument('--box_y', type=float, nargs=2, default=list(inpaint_pairs.DEFAULT_BOX_Y),
+                        metavar=('START', 'END'), help='vertical box fractions (default: %(default)s)')
+    parser.add_argument('--blur_radius', type=float, default=inpaint_pairs.DEFAULT_BLUR_RADIUS,
                         help='PIL GaussianBlur radius (default: %(default)s)')
     parser.add_argument('--blur_context', action='store_true',
                         help='blur the box together with its surroundings (default: the box on its own)')
@@ -80,7 +82,7 @@ def parse_args(argv=None):
     if args.blur_radius < 0:
         parser.error(f'--blur_radius must be >= 0, got {args.blur_radius}')
     try:
-        pairs.check_box(args.box_x, args.box_y)
+        inpaint_pairs.check_box(args.box_x, args.box_y)
     except ValueError as error:
         parser.error(f'--{error}')
     return args
@@ -89,18 +91,18 @@ def parse_args(argv=None):
 def make_pairs(job):
     """``(rel, [(size, gt png, ref png, box), ...], error, upscaled)`` for one input image."""
     path, rel, args = job
-    pairs = load_ext_helper('inpaint_pairs')
     try:
         image = read_image(path, cv2.IMREAD_COLOR)  # the decoder the dataset uses (OpenCV)
     except UnreadableImage as error:
         return rel, None, str(error), False
     rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
     upscaled = min(rgb.shape[:2]) < max(args.sizes)
-    position = pairs.box_position(pairs.box_generator(rel, args.box_seed)) if args.random_box else None
+    position = inpaint_pairs.box_position(inpaint_pairs.box_generator(rel, args.box_seed)) if args.random_box else None
     results = []
     for size in args.sizes:
-        gt = pairs.square_resize(rgb, size)
-        ref, box = pairs.make_reference(gt, args.box_x, args.box_y, position, args.blur_radius, args.blur_context)
+        gt = inpaint_pairs.square_resize(rgb, size)
+        ref, box = inpaint_pairs.make_reference(gt, args.box_x, args.box_y, position, args.blur_radius,
+                                                args.blur_context)
         encoded = [encode_image(cv2.cvtColor(x, cv2.COLOR_RGB2BGR), '.png', args.compress_level) for x in (gt, ref)]
         results.append((size, *encoded, box))
     return rel, results, None, upscaled
@@ -112,7 +114,7 @@ class FolderWriter:
         self.folder = folder
 
     def put(self, kind, name, png):
-        atomic_write_bytes(osp.join(self.folder, kind, f'{name}.png'), png)
+        atomic_write_bytes(osp.join(self.folder, kind, f'{name}.png'), png, make_dirs=True)
 
     def close(self, meta_lines):
         pass
@@ -142,10 +144,9 @@ class LmdbWriter:
 
 def output_names(rels, fmt):
     """{relative input path: output name}; refuses inputs whose names collide."""
-    keys = load_ext_helper('lmdb_keys')
     names, seen = {}, {}
     for rel in rels:
-        name = keys.lmdb_key(rel) if fmt == 'lmdb' else osp.splitext(rel)[0]
+        name = lmdb_key(rel) if fmt == 'lmdb' else osp.splitext(rel)[0]
         if name in seen:
             raise SystemExit(f'error: {seen[name]} and {rel} would both be written as {name!r}; rename one')
         seen[name] = names[rel] = name
@@ -154,8 +155,6 @@ def output_names(rels, fmt):
 
 def main(argv=None):
     args = parse_args(argv)
-    pairs = load_ext_helper('inpaint_pairs')
-    keys = load_ext_helper('lmdb_keys')
     output = osp.abspath(args.output)
     if osp.exists(output) and not args.overwrite:
         raise SystemExit(f'error: {output} already exists; pass --overwrite to replace it')
@@ -163,14 +162,12 @@ def main(argv=None):
     if not rels:
         raise SystemExit(f'error: no images in {args.input}')
     names = output_names(rels, args.format)
-    splits = {rel: pairs.split_of(rel, args.test_fraction, args.split_seed) for rel in rels}
+    splits = {rel: inpaint_pairs.split_of(rel, args.test_fraction, args.split_seed) for rel in rels}
 
-    temp = f'{output}.partial-{os.getpid()}'
-    shutil.rmtree(temp, ignore_errors=True)
     writers, metas, boxes, failures, small = {}, {}, {}, [], []
-    try:
+    with atomic_folder(output) as temp:  # an existing --output is replaced only by the complete new one
         for size in args.sizes:
-            for split in pairs.SPLITS:
+            for split in inpaint_pairs.SPLITS:
                 folder = osp.join(temp, str(size), split)
                 count = sum(1 for rel in rels if splits[rel] == split)
                 if args.format == 'lmdb':
@@ -189,28 +186,26 @@ def main(argv=None):
             for size, gt_png, ref_png, box in results:
                 writers[size, split].put('gt', name, gt_png)
                 writers[size, split].put('ref', name, ref_png)
-                metas[size, split].append(keys.meta_info_line(name, (size, size, 3), args.compress_level)
+                metas[size, split].append(meta_info_line(name, (size, size, 3), args.compress_level)
                                           if args.format == 'lmdb' else f'{name}.png ({size},{size},3)')
                 boxes[size, split].append(f'{name} {" ".join(str(v) for v in box)}')
         for (size, split), writer in writers.items():
             writer.close(metas[size, split])
             folder = osp.join(temp, str(size), split)
             if args.format == 'folder':
-                atomic_write_text(osp.join(folder, 'meta_info.txt'), ''.join(f'{m}\n' for m in metas[size, split]))
-            atomic_write_text(osp.join(folder, 'boxes.txt'), ''.join(f'{b}\n' for b in boxes[size, split]))
-        written = {split: len(metas[args.sizes[0], split]) for split in pairs.SPLITS}
+                atomic_write_text(osp.join(folder, 'meta_info.txt'), ''.join(f'{m}\n' for m in metas[size, split]),
+                                  make_dirs=True)
+            atomic_write_text(osp.join(folder, 'boxes.txt'), ''.join(f'{b}\n' for b in boxes[size, split]),
+                              make_dirs=True)
+        written = {split: len(metas[args.sizes[0], split]) for split in inpaint_pairs.SPLITS}
         if not sum(written.values()):
             raise SystemExit('error: no readable image; nothing written')
         settings = {key: getattr(args, key) for key in ('sizes', 'test_fraction', 'split_seed', 'box_x', 'box_y',
                                                          'blur_radius', 'blur_context', 'random_box', 'box_seed',
                                                          'format')}
         settings.update(input=osp.abspath(args.input), counts=written, skipped=len(failures))
-        atomic_write_text(osp.join(temp, 'prepare_ffhq_inpaint.json'), json.dumps(settings, indent=2) + '\n')
-        if osp.exists(output):
-            shutil.rmtree(output)
-        os.replace(temp, output)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
+        atomic_write_text(osp.join(temp, 'prepare_ffhq_inpaint.json'), json.dumps(settings, indent=2) + '\n',
+                          make_dirs=True)
     print(f"{written['train']} train and {written['test']} test images at sizes {args.sizes} written to {output}.")
     if small:
         print(f'note: {len(small)} images are smaller than {max(args.sizes)} px and were upscaled (bicubic), '

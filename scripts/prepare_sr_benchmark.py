@@ -26,17 +26,20 @@ Examples::
         --output datasets/DIV2K_BSDS500_train --lmdb
 """
 import argparse
-import os
 import os.path as osp
-import shutil
 import sys
 
 import cv2
-import numpy as np
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (UnreadableImage, add_workers_argument, encode_image, list_images, parallel_imap,  # noqa: E402
-                     read_image, report_unreadable, atomic_write_bytes)
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_folder  # noqa: E402
+from ext.utils.image_files import (UnreadableImage, list_images, read_image, report_unreadable,  # noqa: E402
+                                   write_image)
+from ext.utils.parallel import add_workers_argument, parallel_imap  # noqa: E402
+
+# The MATLAB bicubic of the package (BasicSR's imresize) needs torch: the workers' fork server imports it
+# once and every worker shares it (ext.utils.parallel)
+BICUBIC_MODULE = 'ext.utils.sr_benchmark'
 
 
 def parse_args(argv=None):
@@ -89,30 +92,6 @@ def plan_jobs(args):
     return hr_dir, lr_dir, jobs
 
 
-def _matlab_imresize():
-    """BasicSR's ``imresize``, loaded from its file: importing the ``basicsr`` package itself needs
-    ext.compat's shims and takes seconds per worker; this module only needs numpy and torch."""
-    name = '_basicsr_matlab_functions'
-    if name not in sys.modules:
-        import importlib.util
-        package = importlib.util.find_spec('basicsr')
-        if package is None or not package.origin:
-            raise SystemExit('error: BasicSR is not installed (pip install basicsr)')
-        spec = importlib.util.spec_from_file_location(
-            name, osp.join(osp.dirname(package.origin), 'utils', 'matlab_functions.py'))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name].imresize
-
-
-def bicubic_downscale(hr_bgr, scale):
-    """MATLAB ``imresize(hr, 1/scale, 'bicubic')`` (anti-aliased), uint8 in, uint8 out."""
-    imresize = _matlab_imresize()
-    lr = imresize(hr_bgr.astype(np.float32) / 255.0, 1.0 / scale)
-    return np.clip(np.round(lr * 255.0), 0, 255).astype(np.uint8)
-
-
 def _same_file(a, b):
     return osp.exists(a) and osp.exists(b) and osp.samefile(a, b)
 
@@ -125,6 +104,7 @@ def _size(path):
 def prepare_one(job):
     """Returns (hr_written, lr_written, error message or None)."""
     source, hr_path, lr_path, scale, overwrite = job
+    from ext.utils.sr_benchmark import bicubic_downscale  # see BICUBIC_MODULE
     try:
         hr = read_image(source, cv2.IMREAD_COLOR)
     except UnreadableImage as error:
@@ -139,11 +119,11 @@ def prepare_one(job):
             return False, False, (f'{source}: would be cropped to a multiple of {scale} in place; choose an '
                                   f'--output outside the input folder')
     elif overwrite or not osp.exists(hr_path):
-        atomic_write_bytes(hr_path, encode_image(cropped, '.png'))
+        write_image(hr_path, cropped)
         hr_written = True
     wanted = (cropped.shape[0] // scale, cropped.shape[1] // scale)
     if overwrite or not osp.exists(lr_path) or _size(lr_path) != wanted:
-        atomic_write_bytes(lr_path, encode_image(bicubic_downscale(cropped, scale), '.png'))
+        write_image(lr_path, bicubic_downscale(cropped, scale))
         lr_written = True
     return hr_written, lr_written, None
 
@@ -156,16 +136,8 @@ def write_lmdb(folder, keys_from_names, workers):
     entries = [(name, osp.join(folder, name)) for name in names]
     keys = [keys_from_names(osp.splitext(name)[0]) for name in names]
     args = argparse.Namespace(compress_level=1, batch=256, workers=workers)
-    tmp_path = f'{output[:-len(".lmdb")]}.partial-{os.getpid()}.lmdb'
-    old_path = f'{output[:-len(".lmdb")]}.replaced-{os.getpid()}.lmdb'
-    try:
+    with atomic_folder(output) as tmp_path:
         count, failures = create_lmdb.build(args, entries, keys, tmp_path)
-        if osp.exists(output):
-            os.replace(output, old_path)
-        os.replace(tmp_path, output)
-    finally:
-        shutil.rmtree(tmp_path, ignore_errors=True)
-        shutil.rmtree(old_path, ignore_errors=True)
     return output, count, failures
 
 
@@ -173,7 +145,8 @@ def main(argv=None):
     args = parse_args(argv)
     hr_dir, lr_dir, jobs = plan_jobs(args)
     failures, hr_count, lr_count = [], 0, 0
-    for hr_written, lr_written, error in parallel_imap(prepare_one, jobs, args.workers, desc='prepare'):
+    for hr_written, lr_written, error in parallel_imap(prepare_one, jobs, args.workers, desc='prepare',
+                                                       preload=[BICUBIC_MODULE]):
         if error:
             failures.append(error)
         hr_count += hr_written

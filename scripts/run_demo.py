@@ -51,8 +51,11 @@ import yaml
 
 SCRIPTS = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(SCRIPTS)
-sys.path.insert(0, SCRIPTS)
-from _common import atomic_write_text, write_image  # noqa: E402
+sys.path.insert(0, REPO_ROOT)  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_text  # noqa: E402
+from ext.utils.bundled_photos import photo_bgr  # noqa: E402
+from ext.utils.image_files import write_image  # noqa: E402
+from ext.utils.train_runner import TRAIN_PY, subprocess_env, write_options  # noqa: E402
 
 ESRNET_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_realesrnet_x4plus.yml')
 AESRGAN_OPTIONS = osp.join(REPO_ROOT, 'options', 'train_multiaesrgan_x4plus.yml')
@@ -144,12 +147,9 @@ class Steps:
 
 def run(args, what):
     """Run a script of this repository with this Python, showing its output; stop the demo if it fails."""
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
-    env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
     # One BLAS/OpenMP thread: these small convolutions barely gain from two, and on a busy machine two
     # spinning threads were 7x slower per iteration than one (measured on the 2-core CI machine).
-    env.setdefault('OMP_NUM_THREADS', '1')
+    env = subprocess_env(threads=1)
     command = [sys.executable, *args]
     print('  $ ' + ' '.join(osp.relpath(a, os.getcwd()) if osp.isabs(a) and a.startswith(REPO_ROOT) else a
                              for a in command[1:]), flush=True)
@@ -177,22 +177,6 @@ def run(args, what):
         raise SystemExit(f'demo stopped: {what} failed (exit status {returncode}); see the output above')
 
 
-def skimage_bgr(name):
-    import skimage.data
-    image = np.asarray(getattr(skimage.data, name)())
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    return np.ascontiguousarray(image[..., :3][..., ::-1])
-
-
-def fit(image, largest_side):
-    h, w = image.shape[:2]
-    if max(h, w) <= largest_side:
-        return image
-    factor = largest_side / max(h, w)
-    return cv2.resize(image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-
-
 def build_material_set(root, photos, budget):
     """HR material images (textures, photos, two one-coloured swatches), validation sources, held-out photos.
 
@@ -200,7 +184,7 @@ def build_material_set(root, photos, budget):
     """
     size = budget['source_size']
     for name in budget['train_images']:
-        write_image(osp.join(root, 'HR', f'{name}.png'), fit(skimage_bgr(name), size))
+        write_image(osp.join(root, 'HR', f'{name}.png'), photo_bgr(name, size))
     rng = np.random.default_rng(0)
     # what seed 004 removed by hand: one-coloured samples, here a plain beige (with sensor noise) and a grey fade
     plain = np.full((size * 3 // 4, size, 3), (150, 190, 215), np.float32) + rng.normal(0, 1.5, (size * 3 // 4, size, 3))
@@ -209,12 +193,12 @@ def build_material_set(root, photos, budget):
     write_image(osp.join(root, 'HR', 'swatch_grey_fade.png'), fade.astype(np.uint8))
     crop_h, crop_w = budget['val_crop']
     for name in VAL_IMAGES:
-        image = fit(skimage_bgr(name), max(crop_h, crop_w) * 3 // 2)
+        image = photo_bgr(name, max(crop_h, crop_w) * 3 // 2)
         top, left = (image.shape[0] - crop_h) // 2, (image.shape[1] - crop_w) // 2
         write_image(osp.join(photos, 'val', f'{name}.png'), image[top:top + crop_h, left:left + crop_w])
     held_out = []
     for name, side in zip(budget['held_out'], budget['held_out_size']):
-        original = fit(skimage_bgr(name), side)
+        original = photo_bgr(name, side)
         h, w = (s - s % 4 for s in original.shape[:2])
         original = original[:h, :w]
         original_path, lq_path = osp.join(photos, 'original', f'{name}.png'), osp.join(photos, 'lq', f'{name}.png')
@@ -283,7 +267,6 @@ def demo_options(args, base_options, name, data, experiments, total_iter, pretra
 # --- scores and pictures ----------------------------------------------------------------------
 def score(image_bgr, original_bgr):
     """NIQE (BasicSR's, Y, crop 4; lower is better), PSNR-Y/SSIM-Y against the original, border/interior error."""
-    sys.path.insert(0, REPO_ROOT)
     import ext  # noqa: F401
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from ext.metrics.niqe_metric import calculate_niqe_sr
@@ -409,10 +392,9 @@ def finetune_path(args, steps, data, photos, experiments):
     steps(f'fine-tune A-ESRGAN-Multi from x4plus for {b["total_iter"]} iterations (the new two-scale attention '
           f'U-Net discriminator alone for the first {b["d_warmup"]}), ext/train.py --auto_resume')
     options_path = osp.join(args.workdir, f'{FINETUNE_NAME}.yml')
-    atomic_write_text(options_path, yaml.safe_dump(demo_options(
-        args, AESRGAN_OPTIONS, FINETUNE_NAME, data, experiments, b['total_iter'], x4plus, network_g=X4PLUS),
-        sort_keys=False))
-    run([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', options_path, '--auto_resume'], 'A-ESRGAN fine-tuning')
+    write_options(options_path, demo_options(
+        args, AESRGAN_OPTIONS, FINETUNE_NAME, data, experiments, b['total_iter'], x4plus, network_g=X4PLUS))
+    run([TRAIN_PY, '-opt', options_path, '--auto_resume'], 'A-ESRGAN fine-tuning')
 
     steps(f'tiled inference on the held-out photos ({", ".join(n for n, _, _ in held_out)}, never seen in training):'
           ' released x4plus and the fine-tuned generator')
@@ -458,9 +440,8 @@ def scratch_path(args, steps, data, photos, experiments):
           'initialisation (ext/train.py --auto_resume)')
     if b['esrnet_iter']:
         esrnet_yml = osp.join(args.workdir, f'{ESRNET_NAME}.yml')
-        atomic_write_text(esrnet_yml, yaml.safe_dump(demo_options(
-            args, ESRNET_OPTIONS, ESRNET_NAME, data, experiments, b['esrnet_iter']), sort_keys=False))
-        run([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', esrnet_yml, '--auto_resume'], 'Real-ESRNet training')
+        write_options(esrnet_yml, demo_options(args, ESRNET_OPTIONS, ESRNET_NAME, data, experiments, b['esrnet_iter']))
+        run([TRAIN_PY, '-opt', esrnet_yml, '--auto_resume'], 'Real-ESRNet training')
         pretrained = osp.join(experiments, ESRNET_NAME, 'models', 'net_g_latest.pth')
     else:
         print('  skipped (--esrnet_iter 0): A-ESRGAN starts from random weights')
@@ -468,15 +449,14 @@ def scratch_path(args, steps, data, photos, experiments):
     steps(f'stage 2: A-ESRGAN (two-scale attention U-Net discriminator) for {b["total_iter"]} iterations '
           '(ext/train.py --auto_resume)')
     options_path = osp.join(args.workdir, f'{NAME}.yml')
-    atomic_write_text(options_path, yaml.safe_dump(demo_options(
-        args, AESRGAN_OPTIONS, NAME, data, experiments, b['total_iter'], pretrained), sort_keys=False))
-    run([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', options_path, '--auto_resume'], 'A-ESRGAN training')
+    write_options(options_path, demo_options(args, AESRGAN_OPTIONS, NAME, data, experiments, b['total_iter'],
+                                             pretrained))
+    run([TRAIN_PY, '-opt', options_path, '--auto_resume'], 'A-ESRGAN training')
 
     draws = b['degraded_draws']
     draws_text = f'{draws} draw{"s" if draws > 1 else ""}'
     steps(f'tiled inference on the held-out photos ({", ".join(n for n, _, _ in held_out)}), downscaled x4 and '
           f'degraded the training way ({draws_text} each, fixed seeds)')
-    sys.path.insert(0, REPO_ROOT)
     import ext  # noqa: F401
     from ext.data.degraded_pairs import TrainingDegradation
     with open(AESRGAN_OPTIONS, encoding='utf-8') as handle:

@@ -1,20 +1,22 @@
-"""Shared test utilities: real images from scikit-image, option files, training runs in a subprocess."""
-import copy
+"""The tests' layer over the toolkit's shared helpers (real images from scikit-image:
+:mod:`ext.utils.bundled_photos`; option files and runs in a subprocess: :mod:`ext.utils.train_runner`): the
+tests' photo set and image folders, their subprocess environment (one thread under xdist, no GPU), failures
+that show the output, small option dicts and log parsing."""
 import importlib.util
 import os
 import os.path as osp
 import re
-import subprocess
 import sys
 
 import cv2
 import numpy as np
-import yaml
+
+from ext.utils import train_runner
+from ext.utils.bundled_photos import photo_crop, photo_rgb as skimage_rgb  # noqa: F401  (the tests' name)
+from ext.utils.train_runner import TEST_PY, TRAIN_PY, write_options  # noqa: F401  (re-exported for the tests)
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 PYTHON = sys.executable
-TRAIN_PY = osp.join(REPO_ROOT, 'ext', 'train.py')
-TEST_PY = osp.join(REPO_ROOT, 'ext', 'test.py')
 
 # Real photos and textures shipped inside the scikit-image wheel (no download).
 SKIMAGE_PHOTOS = ('astronaut', 'coffee', 'chelsea', 'rocket', 'brick', 'grass', 'gravel', 'camera')
@@ -29,29 +31,13 @@ def load_script(name):
     return module
 
 
-def skimage_rgb(name):
-    """A scikit-image sample as an RGB uint8 array (grayscale samples are stacked to 3 channels)."""
-    import skimage.data
-    image = getattr(skimage.data, name)()
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    return np.ascontiguousarray(image[..., :3]).astype(np.uint8)
-
-
 def write_image_folder(folder, count, size, names=SKIMAGE_PHOTOS, seed=0, suffix='.png'):
     """Write ``count`` ``size``x``size`` BGR PNG crops of real photos into ``folder``; return the paths."""
     os.makedirs(folder, exist_ok=True)
     rng = np.random.default_rng(seed)
     paths = []
     for index in range(count):
-        image = skimage_rgb(names[index % len(names)])
-        h, w = image.shape[:2]
-        if min(h, w) < size:
-            scale = size / min(h, w)
-            image = cv2.resize(image, (int(np.ceil(w * scale)), int(np.ceil(h * scale))), interpolation=cv2.INTER_CUBIC)
-            h, w = image.shape[:2]
-        top, left = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
-        crop = image[top:top + size, left:left + size]
+        crop = photo_crop(names[index % len(names)], size, rng)
         path = osp.join(folder, f'{index:04d}{suffix}')
         cv2.imwrite(path, cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
         paths.append(path)
@@ -77,40 +63,32 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def write_options(path, opt):
-    with open(path, 'w') as handle:
-        yaml.safe_dump(opt, handle, sort_keys=False)
-    return path
-
-
 def subprocess_env(extra=None):
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
     # One thread per run when pytest-xdist runs tests side by side: two spinning OpenMP threads per process
-    # on a busy 2-core machine were many times slower than one.
-    env.setdefault('OMP_NUM_THREADS', '1' if os.environ.get('PYTEST_XDIST_WORKER') else '2')
-    if env.get('TESTS_ALLOW_GPU') != '1':  # CPU-only suite: the same numbers (and gloo DDP) on every machine
-        env['CUDA_VISIBLE_DEVICES'] = ''
-    env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
-    env.update(extra or {})
-    return env
+    # on a busy 2-core machine were many times slower than one. CPU-only suite (unless TESTS_ALLOW_GPU=1): the
+    # same numbers (and gloo DDP) on every machine.
+    return train_runner.subprocess_env(threads=1 if os.environ.get('PYTEST_XDIST_WORKER') else 2,
+                                       cpu_only=os.environ.get('TESTS_ALLOW_GPU') != '1', extra=extra)
 
 
-def run_script(args, cwd, env=None, timeout=600, check=True):
-    """Run ``python *args`` and return the CompletedProcess; on failure the error shows the output."""
-    result = subprocess.run([PYTHON, *args], cwd=cwd, env=subprocess_env(env), capture_output=True, text=True,
-                            timeout=timeout)
+def _checked(result, args, check):
     if check and result.returncode != 0:
-        raise AssertionError(f'command failed ({result.returncode}): {" ".join(args)}\n'
+        raise AssertionError(f'command failed ({result.returncode}): {" ".join(map(str, args))}\n'
                              f'--- stdout ---\n{result.stdout[-6000:]}\n--- stderr ---\n{result.stderr[-6000:]}')
     return result
 
 
+def run_script(args, cwd, env=None, timeout=600, check=True):
+    """Run ``python *args`` and return the CompletedProcess; on failure the error shows the output."""
+    result = train_runner.run_python(args, cwd=cwd, env=subprocess_env(env), timeout=timeout, capture_output=True)
+    return _checked(result, args, check)
+
+
 def run_train(opt, workdir, extra_args=(), env=None, timeout=600, check=True):
     """Write ``opt`` to ``workdir/<name>.yml`` and run ``ext/train.py`` on it from ``workdir``."""
-    opt = copy.deepcopy(opt)
-    yml = write_options(osp.join(workdir, f"{opt['name']}.yml"), opt)
-    return run_script([TRAIN_PY, '-opt', yml, *extra_args], cwd=workdir, env=env, timeout=timeout, check=check)
+    result = train_runner.run_train(opt, workdir, extra_args, env=subprocess_env(env), timeout=timeout,
+                                    capture_output=True)
+    return _checked(result, result.args[1:], check)
 
 
 def experiment_dir(opt, workdir):

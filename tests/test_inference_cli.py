@@ -164,7 +164,7 @@ def test_out_of_memory_on_one_file_keeps_the_others(tmp_path, monkeypatch, capsy
 
 
 def test_failed_write_leaves_no_partial_file(tmp_path, srvgg, monkeypatch, capsys):
-    import ext.utils.atomic_io as atomic_io
+    import ext.utils.atomic_io as atomic_io  # the writes of ext.utils.atomic_io
     _, model_path = srvgg
     cv2.imwrite(str(tmp_path / 'lr.png'), photo_bgr(16, 16))
     out = tmp_path / 'out'

@@ -1,16 +1,16 @@
-"""Helpers shared by the learning-check recipes: bundled photos, training runs, held-out scoring."""
+"""Helpers shared by the learning-check recipes: their photo split, training runs, held-out scoring. The
+photos come from :mod:`ext.utils.bundled_photos` and training runs go through :mod:`ext.utils.train_runner`."""
 import copy
-import os
 import os.path as osp
-import subprocess
-import sys
 
 import cv2
 import numpy as np
-import yaml
+
+from ext.utils import image_files
+from ext.utils.bundled_photos import photo_rgb  # noqa: F401  (the recipes' common.photo_rgb)
+from ext.utils.train_runner import run_train, subprocess_env
 
 REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
-TRAIN_PY = osp.join(REPO_ROOT, 'ext', 'train.py')
 
 # Photos and textures shipped inside the scikit-image wheel. Recipes train on TRAIN_PHOTOS and score on
 # HELD_OUT_PHOTOS only, so a gain is generalisation, not memorisation.
@@ -19,29 +19,9 @@ TRAIN_PHOTOS = ('astronaut', 'coffee', 'rocket', 'brick', 'grass', 'gravel', 'ca
 HELD_OUT_PHOTOS = ('chelsea', 'clock', 'moon')  # a colour photo (fur), a grey still life, a grey landscape
 
 
-def photo_rgb(name, largest_side=None):
-    """A scikit-image sample as RGB uint8 (grayscale stacked to 3 channels), optionally shrunk by area."""
-    import skimage.data
-    image = np.asarray(getattr(skimage.data, name)())
-    if image.ndim == 2:
-        image = np.stack([image] * 3, axis=-1)
-    image = np.ascontiguousarray(image[..., :3]).astype(np.uint8)
-    h, w = image.shape[:2]
-    if largest_side and max(h, w) > largest_side:
-        factor = largest_side / max(h, w)
-        image = cv2.resize(image, (round(w * factor), round(h * factor)), interpolation=cv2.INTER_AREA)
-    return image
-
-
 def write_image(path, rgb):
     """Write RGB uint8 atomically in the format of the path's extension (PNG; BMP decodes ~6x faster)."""
-    from ext.utils.atomic_io import atomic_write_bytes
-    ok, data = cv2.imencode(osp.splitext(path)[1], cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-    if not ok:
-        raise RuntimeError(f'could not encode {path}')
-    os.makedirs(osp.dirname(osp.abspath(path)), exist_ok=True)
-    atomic_write_bytes(path, data.tobytes())
-    return path
+    return image_files.write_image(path, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
 def crop_to_multiple(image, multiple):
@@ -49,25 +29,11 @@ def crop_to_multiple(image, multiple):
     return image[:h - h % multiple, :w - w % multiple]
 
 
-def train_env(threads=2):
-    env = dict(os.environ)
-    env['PYTHONPATH'] = REPO_ROOT + (os.pathsep + env['PYTHONPATH'] if env.get('PYTHONPATH') else '')
-    env.setdefault('OMP_NUM_THREADS', str(threads))
-    env.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
-    return env
-
-
 def run_training(opt, workdir, extra_args=('--auto_resume',), threads=2):
     """Write ``opt`` to ``workdir/<name>.yml`` and train it with ``ext/train.py``; output is shown live."""
-    opt = copy.deepcopy(opt)
-    yml = osp.join(workdir, f"{opt['name']}.yml")
-    from ext.utils.atomic_io import atomic_write_text
-    atomic_write_text(yml, yaml.safe_dump(opt, sort_keys=False))
-    command = [sys.executable, TRAIN_PY, '-opt', yml, *extra_args]
-    result = subprocess.run(command, cwd=workdir, env=train_env(threads))
+    result = run_train(opt, workdir, extra_args, env=subprocess_env(threads=threads))
     if result.returncode != 0:
-        raise RuntimeError(f'training failed with exit status {result.returncode}: {" ".join(command)}')
-    return yml
+        raise RuntimeError(f'training failed with exit status {result.returncode}: {" ".join(result.args)}')
 
 
 def psnr_y(output_rgb, target_rgb, crop_border=4):

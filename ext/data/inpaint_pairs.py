@@ -16,8 +16,7 @@ give the same pixels for the same options.
   ``crop().filter().paste()``, so the blur sees replicated box edges); with ``blur_context`` it is
   blurred together with the pixels around it (no seam at the box edge).
 
-Arrays are uint8 HxWx3 RGB. Only numpy, Pillow and the standard library are imported: the script
-loads this file without torch.
+Arrays are uint8 HxWx3 RGB. Only numpy, Pillow and the standard library are imported.
 """
 import hashlib
 import math

@@ -9,7 +9,7 @@ BasicSR's own datasets; ``scripts/create_lmdb.py`` refuses inputs whose keys col
 :class:`~ext.data.material_multiscale_dataset.MaterialMultiscaleDataset` applies the same rule to a
 meta-info list, so a path list (e.g. the reduced list) selects records of the LMDB.
 
-Needs only the standard library; the data scripts load it without importing torch.
+Needs only the standard library.
 """
 import os
 import re

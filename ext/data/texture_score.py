@@ -13,7 +13,7 @@ colour 0.000, the same with sensor noise (sigma 3) 0.002, a full-width grey ramp
 0.005, ``moon`` 0.010, ``rocket`` 0.015, ``coffee`` 0.036, ``brick`` 0.047, ``grass`` 0.065,
 ``gravel`` 0.082.
 
-This module needs only numpy and OpenCV; the data scripts load it without importing torch.
+This module needs only numpy and OpenCV.
 """
 import cv2
 import numpy as np

@@ -22,7 +22,8 @@ from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGIST
 from ext.engine.bad_data import BadFileGuard
 from ext.engine import schedules
 from ext.engine.resume import saved_state_iterations
-from ext.models.realesrgan_degradation import DEGRADATION_KEYS
+from ext.models.option_keys import declared_option_keys
+from ext.models.realesrgan_synthesis import RealESRGANSynthesis
 from ext.registry import closest, registry_get
 from ext.errors import OptionError
 from ext.utils import checkpoint, pretrained
@@ -50,7 +51,7 @@ BASICSR_DATASET_KEYS = {  # basicsr/data/<name>_dataset.py
     'RealESRGANPairedDataset': frozenset({'dataroot_gt', 'dataroot_lq', 'meta_info', 'filename_tmpl', 'gt_size',
                                           'use_hflip', 'use_rot', 'mean', 'std'}),
 }
-_REAL_ESRGAN_SYNTHESIS_KEYS = frozenset(DEGRADATION_KEYS) | {'gt_size', 'queue_size', 'high_order_degradation'}
+_REAL_ESRGAN_SYNTHESIS_KEYS = RealESRGANSynthesis.option_keys  # the same keys as upstream's, read the same way
 BASICSR_MODEL_KEYS = {  # basicsr/models/<name>_model.py: {'option_keys' (top level) | 'train_option_keys': ...}
     'SRModel': {'train_option_keys': frozenset({'ema_decay', 'scheduler', 'total_iter', 'warmup_iter'})},
     'SRGANModel': {'train_option_keys': frozenset({'net_d_iters', 'net_d_init_iters'})},
@@ -71,22 +72,16 @@ OWN_SECTION_KEYS = {'logger': frozenset({'checkpoint_format'}), 'val': frozenset
 OWN_PATH_KEYS = frozenset({'experiments_root', 'results_root', 'vgg_weights'})
 CHECKPOINT_FORMATS = ('pth', 'safetensors')
 ENGINE_TRAIN_KEYS = schedules.TRAIN_OPTION_KEYS  # read by ext/engine for every model
-KEY_KINDS = ('option_keys', 'train_option_keys', 'val_option_keys')
 
 
 def declared_keys(component_class, kind):
     """The keys of one kind (``option_keys``: top level; ``train_option_keys``; ``val_option_keys``) that
-    ``component_class`` reads: the union, over its MRO, of what each class declares in its own body or, for
-    BasicSR's classes, in :data:`BASICSR_MODEL_KEYS`, and of what the policies it owns declare
-    (``policies = (TrainSpeed, ...)``)."""
-    if kind not in KEY_KINDS:
-        raise ValueError(f'kind must be one of {KEY_KINDS}, got {kind!r}')
-    keys = set()
-    for cls in inspect.getmro(component_class):
-        keys |= cls.__dict__.get(kind) or BASICSR_MODEL_KEYS.get(cls.__name__.replace('_basicsr', ''), {}).get(
-            kind, frozenset())
-        for policy in cls.__dict__.get('policies', ()):
-            keys |= getattr(policy, kind, frozenset())
+    ``component_class`` reads: what this package's classes and the policies they own declare
+    (:func:`ext.models.option_keys.declared_option_keys`), and for BasicSR's classes in its MRO, what
+    :data:`BASICSR_MODEL_KEYS` lists."""
+    keys = set(declared_option_keys(component_class, kind))
+    for cls in component_class.__mro__:
+        keys |= BASICSR_MODEL_KEYS.get(cls.__name__.replace('_basicsr', ''), {}).get(kind, frozenset())
     return frozenset(keys)
 
 

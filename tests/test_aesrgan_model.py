@@ -12,7 +12,9 @@ from torch.nn import functional as F
 import ext  # noqa: F401
 from basicsr.models import build_model
 from basicsr.utils import set_random_seed
-from ext.models.realesrgan_degradation import SecondOrderDegradation, TrainingPairQueue, side_by_side
+from ext.data.second_order_degradation import SecondOrderDegradation
+from ext.models.image_validation import side_by_side
+from ext.models.realesrgan_synthesis import TrainingPairQueue
 from ext.options import OptionError
 from ext.utils.pretrained import PretrainedWeightsNotFound
 from helpers import REPO_ROOT
@@ -148,7 +150,7 @@ def test_models_keep_data_and_queue_on_their_device_and_resume_the_queue(device,
         model.feed_data(batch_of_real_images(2, 96, seed))
         model.optimize_parameters(seed + 1)
     assert all(math.isfinite(v) for v in model.get_current_log().values())
-    assert model.lq.device.type == model.gt.device.type == model.pair_queue.lq.device.type == device
+    assert model.lq.device.type == model.gt.device.type == model.synthesis.pair_queue.lq.device.type == device
     state = model.extra_training_state()
     saved_gt = state['pair_queue']['gt']
     assert state['pair_queue']['filled'] == 4 and next(iter(saved_gt.values())).device.type == 'cpu'
@@ -156,9 +158,9 @@ def test_models_keep_data_and_queue_on_their_device_and_resume_the_queue(device,
     assert set(saved_gt) == ({'uint8'} if 'network_d' in opt else {'float'})
     fresh = build_model(opt)
     fresh.load_extra_training_state(copy.deepcopy(state))
-    assert fresh.pair_queue.lq.device.type == device
-    assert torch.equal(fresh.pair_queue.gt, model.pair_queue.gt)
-    assert torch.equal(fresh.pair_queue.lq, model.pair_queue.lq)
+    assert fresh.synthesis.pair_queue.lq.device.type == device
+    assert torch.equal(fresh.synthesis.pair_queue.gt, model.synthesis.pair_queue.gt)
+    assert torch.equal(fresh.synthesis.pair_queue.lq, model.synthesis.pair_queue.lq)
 
 
 def test_generator_is_held_during_net_d_init_iters():

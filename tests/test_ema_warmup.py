@@ -6,7 +6,7 @@ import torch
 
 import ext  # noqa: F401
 from basicsr.models import build_model
-from ext.models.ema_warmup import warmup_ema_decay
+from ext.models.ema_schedule import warmup_ema_decay
 from ext.options import OptionError
 from test_aesrgan_model import tiny_model_opt
 
@@ -60,9 +60,9 @@ def test_each_update_uses_the_warmup_decay_or_upstreams(option_file, warmup):
 def test_ttsr_model_declares_the_option():
     from ext.models.ttsr_inpaint_model import TTSRInpaintModel
     from ext.models.ttsr_model import TTSRModel
-    from ext.models.ema_warmup import EMAWarmupMixin
+    from ext.models.ema_schedule import EMASchedule
     for cls in (TTSRModel, TTSRInpaintModel):
-        assert issubclass(cls, EMAWarmupMixin) and 'ema_warmup' in cls.train_option_keys
+        assert EMASchedule in cls.policies and 'ema_warmup' in cls.train_option_keys
 
 
 def test_resumed_run_continues_with_exactly_the_same_ema():

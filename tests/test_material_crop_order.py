@@ -49,7 +49,7 @@ def training_pairs(root, crop_pad_size, batches=6):
     dataset = DATASET_REGISTRY.get('MaterialMultiscaleDataset')(opt['datasets']['train'])
     model = build_model(opt)
     degraded = []
-    model.degradation.register_forward_hook(lambda module, inputs, output: degraded.append(output))
+    model.synthesis.degradation.register_forward_hook(lambda module, inputs, output: degraded.append(output))
     pairs = []
     for _ in range(batches):
         data = torch.utils.data.default_collate([dataset[random.randrange(len(dataset))] for _ in range(BATCH)])

@@ -8,7 +8,7 @@ import torch
 import ext  # noqa: F401
 from basicsr.models import build_model
 from basicsr.utils import set_random_seed
-from ext.models.ema_warmup import warmup_ema_decay
+from ext.models.ema_schedule import warmup_ema_decay
 from ext.options import OptionError
 from test_aesrgan_model import batch_of_real_images, tiny_model_opt
 from test_aesrgan_training import tiny_data  # noqa: F401  (a fixture)
@@ -61,7 +61,7 @@ def test_aesrgan_accumulation_steps_each_optimizer_once_per_iteration():
         model.optimize_parameters(iteration)
         assert model.gt.shape[0] == model.gt_usm.shape[0] == model.output.shape[0] == 4
         # one EMA update: ema = d * ema + (1 - d) * g, d the option file's (warm-up) decay of this iteration
-        decay = warmup_ema_decay(0.999, iteration - 1) if model.ema_warmup_enabled() else 0.999
+        decay = warmup_ema_decay(0.999, iteration - 1) if model.ema.warmup else 0.999
         key = 'conv_first.weight'
         g = model.get_bare_model(model.net_g).state_dict()[key]
         torch.testing.assert_close(model.net_g_ema.state_dict()[key], decay * before[key] + (1 - decay) * g)
@@ -144,16 +144,16 @@ def test_grad_scaler_state_and_position_round_trip_next_to_the_queue():
     scaler = torch.amp.GradScaler('cpu', init_scale=1024.0, growth_interval=7)
     scaler._lazy_init_scale_growth_tracker(torch.device('cpu'))
     scaler.update(new_scale=256.0)
-    model._grad_scalers[1] = scaler
+    model.speed.grad_scalers[1] = scaler
     state = copy.deepcopy(model.extra_training_state())
     assert state['train_speed']['accum_position'] == 0 and set(state['train_speed']['grad_scalers']) == {1}
     assert state['pair_queue']['filled'] == 4  # the model's own extra state is kept
     fresh = _model(AESRGAN, batch=4, use_amp=True, amp_bf16=True, accum_iter=2)
     fresh.load_extra_training_state(state)
-    assert fresh._grad_scalers[1].get_scale() == 256.0
-    assert fresh._grad_scalers[1].state_dict() == scaler.state_dict()
-    assert torch.equal(fresh.pair_queue.gt, model.pair_queue.gt)
-    assert torch.equal(fresh.pair_queue.lq, model.pair_queue.lq)
+    assert fresh.speed.grad_scalers[1].get_scale() == 256.0
+    assert fresh.speed.grad_scalers[1].state_dict() == scaler.state_dict()
+    assert torch.equal(fresh.synthesis.pair_queue.gt, model.synthesis.pair_queue.gt)
+    assert torch.equal(fresh.synthesis.pair_queue.lq, model.synthesis.pair_queue.lq)
 
 
 @pytest.mark.slow

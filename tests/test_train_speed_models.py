@@ -175,9 +175,9 @@ class Spec:
         return build_model(opt)
 
     def feed(self, model, data):
-        if self.direct:  # what RealESRGANDataSynthesisMixin.feed_data leaves, without a degradation draw
+        if self.direct:  # what the Real-ESRGAN models' feed_data leaves, without a degradation draw
             model.lq, model.gt = data['lq'].clone(), data['gt'].clone()
-            if getattr(model, 'compute_gt_usm', False):
+            if 'gt_usm' in model.speed.batch_keys:
                 model.gt_usm = data['gt'].clone()
         else:
             model.feed_data(data)
@@ -245,10 +245,10 @@ def _finite_log(model):
 # --- the keys ---------------------------------------------------------------------------------------------
 def test_every_model_accepts_the_speed_keys():
     from basicsr.utils.registry import MODEL_REGISTRY
-    from ext.models.train_speed import TrainSpeedMixin
+    from ext.models.train_speed import TrainSpeed
     for name in (*MODEL_CLASSES.values(), 'AESRGANModel'):
         cls = MODEL_REGISTRY.get(name)
-        assert issubclass(cls, TrainSpeedMixin), name
+        assert TrainSpeed in cls.policies, name
         assert set(SPEED_KEYS) <= cls.train_option_keys, name
 
 
@@ -367,13 +367,13 @@ def test_losses_unstable_in_half_precision_run_in_float32_under_bf16(name, monke
     spec = SPECS[name]
     model = spec.build(batch=2, perceptual_opt=dict(VGG_LOSSES[name]), **BF16)
     backward_dtypes, vgg_dtypes, d_dtypes, gp = [], [], [], []
-    original_backward = model.backward
+    original_backward = model.speed.backward
 
     def backward(loss, optimizer):
         backward_dtypes.append(loss.dtype)
         return original_backward(loss, optimizer)
 
-    monkeypatch.setattr(model, 'backward', backward)
+    monkeypatch.setattr(model.speed, 'backward', backward)
     _record_dtypes([model.cri_perceptual], vgg_dtypes)
     if getattr(model, 'net_d', None) is not None:
         _record_dtypes([model.net_d], d_dtypes)
@@ -516,14 +516,14 @@ def test_pix2pix_accumulation_trains_d_on_the_outputs_g_is_scored_on_and_updates
     norms = [m for m in bare.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert norms
     previews = []
-    original = model.preview_micro_batches
+    original = model.speed.preview_micro_batches
 
-    def preview(forward, net):
-        outputs = original(forward, net)
+    def preview(model, forward, net):
+        outputs = original(model, forward, net)
         previews.append(torch.cat(outputs))
         return outputs
 
-    monkeypatch.setattr(model, 'preview_micro_batches', preview)
+    monkeypatch.setattr(model.speed, 'preview_micro_batches', preview)
     batches = [spec.data(4, seed) for seed in range(2)]
     for iteration in range(1, 4):
         spec.feed(model, batches[iteration % 2])
@@ -552,7 +552,7 @@ def test_speed_state_is_in_the_state_file_and_restored_next_to_the_models_own(na
     scaler = torch.amp.GradScaler('cpu', init_scale=1024.0, growth_interval=7)
     scaler._lazy_init_scale_growth_tracker(torch.device('cpu'))
     scaler.update(new_scale=128.0)
-    model._grad_scalers[0] = scaler
+    model.speed.grad_scalers[0] = scaler
     state = _save_and_load_state(model, tmp_path, 1)
     extra = state['extra_by_rank'][0]
     assert extra['train_speed']['accum_position'] == 0 and set(extra['train_speed']['grad_scalers']) == {0}
@@ -561,8 +561,8 @@ def test_speed_state_is_in_the_state_file_and_restored_next_to_the_models_own(na
         assert own in extra  # the model's own extra state is kept next to the speed state
     fresh = spec.build(batch=2, accum_iter=2, **BF16)
     fresh.resume_training(state)  # BasicSR's resume, with ext.engine.resume's extra state
-    assert fresh._grad_scalers[0].get_scale() == 128.0
-    assert fresh._grad_scalers[0].state_dict() == scaler.state_dict()
+    assert fresh.speed.grad_scalers[0].get_scale() == 128.0
+    assert fresh.speed.grad_scalers[0].state_dict() == scaler.state_dict()
     if name == 'pix2pix':
         assert fresh.plateau.state_dict() == model.plateau.state_dict()
 

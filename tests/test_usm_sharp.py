@@ -29,11 +29,7 @@ def test_matches_basicsr_usm(radius, size):
 
 
 def test_real_esrgan_models_sharpen_with_it(tmp_path):
-    from ext.models.realesrgan_degradation import RealESRGANDataSynthesisMixin
+    from ext.models.realesrgan_synthesis import RealESRGANSynthesis
 
-    class Probe(RealESRGANDataSynthesisMixin):
-        is_train, device, opt = False, torch.device('cpu'), {}
-
-    probe = Probe()
-    probe.setup_data_synthesis()
+    probe = RealESRGANSynthesis({}, torch.device('cpu'), is_train=False)
     assert isinstance(probe.usm_sharpener, SeparableUSMSharp)

@@ -3,7 +3,7 @@
 Real-ESRGAN / A-ESRGAN train on LQ images synthesised on the fly by the second-order degradation,
 but validate on clean bicubic pairs, which says little about the inputs the model learns for. This
 module degrades a GT image exactly the way the training does (the option file's blur kernels, sinc
-filter, resizes, noise and JPEG: :class:`ext.models.realesrgan_degradation.SecondOrderDegradation`
+filter, resizes, noise and JPEG: :class:`ext.data.second_order_degradation.SecondOrderDegradation`
 with kernels drawn as :class:`ext.data.material_multiscale_dataset.MaterialMultiscaleDataset` draws
 them), from a seed derived from ``seed`` and the image's name, so the same set comes out on every
 machine and every run. ``scripts/make_degraded_val.py`` writes such a set. Not a component file.
@@ -14,6 +14,8 @@ import zlib
 
 import numpy as np
 import torch
+
+from ext.data.second_order_degradation import SecondOrderDegradation
 
 DEGRADED_SUFFIX = '_degraded'  # LQ file name = GT name + suffix (PairedImageDataset filename_tmpl '{}_degraded')
 
@@ -49,7 +51,6 @@ class TrainingDegradation:
 
     def __init__(self, opt, seed=0):
         from ext.data.material_multiscale_dataset import _KernelSampler
-        from ext.models.realesrgan_degradation import SecondOrderDegradation
         from basicsr.data.degradations import circular_lowpass_kernel
         train = dict((opt.get('datasets') or {}).get('train') or {})
         self.degradation = SecondOrderDegradation(opt)

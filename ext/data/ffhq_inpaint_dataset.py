@@ -1,34 +1,14 @@
 """FFHQ inpainting pairs for TTSR built on the fly from clean faces (seed experiment 2)."""
-import os
-import os.path as osp
 import random
-import re
 
 import torch
 from torch.utils import data
 
 from basicsr.utils import FileClient
 from ext.data import inpaint_pairs
-from ext.data.lmdb_keys import read_lmdb_keys
-from ext.data.ref_cufed_dataset import IMAGE_EXTENSIONS
+from ext.data.gt_image_paths import gt_image_paths
 from ext.data.ref_sr_util import down_up, lq_pair, mod_crop, random_flip_rot, read_rgb, resize_bicubic, to_tensor
 from ext.registry import register
-
-# '<name> (h,w,c) [compress level]' (BasicSR meta info), or just '<name>'; names may hold spaces.
-META_INFO_LINE = re.compile(r'^(.*?)(?: \(\d+,\d+,\d+\)(?: \d+)?)?$')
-
-
-def list_images_recursive(folder):
-    """Sorted image paths under ``folder`` (sub-folders included, hidden entries skipped)."""
-    if not osp.isdir(folder):
-        raise FileNotFoundError(f'image folder {folder!r} does not exist')
-    found = []
-    for current, subfolders, files in os.walk(folder):
-        subfolders[:] = sorted(d for d in subfolders if not d.startswith('.'))
-        found += [osp.join(current, name) for name in files
-                  if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith('.')]
-    return sorted(found)
-
 
 @register()
 class FFHQInpaintDataset(data.Dataset):
@@ -99,37 +79,15 @@ class FFHQInpaintDataset(data.Dataset):
                              f'got {self.image_size!r}')
         self.train_phase = opt.get('phase') == 'train'
 
-        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
-        self.file_client = None
-        root = opt['dataroot_gt']
-        if self.io_backend_opt['type'] == 'lmdb':
-            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
-            paths = read_lmdb_keys(root)
-        else:
-            paths = [osp.relpath(path, root).replace(os.sep, '/') for path in list_images_recursive(root)]
-        if opt.get('meta_info_file'):
-            paths = self.select_from_meta_info(paths, opt['meta_info_file'], root)
         split = opt.get('split')
+        keep, selection = None, ''
         if split is not None:
             if split not in inpaint_pairs.SPLITS:
                 raise ValueError(f'{name}: split must be one of {inpaint_pairs.SPLITS} or omitted, got {split!r}')
             fraction, seed = opt.get('test_fraction', inpaint_pairs.DEFAULT_TEST_FRACTION), opt.get('split_seed', 0)
-            paths = [p for p in paths if inpaint_pairs.split_of(p, fraction, seed) == split]
-        if not paths:
-            raise ValueError(f'{name}: no images in {root}' + (f' for split {split!r}' if split else ''))
-        self.paths = paths if self.io_backend_opt['type'] == 'lmdb' else [osp.join(root, p) for p in paths]
-
-    @staticmethod
-    def select_from_meta_info(paths, meta_info_file, root):
-        with open(meta_info_file, encoding='utf-8') as handle:
-            wanted = [META_INFO_LINE.match(line.strip()).group(1) for line in handle if line.strip()]
-        by_name = {p: p for p in paths}
-        by_name.update({osp.splitext(p)[0]: p for p in paths})  # LMDB keys have no extension
-        missing = [w for w in wanted if w not in by_name and osp.splitext(w)[0] not in by_name]
-        if missing:
-            raise FileNotFoundError(f'{meta_info_file}: {len(missing)} listed images are not in {root}, '
-                                    f'e.g. {missing[:3]}')
-        return [by_name.get(w) or by_name[osp.splitext(w)[0]] for w in wanted]
+            keep, selection = (lambda p: inpaint_pairs.split_of(p, fraction, seed) == split), f' for split {split!r}'
+        self.paths, self.io_backend_opt = gt_image_paths(opt, name, keep, selection)
+        self.file_client = None
 
     def __len__(self):
         return len(self.paths)

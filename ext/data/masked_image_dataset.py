@@ -2,7 +2,6 @@
 free-form strokes and boxes) and the image with the hole filled."""
 import hashlib
 import math
-import os
 import os.path as osp
 import random
 
@@ -13,8 +12,7 @@ from torch.utils import data
 
 from basicsr.utils import FileClient
 from ext.data import inpaint_pairs
-from ext.data.ffhq_inpaint_dataset import list_images_recursive
-from ext.data.lmdb_keys import read_lmdb_keys
+from ext.data.gt_image_paths import gt_image_paths, list_images_recursive
 from ext.data.ref_sr_util import read_rgb
 from ext.registry import register
 
@@ -265,20 +263,8 @@ class MaskedImageDataset(data.Dataset):
                              f'{sorted(RANDOM_MASK_DEFAULTS)}')
         self.random_mask_spec = {**RANDOM_MASK_DEFAULTS, **spec}
 
-        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
+        self.paths, self.io_backend_opt = gt_image_paths(opt, name)
         self.file_client = None
-        root = opt['dataroot_gt']
-        if self.io_backend_opt['type'] == 'lmdb':
-            self.io_backend_opt.update(db_paths=[root], client_keys=['gt'])
-            paths = read_lmdb_keys(root)
-        else:
-            paths = [osp.relpath(path, root).replace(os.sep, '/') for path in list_images_recursive(root)]
-        if opt.get('meta_info_file'):
-            from ext.data.ffhq_inpaint_dataset import FFHQInpaintDataset
-            paths = FFHQInpaintDataset.select_from_meta_info(paths, opt['meta_info_file'], root)
-        if not paths:
-            raise ValueError(f'{name}: no images in {root}')
-        self.paths = paths if self.io_backend_opt['type'] == 'lmdb' else [osp.join(root, p) for p in paths]
 
         self.mask_paths = []
         if self.mask_mode == 'file':

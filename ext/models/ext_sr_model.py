@@ -2,8 +2,9 @@
 from collections import OrderedDict
 
 from basicsr.models.sr_model import SRModel
-from ext.models.ema_warmup import EMAWarmupMixin
-from ext.models.train_speed import TrainSpeedMixin
+from ext.models.ema_schedule import EMASchedule
+from ext.models.policy_hooks import PolicyHooks
+from ext.models.train_speed import TrainSpeed
 from ext.registry import register
 
 
@@ -22,29 +23,38 @@ def pixel_and_perceptual_terms(model, output, gt, prefix='l_'):
 
 
 @register()
-class ExtSRModel(TrainSpeedMixin, EMAWarmupMixin, SRModel):
+class ExtSRModel(PolicyHooks, SRModel):
     """Single-image SR trained on pixel (+ perceptual) losses: BasicSR's ``SRModel`` step (the PSNR stage
     of ESRGAN, Wang et al., "ESRGAN: Enhanced Super-Resolution Generative Adversarial Networks",
     ECCVW 2018) with the options BasicSR lacks. Same losses, logs (``l_pix``, ``l_percep``,
     ``l_style``), checkpoints and validation as ``SRModel``.
 
     Option keys, ``train``: SRModel's (``optim_g``, ``scheduler``, ``total_iter``, ``warmup_iter``,
-    ``ema_decay``, ``pixel_opt``, ``perceptual_opt``), ``ema_warmup`` (see :mod:`ext.models.ema_warmup`)
-    and the speed keys of :mod:`ext.models.train_speed` (``use_amp``, ``amp_bf16``,
-    ``use_channels_last``, ``use_compile``, ``compile_mode``, ``compile_backend``, ``accum_iter``,
-    ``fast_matmul``): autocast around the generator forward, the losses in float32 (the VGG features of
-    the perceptual loss included).
+    ``ema_decay``, ``pixel_opt``, ``perceptual_opt``), those of its policies: ``ema_warmup``
+    (:class:`~ext.models.ema_schedule.EMASchedule`) and the speed keys
+    (:class:`~ext.models.train_speed.TrainSpeed`: ``use_amp``, ``amp_bf16``, ``use_channels_last``,
+    ``use_compile``, ``compile_mode``, ``compile_backend``, ``accum_iter``, ``fast_matmul``): autocast
+    around the generator forward, the losses in float32 (the VGG features of the perceptual loss
+    included).
     """
 
-    train_option_keys = EMAWarmupMixin.ema_option_keys | TrainSpeedMixin.speed_option_keys
+    policies = (TrainSpeed, EMASchedule)
+
+    def __init__(self, opt):
+        self.speed, self.ema = TrainSpeed(opt), EMASchedule(opt)
+        super().__init__(opt)
+        self.speed.setup(self)
 
     def optimize_parameters(self, current_iter):
-        self.zero_grad(self.optimizer_g)
-        with self.autocast():
+        self.speed.accumulate(self, self.train_step)
+        self.ema.update(self, current_iter)
+
+    def train_step(self):
+        """One generator step on the current (micro-)batch: the pixel and perceptual losses."""
+        self.speed.zero_grad(self.optimizer_g)
+        with self.speed.autocast():
             self.output = self.net_g(self.lq)
         loss_dict = pixel_and_perceptual_terms(self, self.output.float(), self.gt)
-        self.backward(sum(loss_dict.values()), self.optimizer_g)
-        self.step(self.optimizer_g)
+        self.speed.backward(sum(loss_dict.values()), self.optimizer_g)
+        self.speed.step(self.optimizer_g)
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)

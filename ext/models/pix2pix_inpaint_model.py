@@ -1,28 +1,23 @@
 """pix2pix-style inpainting GAN (the seed's pix2pix and VGG-encoder generations): L1 + perceptual +
 conditional adversarial losses, a frozen-then-unfrozen encoder and a plateau rule on the
 discriminator loss, with masked PSNR/SSIM and lq | output | gt grids at validation."""
-import os
-import os.path as osp
 from collections import OrderedDict
 
-import cv2
 import torch
 import torch.distributed as dist
-from tqdm import tqdm
 
 from basicsr.losses import build_loss
-from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
-from basicsr.utils import get_root_logger, tensor2img
-from ext.models.ema_warmup import EMABuffersMixin, EMAWarmupMixin
-from ext.models.plateau_rule import LearningRatePlateau
-from ext.models.realesrgan_degradation import side_by_side
-from ext.models.validation_util import validation_image_path
-from ext.models.gan_setup import build_ema_and_discriminator
-from ext.models.train_speed import TrainSpeedMixin, mean_logs
+from basicsr.utils import get_root_logger
 from ext.errors import OptionError
+from ext.models.ema_schedule import EMASchedule
+from ext.models.gan_setup import build_ema_and_discriminator
+from ext.models.image_validation import MaskedMetrics, SideBySideGrids, validate_images
+from ext.models.option_keys import OptionKeys
+from ext.models.plateau_rule import LearningRatePlateau
+from ext.models.policy_hooks import PolicyHooks
+from ext.models.train_speed import TrainSpeed, mean_logs
 from ext.registry import register
-from ext.utils.atomic_io import atomic_write_bytes
 
 
 def _set_requires_grad(net, flag):
@@ -30,16 +25,8 @@ def _set_requires_grad(net, flag):
         param.requires_grad = flag
 
 
-def _write_png(path, image):
-    ok, encoded = cv2.imencode('.png', image)
-    if not ok:
-        raise OSError(f'could not encode {path}')
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    atomic_write_bytes(path, encoded.tobytes())
-
-
 @register()
-class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRModel):
+class Pix2PixInpaintModel(PolicyHooks, SRModel):
     """Image inpainting with a conditional GAN: pix2pix (Isola et al., "Image-to-Image Translation
     with Conditional Adversarial Networks", CVPR 2017) and the seed's VGG-encoder generator.
 
@@ -53,7 +40,7 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
 
     Option keys, ``train`` (besides ``optim_g``, ``optim_d``, ``scheduler``, ``total_iter``,
     ``warmup_iter``, ``ema_decay`` (the EMA copy averages the BatchNorm running statistics too, unlike
-    upstream's: :class:`~ext.models.ema_warmup.EMABuffersMixin`), ``ema_warmup``, the losses):
+    upstream's: :class:`~ext.models.ema_schedule.EMASchedule` with ``average_buffers``), the losses):
         conditional_d (bool, true): the discriminator also sees the generator's input.
         freeze_encoder_iters (int, 0): the generator's pretrained encoder (``encoder_parameters()``
             of ``VGGUNetGenerator``) is frozen for the first N *global* iterations, then trained, so
@@ -68,7 +55,8 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
             ``check_interval`` (iterations between checks, 1), ``max_reductions`` (10), ``min_lr``
             (0). Its state is in the ``.state`` file: a SIGKILL + ``--auto_resume`` continues it
             exactly. The log shows ``plateau_smoothed`` and ``plateau_fired``.
-        ema_warmup and the speed keys of :mod:`ext.models.train_speed` (``use_amp``, ``amp_bf16``,
+        ema_warmup (:class:`~ext.models.ema_schedule.EMASchedule`) and the speed keys of
+            :class:`~ext.models.train_speed.TrainSpeed` (``use_amp``, ``amp_bf16``,
             ``use_channels_last``, ``use_compile``, ``use_compile_d``, ``compile_mode``, ``compile_backend``,
             ``accum_iter``, ``fast_matmul``): autocast around the G and D forwards, the losses in float32.
             With ``accum_iter`` D steps on the summed gradient of every micro-batch's output, previewed
@@ -81,11 +69,9 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
     output and a ``*_grid.png`` (lq | output | gt).
     """
 
-    train_option_keys = (frozenset({'conditional_d', 'freeze_encoder_iters', 'encoder_lr', 'plateau'})
-                         | EMAWarmupMixin.ema_option_keys | TrainSpeedMixin.speed_option_keys)
-    accumulate_batch_keys = ('lq', 'gt', 'mask')
-    splits_micro_batches = True  # D steps before the generator's loss: whole-iteration phases
-    val_option_keys = frozenset({'composite'})
+    policies = (TrainSpeed, EMASchedule)
+    train_option_keys = OptionKeys({'conditional_d', 'freeze_encoder_iters', 'encoder_lr', 'plateau'})
+    val_option_keys = OptionKeys({'composite'})
 
     def __init__(self, opt):
         train_opt = opt.get('train') or {}
@@ -94,7 +80,10 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
             opt.setdefault('find_unused_parameters', True)
         self.encoder_frozen = None
         self.mask = None
+        self.speed = TrainSpeed(opt, batch_keys=('lq', 'gt', 'mask'))
+        self.ema = EMASchedule(opt, average_buffers=True)  # the generator's BatchNorm statistics too
         super().__init__(opt)
+        self.speed.setup(self)
 
     # --- training set-up ---------------------------------------------------------------------------
     def init_training_settings(self):
@@ -190,25 +179,25 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
         return value
 
     def generate(self):
-        with self.autocast():
+        with self.speed.autocast():
             return self.net_g(self.generator_input())
 
     def _discriminate(self, image):
-        with self.autocast():
+        with self.speed.autocast():
             return self.net_d(self.discriminator_input(image)).float()
 
     def optimize_discriminator(self, loss_dict, fakes):
         """One D step on the summed gradient of every micro-batch's (gt, ``fakes[i]``), its loss halved."""
         _set_requires_grad(self.net_d, True)
         logs = []
-        for index in self.micro_batches():
-            self.zero_grad(self.optimizer_d)
+        for index in self.speed.micro_batches(self):
+            self.speed.zero_grad(self.optimizer_d)
             pred_fake, pred_real = self._discriminate(fakes[index]), self._discriminate(self.gt)
             l_d_fake = self.cri_gan(pred_fake, False, is_disc=True)
             l_d_real = self.cri_gan(pred_real, True, is_disc=True)
             l_d_total = (l_d_fake + l_d_real) * 0.5  # pix2pix halves D's objective (slower D than G)
-            self.backward(l_d_total, self.optimizer_d)
-            self.step(self.optimizer_d)
+            self.speed.backward(l_d_total, self.optimizer_d)
+            self.speed.step(self.optimizer_d)
             logs.append(dict(l_d_real=l_d_real.detach(), l_d_fake=l_d_fake.detach(), l_d_total=l_d_total.detach(),
                              out_d_real=pred_real.detach().mean(), out_d_fake=pred_fake.detach().mean()))
         loss_dict.update(mean_logs(logs))
@@ -226,14 +215,16 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
         return terms
 
     def optimize_parameters(self, current_iter):
+        # whole-iteration phases, each looping over the micro-batches: D steps before the generator's loss
+        self.speed.prepare_batch(self)
         if self.freeze_encoder_iters:
             self.set_encoder_frozen(current_iter <= self.freeze_encoder_iters, current_iter)
         loss_dict = OrderedDict()
         whole = None  # the one generator forward of an iteration without accumulation
         previews = None
         if self.net_d is not None:  # discriminator step first (pix2pix), on the detached output
-            if self.speed_settings()['accum_iter'] > 1:
-                previews = self.preview_micro_batches(self.generate, self.net_g)
+            if self.speed.accum_iter > 1:
+                previews = self.speed.preview_micro_batches(self, self.generate, self.net_g)
                 fakes = previews
             else:
                 whole = self.generate()
@@ -241,18 +232,18 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
             self.optimize_discriminator(loss_dict, fakes)
 
         logs, outputs = [], []
-        for index in self.micro_batches():
-            self.zero_grad(self.optimizer_g)
+        for index in self.speed.micro_batches(self):
+            self.speed.zero_grad(self.optimizer_g)
             if whole is not None:
                 self.output = whole
             else:
                 if previews is not None:
-                    self.replay_micro_batch(index)  # the output D saw: same dropout masks
+                    self.speed.replay_micro_batch(index)  # the output D saw: same dropout masks
                 self.output = self.generate()
             terms = self.generator_terms()
             l_g_total = sum(terms.values())
-            self.backward(l_g_total, self.optimizer_g)
-            self.step(self.optimizer_g)
+            self.speed.backward(l_g_total, self.optimizer_g)
+            self.speed.step(self.optimizer_g)
             terms['l_g_total'] = l_g_total
             with torch.no_grad():  # unweighted L1 inside and outside the hole, for the log
                 error = (self.output.detach().float() - self.gt).abs().mean(dim=1, keepdim=True)
@@ -263,8 +254,7 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
         self.output = torch.cat(outputs) if len(outputs) > 1 else outputs[0]
         loss_dict.update(mean_logs(logs))
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.ema.update(self, current_iter)
         if self.plateau is not None:
             self.step_plateau(loss_dict, current_iter)
 
@@ -285,18 +275,8 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
                 f'rate of net_{self.plateau.target} x{self.plateau.factor} -> {new_lrs} '
                 f'({rule.reductions}/{rule.max_reductions}).')
 
-    def extra_training_state(self):
-        state = dict(super().extra_training_state())  # the speed options' GradScaler states
-        if getattr(self, 'plateau', None) is not None:
-            state['plateau'] = self.plateau.state_dict()
-        return state
-
-    def load_extra_training_state(self, state):
-        state = dict(state)
-        plateau = state.pop('plateau', None)
-        super().load_extra_training_state(state)
-        if getattr(self, 'plateau', None) is not None and plateau is not None:
-            self.plateau.load_state_dict(plateau)
+    def resumable_parts(self):
+        return {**super().resumable_parts(), 'plateau': getattr(self, 'plateau', None)}
 
     # --- inference and validation ------------------------------------------------------------------
     def test(self):
@@ -310,45 +290,8 @@ class Pix2PixInpaintModel(TrainSpeedMixin, EMAWarmupMixin, EMABuffersMixin, SRMo
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # (ext.engine.seeding keeps the training random streams untouched around every validation)
-        dataset_name = dataloader.dataset.opt['name']
-        metrics_opt = self.opt['val'].get('metrics')
-        if metrics_opt:
-            self._initialize_best_metric_results(dataset_name)
-        self.metric_results = {name: 0.0 for name in metrics_opt or {}}
-        count = 0
-        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
-        for val_data in dataloader:
-            self.feed_data(val_data)
-            self.test()
-            lq, output, mask = self.lq.cpu(), self.output.cpu(), self.mask.cpu()
-            gt = self.gt.cpu() if hasattr(self, 'gt') else None
-            for i in range(output.shape[0]):
-                img_name = osp.splitext(osp.basename(val_data['lq_path'][i]))[0]
-                metric_data = {'img': tensor2img([output[i:i + 1]]), 'mask': mask[i, 0].numpy()}
-                if gt is not None:
-                    metric_data['img2'] = tensor2img([gt[i:i + 1]])
-                if save_img:
-                    path = validation_image_path(self.opt, img_name, dataset_name, current_iter)
-                    _write_png(path, metric_data['img'])
-                    _write_png(f'{osp.splitext(path)[0]}_grid.png',
-                               side_by_side(lq[i:i + 1], output[i:i + 1], None if gt is None else gt[i:i + 1]))
-                for name, metric_opt in (metrics_opt or {}).items():
-                    self.metric_results[name] += calculate_metric(metric_data, metric_opt)
-                count += 1
-            for attr in ('lq', 'output', 'gt'):
-                if hasattr(self, attr):
-                    delattr(self, attr)
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_description(f'Test {img_name}')
-        if pbar is not None:
-            pbar.close()
-        if metrics_opt and count:
-            for name in self.metric_results:
-                self.metric_results[name] /= count
-                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
-            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+        validate_images(self, dataloader, current_iter, tb_logger, save_img,
+                        extras=(MaskedMetrics(), SideBySideGrids()))
 
     def save(self, epoch, current_iter):
         if hasattr(self, 'net_g_ema'):

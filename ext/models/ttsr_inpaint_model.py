@@ -1,19 +1,17 @@
 """TTSR for reference-based inpainting (seed experiment 2): box-weighted reconstruction, a guard
 against saturated (white) outputs, and PSNR/SSIM inside and outside the box at validation."""
 import inspect
-import os.path as osp
 
 import torch
 import torch.distributed as dist
 from torch import nn
-from tqdm import tqdm
 
-from basicsr.metrics import calculate_metric
-from basicsr.utils import get_root_logger, imwrite, tensor2img
-from ext.models.ttsr_model import TTSRModel
-from ext.models.validation_util import validation_image_path
+from basicsr.utils import get_root_logger
 from ext.engine.stopping import request_stop
 from ext.errors import OptionError
+from ext.models.image_validation import MaskedMetrics, ValidationExtra, validate_images
+from ext.models.option_keys import OptionKeys
+from ext.models.ttsr_model import TTSRModel
 from ext.registry import register
 
 SATURATION_ACTIONS = ('warn', 'stop')
@@ -33,6 +31,14 @@ def saturated_fraction(images, tolerance):
     clean = torch.nan_to_num(images, nan=0.5)
     bad |= (clean >= 1 - tolerance).all(dim=1) | (clean <= tolerance).all(dim=1)
     return bad.float().mean().item()
+
+
+def saturated_excess(output, gt, tolerance):
+    """Saturated share of ``output`` minus that of ``gt`` (when not None), at least 0."""
+    fraction = saturated_fraction(output, tolerance)
+    if gt is not None:
+        fraction -= saturated_fraction(gt, tolerance)
+    return max(0.0, fraction)
 
 
 class SaturationGuard:
@@ -75,11 +81,7 @@ class SaturationGuard:
         return guard
 
     def excess(self, output, gt=None):
-        """Saturated share of ``output`` minus that of ``gt`` (when given), at least 0."""
-        fraction = saturated_fraction(output, self.tolerance)
-        if gt is not None:
-            fraction -= saturated_fraction(gt, self.tolerance)
-        return max(0.0, fraction)
+        return saturated_excess(output, gt, self.tolerance)
 
     def check(self, excess, where, persistent=True):
         """Count ``excess`` and act; ``where`` names the iteration or validation set for the log."""
@@ -104,6 +106,29 @@ class SaturationGuard:
             request_stop(f'{OutputSaturationError.__name__}: {message}')
             return
         logger.warning(message)
+
+
+class SaturatedShare(ValidationExtra):
+    """The validation hook of the saturation guard: the saturated share of the outputs beyond the ground
+    truth's, averaged over the set, logged (``metrics/<set>/saturated`` in TensorBoard) and checked by
+    ``guard`` (None: logged only, with a tolerance of 1/255)."""
+
+    def __init__(self, guard):
+        self.guard = guard
+        self.tolerance = guard.tolerance if guard else 1 / 255
+        self.total, self.count = 0.0, 0
+
+    def image(self, image):
+        self.total += saturated_excess(image.output, image.gt, self.tolerance)
+        self.count += 1
+
+    def finish(self, model, dataset_name, current_iter, tb_logger):
+        saturated = self.total / self.count
+        get_root_logger().info(f'Validation {dataset_name}: saturated output pixels {saturated:.2%}')
+        if tb_logger:
+            tb_logger.add_scalar(f'metrics/{dataset_name}/saturated', saturated, current_iter)
+        if self.guard is not None:
+            self.guard.check(saturated, f'validation on {dataset_name} (iteration {current_iter})', persistent=False)
 
 
 class RegionWeightedPixelLoss(nn.Module):
@@ -148,7 +173,7 @@ class TTSRInpaintModel(TTSRModel):
     ``calculate_psnr``/``calculate_ssim``. Validation leaves the random streams as it found them.
     """
 
-    train_option_keys = TTSRModel.train_option_keys | {'box_pixel_weight', 'saturation_guard'}
+    train_option_keys = OptionKeys({'box_pixel_weight', 'saturation_guard'})
 
     saturation_guard = None
 
@@ -190,73 +215,15 @@ class TTSRInpaintModel(TTSRModel):
             self.saturation_guard.check(excess.item(), f'iteration {current_iter}')
 
     def extra_training_state(self):
-        parent = getattr(super(), 'extra_training_state', None)
-        state = dict(parent()) if parent else {}
+        state = super().extra_training_state()
         state['saturation_streak'] = torch.tensor(self.saturation_guard.streak if self.saturation_guard else 0)
         return state
 
     def load_extra_training_state(self, state):
-        parent = getattr(super(), 'load_extra_training_state', None)
-        if parent:
-            parent(state)
+        super().load_extra_training_state(state)
         if self.saturation_guard is not None and 'saturation_streak' in state:
             self.saturation_guard.streak = int(state['saturation_streak'])
 
-    # --- validation: BasicSR's loop, with the mask passed to the metrics and the saturation check ----
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        # (ext.engine.seeding keeps the training random streams untouched around every validation)
-        self._validate(dataloader, current_iter, tb_logger, save_img)
-
-    def _validate(self, dataloader, current_iter, tb_logger, save_img):
-        dataset_name = dataloader.dataset.opt['name']
-        metrics_opt = self.opt['val'].get('metrics')
-        if metrics_opt:
-            self._initialize_best_metric_results(dataset_name)
-        self.metric_results = {name: 0.0 for name in metrics_opt or {}}
-        tolerance = self.saturation_guard.tolerance if self.saturation_guard else 1 / 255
-        count, saturated = 0, 0.0
-        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
-        for val_data in dataloader:
-            self.feed_data(val_data)
-            self.test()
-            output = self.output.detach().cpu()
-            gt = self.gt.detach().cpu() if hasattr(self, 'gt') else None
-            mask = self.mask.detach().cpu() if self.mask is not None else None
-            for i in range(output.shape[0]):
-                img_name = osp.splitext(osp.basename(val_data['lq_path'][i]))[0]
-                metric_data = {'img': tensor2img([output[i:i + 1]])}
-                if gt is not None:
-                    metric_data['img2'] = tensor2img([gt[i:i + 1]])
-                if mask is not None:
-                    metric_data['mask'] = mask[i, 0].numpy()
-                if save_img:
-                    imwrite(metric_data['img'], validation_image_path(self.opt, img_name, dataset_name, current_iter))
-                for name, metric_opt in (metrics_opt or {}).items():
-                    self.metric_results[name] += calculate_metric(metric_data, metric_opt)
-                frac = saturated_fraction(output[i:i + 1], tolerance)
-                if gt is not None:
-                    frac = max(0.0, frac - saturated_fraction(gt[i:i + 1], tolerance))
-                saturated += frac
-                count += 1
-            for attr in ('lq', 'output', 'gt'):
-                if hasattr(self, attr):
-                    delattr(self, attr)
-            if pbar is not None:
-                pbar.update(1)
-                pbar.set_description(f'Test {img_name}')
-        if pbar is not None:
-            pbar.close()
-        if count == 0:
-            return
-        saturated /= count
-        if metrics_opt:
-            for name in self.metric_results:
-                self.metric_results[name] /= count
-                self._update_best_metric_result(dataset_name, name, self.metric_results[name], current_iter)
-            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
-        get_root_logger().info(f'Validation {dataset_name}: saturated output pixels {saturated:.2%}')
-        if tb_logger:
-            tb_logger.add_scalar(f'metrics/{dataset_name}/saturated', saturated, current_iter)
-        if self.saturation_guard is not None:
-            self.saturation_guard.check(saturated, f'validation on {dataset_name} (iteration {current_iter})',
-                                        persistent=False)
+        validate_images(self, dataloader, current_iter, tb_logger, save_img,
+                        extras=(MaskedMetrics(), SaturatedShare(self.saturation_guard)))

@@ -5,10 +5,12 @@ import torch
 
 from basicsr.losses import build_loss
 from basicsr.models.srgan_model import SRGANModel
-from ext.models.ema_warmup import EMAWarmupMixin
-from ext.models.gan_setup import build_ema_and_discriminator
-from ext.models.train_speed import TrainSpeedMixin, mean_logs
 from ext.errors import OptionError
+from ext.models.ema_schedule import EMASchedule
+from ext.models.gan_setup import build_ema_and_discriminator
+from ext.models.option_keys import OptionKeys
+from ext.models.policy_hooks import PolicyHooks
+from ext.models.train_speed import TrainSpeed, mean_logs
 from ext.registry import register
 
 
@@ -18,7 +20,7 @@ def _set_requires_grad(net, flag):
 
 
 @register()
-class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
+class TTSRModel(PolicyHooks, SRGANModel):
     """Reference-based x4 SR with TTSR (Yang et al., "Learning Texture Transformer Network for
     Image Super-Resolution", CVPR 2020), for ``network_g: {type: TTSRNet}``.
 
@@ -32,17 +34,18 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
     warm-up) ``disc_repeat`` discriminator steps on the detached output, before the generator step
     with ``d_steps_first`` (original TTSR) or after it (MMagic).
 
-    Option keys, ``train``: SRGANModel's (``ema_decay``, ``ema_warmup``, ``optim_g``, ``optim_d``, ``scheduler``,
-    ``total_iter``, ``warmup_iter``) and ``pixel_opt``, ``perceptual_opt``, ``tpl_opt``, ``gan_opt``
-    (``TTSRGANLoss`` for WGAN-GP; any BasicSR ``GANLoss`` also works), ``pixel_init_iters`` (0),
+    Option keys, ``train``: SRGANModel's (``ema_decay``, ``optim_g``, ``optim_d``, ``scheduler``,
+    ``total_iter``, ``warmup_iter``), ``ema_warmup`` (:class:`~ext.models.ema_schedule.EMASchedule`),
+    ``pixel_opt``, ``perceptual_opt``, ``tpl_opt``, ``gan_opt`` (``TTSRGANLoss`` for WGAN-GP; any
+    BasicSR ``GANLoss`` also works), ``pixel_init_iters`` (0),
     ``disc_repeat`` (1), ``d_steps_first`` (false), ``extractor_lr`` (learning rate of the texture
     extractor, a second parameter group of ``optim_g``; default ``optim_g.lr``; TTSR: 1e-5),
     ``pixel_value_range`` (``[low, high]``, default [-1, 1]: the value range the ``pixel_opt`` loss
     compares output and GT in; both upstream recipes take their L1 on [-1, 1] images, twice its value
     on BasicSR's [0, 1], while their perceptual and transferal losses see [0, 1], as here).
-    The speed keys of :mod:`ext.models.train_speed` (``use_amp``, ``amp_bf16``, ``use_channels_last``,
-    ``use_compile``, ``use_compile_d``, ``compile_mode``, ``compile_backend``, ``accum_iter``,
-    ``fast_matmul``): autocast around the generator (texture search included) and discriminator
+    The speed keys of :class:`~ext.models.train_speed.TrainSpeed` (``use_amp``, ``amp_bf16``,
+    ``use_channels_last``, ``use_compile``, ``use_compile_d``, ``compile_mode``, ``compile_backend``,
+    ``accum_iter``, ``fast_matmul``): autocast around the generator (texture search included) and discriminator
     forwards; the pixel, perceptual (VGG) and transferal perceptual losses and the WGAN-GP penalty in
     float32. ``accum_iter`` splits ``lq``, ``gt``, ``ref``, ``lq_up``, ``ref_down_up`` and ``mask``;
     every discriminator step (``disc_repeat`` per iteration) uses the gradient of all micro-batches, and
@@ -53,11 +56,15 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
     """
 
     pixel_low, pixel_span = -1.0, 2.0  # pixel_value_range [-1, 1] until the training options say otherwise
-    train_option_keys = (frozenset({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr',
-                                   'pixel_value_range'}) | EMAWarmupMixin.ema_option_keys
-                         | TrainSpeedMixin.speed_option_keys)
-    accumulate_batch_keys = ('lq', 'gt', 'ref', 'lq_up', 'ref_down_up', 'mask')
-    splits_micro_batches = True  # D before G and disc_repeat need whole-iteration phases
+    policies = (TrainSpeed, EMASchedule)
+    train_option_keys = OptionKeys({'pixel_init_iters', 'disc_repeat', 'd_steps_first', 'extractor_lr',
+                                    'pixel_value_range'})
+
+    def __init__(self, opt):
+        self.speed = TrainSpeed(opt, batch_keys=('lq', 'gt', 'ref', 'lq_up', 'ref_down_up', 'mask'))
+        self.ema = EMASchedule(opt)
+        super().__init__(opt)
+        self.speed.setup(self)
 
     def init_training_settings(self):
         train_opt = self.opt['train']
@@ -142,7 +149,7 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
     def generate(self, need_textures):
         """The generator forward on the current (micro-)batch under autocast: ``(output, soft attention,
         textures)``, the last two None without ``need_textures``."""
-        with self.autocast():
+        with self.speed.autocast():
             result = self.net_g(self.lq, self.ref, self.lq_up, self.ref_down_up, return_textures=need_textures)
         return result if need_textures else (result, None, None)
 
@@ -151,10 +158,10 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
         _set_requires_grad(self.net_d, True)
         for _ in range(self.disc_repeat):
             logs = []
-            for index in self.micro_batches():
-                self.zero_grad(self.optimizer_d)
+            for index in self.speed.micro_batches(self):
+                self.speed.zero_grad(self.optimizer_d)
                 fake = fakes[index]
-                with self.autocast():  # TTSRGANLoss runs its gradient penalty in float32 itself
+                with self.speed.autocast():  # TTSRGANLoss runs its gradient penalty in float32 itself
                     if hasattr(self.cri_gan, 'discriminator_loss'):
                         l_d_total, terms = self.cri_gan.discriminator_loss(self.net_d, self.gt, fake)
                     else:  # BasicSR GANLoss
@@ -163,8 +170,8 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
                                  'l_d_fake': self.cri_gan(pred_fake, False, is_disc=True),
                                  'out_d_real': pred_real.detach().mean(), 'out_d_fake': pred_fake.detach().mean()}
                         l_d_total = terms['l_d_real'] + terms['l_d_fake']
-                self.backward(l_d_total, self.optimizer_d)
-                self.step(self.optimizer_d)
+                self.speed.backward(l_d_total, self.optimizer_d)
+                self.speed.step(self.optimizer_d)
                 logs.append({k: v.detach() for k, v in terms.items()})
         loss_dict.update(mean_logs(logs))
 
@@ -176,32 +183,34 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
             terms['l_g_pix'] = self.cri_pix(self.to_pixel_range(output), self.to_pixel_range(self.gt))
         if not warmup:
             if self.cri_perceptual is not None:
-                with self.full_precision():
+                with self.speed.full_precision():
                     percep = self.cri_perceptual(output, self.gt)
                 percep = percep[0] if isinstance(percep, tuple) else percep  # BasicSR's returns (percep, style)
                 if percep is not None:
                     terms['l_g_percep'] = percep
             if self.cri_tpl is not None:
                 attention = soft_attention.float() if soft_attention is not None else None
-                with self.full_precision():
+                with self.speed.full_precision():
                     terms['l_g_tpl'] = self.cri_tpl(self.texture_features(output), [t.float() for t in textures],
                                                     attention)
             if self.cri_gan is not None:
-                with self.autocast():
+                with self.speed.autocast():
                     prediction = self.net_d(self.output)
                 terms['l_g_gan'] = self.cri_gan(prediction.float(), True, is_disc=False)
         return terms
 
     def optimize_parameters(self, current_iter):
+        # whole-iteration phases, each looping over the micro-batches: D may step before G, disc_repeat times
+        self.speed.prepare_batch(self)
         warmup = self.in_warmup(current_iter)
         need_textures = self.cri_tpl is not None and not warmup
         train_gan = self.net_d is not None and not warmup
         loss_dict = OrderedDict()
         whole = None  # the one forward of an unsplit iteration whose D steps first
         if train_gan and self.d_steps_first:
-            if self.speed_settings()['accum_iter'] > 1:
+            if self.speed.accum_iter > 1:
                 with torch.no_grad():
-                    fakes = [self.generate(False)[0] for _ in self.micro_batches()]
+                    fakes = [self.generate(False)[0] for _ in self.speed.micro_batches(self)]
             else:
                 whole = self.generate(need_textures)
                 fakes = [whole[0].detach()]
@@ -210,14 +219,14 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
         if self.net_d is not None:
             _set_requires_grad(self.net_d, False)
         logs, outputs = [], []
-        for _ in self.micro_batches():
-            self.zero_grad(self.optimizer_g)
+        for _ in self.speed.micro_batches(self):
+            self.speed.zero_grad(self.optimizer_g)
             self.output, soft_attention, textures = whole if whole is not None else self.generate(need_textures)
             terms = self.generator_terms(warmup, soft_attention, textures)
             if terms:
                 l_g_total = sum(terms.values())
-                self.backward(l_g_total, self.optimizer_g)
-                self.step(self.optimizer_g)
+                self.speed.backward(l_g_total, self.optimizer_g)
+                self.speed.step(self.optimizer_g)
                 terms['l_g_total'] = l_g_total
             else:
                 terms['l_g_total'] = torch.zeros((), device=self.device)
@@ -229,8 +238,7 @@ class TTSRModel(TrainSpeedMixin, EMAWarmupMixin, SRGANModel):
         if train_gan and not self.d_steps_first:
             self.optimize_discriminator(loss_dict, [output.detach() for output in outputs])
         self.log_dict = self.reduce_loss_dict(loss_dict)
-        if self.ema_decay > 0:
-            self.model_ema(decay=self.ema_decay)
+        self.ema.update(self, current_iter)
 
     def test(self):
         # The bare network: under DDP the wrapper's forward broadcasts buffers, a collective that rank 0

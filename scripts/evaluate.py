@@ -30,9 +30,10 @@ import time
 
 import cv2
 
-sys.path.insert(0, osp.dirname(osp.abspath(__file__)))
-from _common import (REPO_ROOT, UnreadableImage, atomic_write_text, list_images, read_image,  # noqa: E402
-                     report_unreadable, write_image)
+REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
+sys.path.insert(0, REPO_ROOT)  # this checkout's ext, installed or not
+from ext.utils.atomic_io import atomic_write_text  # noqa: E402
+from ext.utils.image_files import UnreadableImage, list_images, read_image, report_unreadable, write_image  # noqa: E402
 
 # name -> (HR folder, LR folder, LR file name template), relative to --dataset-root; {s} is the scale
 BENCHMARK_SETS = {
@@ -43,8 +44,6 @@ BENCHMARK_SETS = {
     'bsds500_val': ('BSDS500/val/HR', 'BSDS500/val/LR_bicubic/X{s}', '{}'),
 }
 DEFAULT_NETWORK_OPT = osp.join(REPO_ROOT, 'options', 'test_esrgan_x4.yml')
-if REPO_ROOT not in sys.path:  # this checkout's ext, not another installed copy
-    sys.path.insert(1, REPO_ROOT)
 
 
 def parse_args(argv=None):
@@ -171,7 +170,7 @@ def write_table(rows, columns, csv_path):
     writer.writeheader()
     for row in rows:
         writer.writerow({key: (f'{value:.4f}' if isinstance(value, float) else value) for key, value in row.items()})
-    atomic_write_text(csv_path, buffer.getvalue())
+    atomic_write_text(csv_path, buffer.getvalue(), make_dirs=True)
 
 
 def format_summary(summaries, metrics):
@@ -278,7 +277,7 @@ def main(argv=None):
               'seconds': round(time.time() - started, 1)}
     atomic_write_text(osp.join(args.out_dir, 'results.json'),
                       json.dumps(report, indent=2, default=lambda v: None if isinstance(v, float) and math.isnan(v)
-                                 else str(v)))
+                                 else str(v)), make_dirs=True)
     print(format_summary(summaries, metrics))
     print(f'per-image results: {osp.join(args.out_dir, "results.csv")}, summary.csv, results.json')
     report_unreadable(failures)

@@ -249,3 +249,21 @@ def test_out_of_memory_in_a_step_stops_cleanly_with_advice_and_resumes(photos, t
     resumed = run_script([TRAIN_PY, '-opt', yml, '--auto_resume'], cwd=workdir)
     assert 'Resuming training from epoch: 0, iter: 2' in resumed.stdout + resumed.stderr
     assert osp.isfile(osp.join(opt['path']['experiments_root'], 'models', 'net_g_4.pth'))
+
+
+def test_a_run_whose_loss_stays_nan_stops_with_status_3_after_max_skips(photos, tmp_path):
+    workdir = str(tmp_path)
+    opt = esrgan_options('nan', workdir, photos, total_iter=8, val=False)
+    opt['model_type'] = 'ExtESRGANModel'
+    opt['train']['nan_guard'] = {'max_skips': 3}
+    yml = write_options(osp.join(workdir, 'nan.yml'), opt)
+    stopped = run_script([FAULT_DRIVER, '--nan-loss-from-iter', '3', '-opt', yml], cwd=workdir, check=False)
+    assert stopped.returncode == 3, stopped.stderr[-3000:]
+    log = read_logs(opt['path']['experiments_root'])
+    assert 'NaN guard: iteration 3: non-finite loss term(s) l_g_pix in the step of net_g' in log
+    assert 'error: training stopped: NaN guard: 3 iterations in a row' in stopped.stderr
+    assert '--auto_resume restarts from the last good checkpoint' in stopped.stderr
+    states = sorted(os.listdir(osp.join(opt['path']['experiments_root'], 'training_states')))
+    assert states == ['2.state', '4.state']  # nothing written for iteration 5, where it stopped
+    net_g = load(osp.join(opt['path']['experiments_root'], 'models', 'net_g_4.pth'))
+    assert all(torch.isfinite(v).all() for v in net_g['params'].values())

@@ -369,9 +369,9 @@ def test_losses_unstable_in_half_precision_run_in_float32_under_bf16(name, monke
     backward_dtypes, vgg_dtypes, d_dtypes, gp = [], [], [], []
     original_backward = model.speed.backward
 
-    def backward(loss, optimizer):
+    def backward(loss, optimizer, **kwargs):
         backward_dtypes.append(loss.dtype)
-        return original_backward(loss, optimizer)
+        return original_backward(loss, optimizer, **kwargs)
 
     monkeypatch.setattr(model.speed, 'backward', backward)
     _record_dtypes([model.cri_perceptual], vgg_dtypes)

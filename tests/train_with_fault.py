@@ -122,6 +122,26 @@ def oom_at_iter(iteration):
     basicsr.train.build_model = build_then_fail
 
 
+def nan_loss_from_iter(iteration):
+    """The pixel loss turns NaN from ``iteration`` on (a diverged run)."""
+    import basicsr.train
+    from ext.engine.progress import PROGRESS
+    build = basicsr.train.build_model
+
+    def build_then_poison(opt):
+        model = build(opt)
+        loss = model.cri_pix
+
+        def poisoned(*args, **kwargs):
+            value = loss(*args, **kwargs)
+            return value * float('nan') if PROGRESS.current_iter >= iteration else value
+
+        model.cri_pix = poisoned
+        return model
+
+    basicsr.train.build_model = build_then_poison
+
+
 def use_basicsr_resume():
     """Undo the exact-resume fix (control runs): restart the epoch, keep the random states as they are."""
     import basicsr.train
@@ -138,6 +158,7 @@ if __name__ == '__main__':
     parser.add_argument('--signal-rank', type=int)
     parser.add_argument('--second-signal-in-state-write', type=int)
     parser.add_argument('--oom-at-iter', type=int)
+    parser.add_argument('--nan-loss-from-iter', type=int)
     faults, rest = parser.parse_known_args()
     sys.argv = [sys.argv[0], *rest]
     if faults.kill_after_state is not None:
@@ -154,4 +175,6 @@ if __name__ == '__main__':
         second_signal_in_state_write(faults.second_signal_in_state_write)
     if faults.oom_at_iter is not None:
         oom_at_iter(faults.oom_at_iter)
+    if faults.nan_loss_from_iter is not None:
+        nan_loss_from_iter(faults.nan_loss_from_iter)
     main()

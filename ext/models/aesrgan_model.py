@@ -166,7 +166,7 @@ class MultiScaleRealESRGANModel(PolicyHooks, SRGANModel):
             gan_terms = self._gan_terms(self._discriminate(self.output), True, is_disc=False)
             loss_dict.update(_scale_logs('l_g_gan', gan_terms))
             l_g_total = l_g_total + loss_dict['l_g_gan']
-            self.speed.backward(l_g_total, self.optimizer_g)
+            self.speed.backward(l_g_total, self.optimizer_g, terms=loss_dict)
             self.speed.step(self.optimizer_g)
 
         # discriminator: real and fake backward separately, as upstream
@@ -178,6 +178,6 @@ class MultiScaleRealESRGANModel(PolicyHooks, SRGANModel):
             terms = self._gan_terms(predictions, is_real, is_disc=True)
             loss_dict.update(_scale_logs(f'l_d_{kind}', terms))
             loss_dict.update(_scale_logs(f'out_d_{kind}', [torch.mean(p.detach()) for p in predictions], _mean))
-            self.speed.backward(loss_dict[f'l_d_{kind}'], self.optimizer_d)
+            self.speed.backward(loss_dict[f'l_d_{kind}'], self.optimizer_d, terms=loss_dict)
         self.speed.step(self.optimizer_d)
         self.log_dict = self.reduce_loss_dict(loss_dict)

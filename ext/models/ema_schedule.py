@@ -62,6 +62,9 @@ class EMASchedule:
         ``model.ema_decay`` is 0."""
         if model.ema_decay <= 0:
             return
+        speed = getattr(model, 'speed', None)
+        if speed is not None and speed.nan_guard.skipped_step(model.optimizer_g, current_iter):
+            return  # the generator kept its weights (a non-finite step): so does its average
         decay = self.decay(model.ema_decay, current_iter)
         model.model_ema(decay=decay)
         if self.average_buffers:

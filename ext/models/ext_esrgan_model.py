@@ -64,7 +64,7 @@ class ExtESRGANModel(PolicyHooks, SRGANModel):
             l_g_real = self.cri_gan(real_d_pred - torch.mean(fake_g_pred), False, is_disc=False)
             l_g_fake = self.cri_gan(fake_g_pred - torch.mean(real_d_pred), True, is_disc=False)
             loss_dict['l_g_gan'] = (l_g_real + l_g_fake) / 2
-            self.speed.backward(sum(loss_dict.values()), self.optimizer_g)
+            self.speed.backward(sum(loss_dict.values()), self.optimizer_g, terms=loss_dict)
             self.speed.step(self.optimizer_g)
 
         _set_requires_grad(self.net_d, True)
@@ -74,10 +74,10 @@ class ExtESRGANModel(PolicyHooks, SRGANModel):
         fake_d_pred = self._discriminate(fake).detach()
         real_d_pred = self._discriminate(self.gt)
         l_d_real = self.cri_gan(real_d_pred - torch.mean(fake_d_pred), True, is_disc=True) * 0.5
-        self.speed.backward(l_d_real, self.optimizer_d)
+        self.speed.backward(l_d_real, self.optimizer_d, terms={'l_d_real': l_d_real})
         fake_d_pred = self._discriminate(fake)
         l_d_fake = self.cri_gan(fake_d_pred - torch.mean(real_d_pred.detach()), False, is_disc=True) * 0.5
-        self.speed.backward(l_d_fake, self.optimizer_d)
+        self.speed.backward(l_d_fake, self.optimizer_d, terms={'l_d_fake': l_d_fake})
         self.speed.step(self.optimizer_d)
         loss_dict.update(l_d_real=l_d_real, l_d_fake=l_d_fake, out_d_real=torch.mean(real_d_pred.detach()),
                          out_d_fake=torch.mean(fake_d_pred.detach()))

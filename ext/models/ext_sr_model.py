@@ -55,6 +55,6 @@ class ExtSRModel(PolicyHooks, SRModel):
         with self.speed.autocast():
             self.output = self.net_g(self.lq)
         loss_dict = pixel_and_perceptual_terms(self, self.output.float(), self.gt)
-        self.speed.backward(sum(loss_dict.values()), self.optimizer_g)
+        self.speed.backward(sum(loss_dict.values()), self.optimizer_g, terms=loss_dict)
         self.speed.step(self.optimizer_g)
         self.log_dict = self.reduce_loss_dict(loss_dict)

@@ -196,7 +196,7 @@ class Pix2PixInpaintModel(PolicyHooks, SRModel):
             l_d_fake = self.cri_gan(pred_fake, False, is_disc=True)
             l_d_real = self.cri_gan(pred_real, True, is_disc=True)
             l_d_total = (l_d_fake + l_d_real) * 0.5  # pix2pix halves D's objective (slower D than G)
-            self.speed.backward(l_d_total, self.optimizer_d)
+            self.speed.backward(l_d_total, self.optimizer_d, terms={'l_d_real': l_d_real, 'l_d_fake': l_d_fake})
             self.speed.step(self.optimizer_d)
             logs.append(dict(l_d_real=l_d_real.detach(), l_d_fake=l_d_fake.detach(), l_d_total=l_d_total.detach(),
                              out_d_real=pred_real.detach().mean(), out_d_fake=pred_fake.detach().mean()))
@@ -242,7 +242,7 @@ class Pix2PixInpaintModel(PolicyHooks, SRModel):
                 self.output = self.generate()
             terms = self.generator_terms()
             l_g_total = sum(terms.values())
-            self.speed.backward(l_g_total, self.optimizer_g)
+            self.speed.backward(l_g_total, self.optimizer_g, terms=terms)
             self.speed.step(self.optimizer_g)
             terms['l_g_total'] = l_g_total
             with torch.no_grad():  # unweighted L1 inside and outside the hole, for the log

@@ -16,6 +16,8 @@ Keys in ``train`` (all optional):
 - ``use_compile_d`` (bool, false): also ``torch.compile`` the discriminator (same mode and backend);
   an error for a model without ``network_d``. Checkpoint keys stay unchanged as for the generator.
 - ``fast_matmul`` (bool, false): TF32 matmul and cuDNN on CUDA (no effect on CPU).
+- ``nan_guard`` (mapping or false): the steps with a non-finite loss or gradient are skipped, named and
+  limited (``max_skips``, default 10): :mod:`ext.engine.nan_guard`.
 
 Resume: the GradScaler states are saved in the ``.state`` (the model's extra training state, under
 ``train_speed``). The accumulation position saved is always 0: a checkpoint is taken between
@@ -34,6 +36,8 @@ import contextlib
 
 import torch
 
+from ext.engine.nan_guard import NaNGuard
+from ext.engine.nan_guard import TRAIN_OPTION_KEYS as NAN_GUARD_KEYS
 from ext.errors import OptionError
 
 SPEED_KEYS = ('use_amp', 'amp_bf16', 'use_channels_last', 'use_compile', 'use_compile_d', 'compile_mode',
@@ -111,11 +115,12 @@ class TrainSpeed:
         batch_keys (tuple[str]): The model's batch tensors (attributes) that micro-batches split.
     """
 
-    train_option_keys = frozenset(SPEED_KEYS)
+    train_option_keys = frozenset(SPEED_KEYS) | NAN_GUARD_KEYS
     state_key = 'train_speed'  # of the model's extra training state (the .state files of earlier runs too)
 
     def __init__(self, opt, batch_keys=('lq', 'gt')):
         self.settings = parse_speed_options(opt)
+        self.nan_guard = NaNGuard(opt)
         self.accum_iter = self.settings['accum_iter']
         self.batch_keys = tuple(batch_keys)
         self.grad_scalers = {}  # optimizer index -> GradScaler (float16 autocast only)
@@ -128,6 +133,7 @@ class TrainSpeed:
         ``torch.compile``."""
         speed = self.settings
         self.device, self.optimizers = model.device, model.optimizers
+        self.nan_guard.name_networks(model)
         if speed['fast_matmul'] and self.device.type == 'cuda':
             torch.backends.cuda.matmul.allow_tf32 = True
             torch.backends.cudnn.allow_tf32 = True
@@ -229,7 +235,11 @@ class TrainSpeed:
         if not self._micro_index:  # the first micro-batch, or no split
             optimizer.zero_grad()
 
-    def backward(self, loss, optimizer):
+    def backward(self, loss, optimizer, terms=None):
+        """``loss.backward()`` for ``optimizer``'s step; a non-finite loss is not backpropagated and that step
+        will be skipped (the NaN guard), naming the non-finite entries of ``terms`` (the loss dict)."""
+        if not self.nan_guard.loss_is_finite(loss, optimizer, terms):
+            return
         count = self._micro_count or 1
         loss = loss / count if count > 1 else loss
         scaler = self._scaler(optimizer)
@@ -239,6 +249,8 @@ class TrainSpeed:
         if self._micro_count is not None and self._micro_index != self._micro_count - 1:
             return  # not the last micro-batch: the gradients accumulate
         scaler = self._scaler(optimizer)
+        if not self.nan_guard.allows_step(optimizer, check_gradients=scaler is None):
+            return  # a GradScaler skips steps with infinite (scaled) gradients itself
         if scaler is None:
             optimizer.step()
         else:
@@ -258,9 +270,12 @@ class TrainSpeed:
     # --- exact resume ------------------------------------------------------------------------------------------
     def state_dict(self):
         return {'grad_scalers': {i: s.state_dict() for i, s in self.grad_scalers.items()},
-                'accum_position': 0}  # checkpoints fall between iterations
+                'accum_position': 0,  # checkpoints fall between iterations
+                'nan_guard': self.nan_guard.state_dict()}
 
     def load_state_dict(self, state):
+        if 'nan_guard' in state:
+            self.nan_guard.load_state_dict(state['nan_guard'])
         for index, scaler_state in state.get('grad_scalers', {}).items():
             scaler = self.grad_scalers.get(index)
             if scaler is None:

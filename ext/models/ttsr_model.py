@@ -170,7 +170,7 @@ class TTSRModel(PolicyHooks, SRGANModel):
                                  'l_d_fake': self.cri_gan(pred_fake, False, is_disc=True),
                                  'out_d_real': pred_real.detach().mean(), 'out_d_fake': pred_fake.detach().mean()}
                         l_d_total = terms['l_d_real'] + terms['l_d_fake']
-                self.speed.backward(l_d_total, self.optimizer_d)
+                self.speed.backward(l_d_total, self.optimizer_d, terms=terms)
                 self.speed.step(self.optimizer_d)
                 logs.append({k: v.detach() for k, v in terms.items()})
         loss_dict.update(mean_logs(logs))
@@ -225,7 +225,7 @@ class TTSRModel(PolicyHooks, SRGANModel):
             terms = self.generator_terms(warmup, soft_attention, textures)
             if terms:
                 l_g_total = sum(terms.values())
-                self.speed.backward(l_g_total, self.optimizer_g)
+                self.speed.backward(l_g_total, self.optimizer_g, terms=terms)
                 self.speed.step(self.optimizer_g)
                 terms['l_g_total'] = l_g_total
             else:

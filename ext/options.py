@@ -228,7 +228,7 @@ class _Validator:
                 self.unknown_keys(key, spec, BASICSR_LOADER_KEYS | BadFileGuard.option_keys | own_keys)
             backend = (spec.get('io_backend') or {}).get('type', 'disk')
             for name, value in spec.items():
-                if (name.startswith('dataroot') or name.startswith('meta_info')) and value is not None:
+                if (name.startswith('dataroot') or name.startswith('meta_info')) and isinstance(value, str):
                     self.existing_path(f'{key}.{name}', value)
                     if backend == 'lmdb' and name.startswith('dataroot') and not str(value).endswith('.lmdb'):
                         self.error(f'{key}.{name}', f"io_backend lmdb needs a folder ending in '.lmdb', got '{value}'")

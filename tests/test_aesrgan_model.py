@@ -236,16 +236,17 @@ def test_option_files_keep_upstream_hyper_parameters():
 
 
 OPTION_FILES = ('train_realesrnet_x4plus.yml', 'train_multiaesrgan_x4plus.yml', 'train_aesrgan_x4plus.yml',
-                'finetune_multiaesrgan_x4plus.yml')
+                'finetune_multiaesrgan_x4plus.yml', 'finetune_multiaesrgan_x4plus_mixed.yml')
 
 
 def _project_with_data(root, with_pretrained):
     """A project root holding the folders the option files point at (and, optionally, their pretrained files)."""
     for folder in ('datasets/materials/meta_info', 'datasets/materials/val/gt', 'datasets/materials/val/lq_x4',
-                   'datasets/materials/val/lq_x4_degraded',
+                   'datasets/materials/val/lq_x4_degraded', 'datasets/mypairs/train/hr', 'datasets/mypairs/train/lr',
                    'experiments/pretrained_models'):
         (root / folder).mkdir(parents=True, exist_ok=True)
     (root / 'datasets/materials/meta_info/meta_info_multiscale.txt').write_text('multiscale/tile_0001T0.png\n')
+    (root / 'datasets/mypairs/meta_info_pairs.txt').write_text('0001.png\n')
     if with_pretrained:
         for name in ('ESRGAN_SRx4_DF2KOST_official-ff704c30.pth', 'RealESRNet_x4plus.pth', 'A_ESRGAN_Multi.pth',
                      'A_ESRGAN_Multi_D.pth'):
@@ -267,7 +268,8 @@ def test_option_files_pass_validation_and_name_missing_pretrained_files(option_f
     with pytest.raises(OptionError) as error:
         validate_options(opt, source=option_file)
     expected = {'train_realesrnet_x4plus.yml': 'ESRGAN_SRx4_DF2KOST_official-ff704c30.pth',
-                'finetune_multiaesrgan_x4plus.yml': 'A_ESRGAN_Multi_D.pth'}.get(option_file, 'RealESRNet_x4plus.pth')
+                'finetune_multiaesrgan_x4plus.yml': 'A_ESRGAN_Multi_D.pth',
+                'finetune_multiaesrgan_x4plus_mixed.yml': 'A_ESRGAN_Multi_D.pth'}.get(option_file, 'RealESRNet_x4plus.pth')
     assert expected in str(error.value) and 'release' in str(error.value)
 
 

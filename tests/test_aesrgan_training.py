@@ -199,3 +199,33 @@ def test_ddp_sigterm_on_one_rank_then_sigkill_then_auto_resume_equals_an_uninter
                 continue
             for param, value in expected[key].items():
                 assert torch.equal(got[key][param], value), f'{name} {key} {param} differs (SIGTERM at {iteration})'
+
+
+def test_real_and_synthetic_pairs_in_one_run_resume_exactly_after_sigkill(tmp_path, tiny_data):
+    """dataroot_lq + lq_prob: half the samples are the user's real pairs, half degraded on the fly; the draw
+    follows each sample's seed, so a SIGKILL plus --auto_resume ends bitwise where an uninterrupted run ends."""
+    lq_root = tmp_path / 'lq'
+    (lq_root / 'multiscale').mkdir(parents=True)
+    for name in os.listdir(osp.join(tiny_data['root'], 'multiscale')):
+        image = cv2.imread(osp.join(tiny_data['root'], 'multiscale', name))
+        cv2.imwrite(str(lq_root / 'multiscale' / name), cv2.resize(image, (24, 24), interpolation=cv2.INTER_AREA))
+    weights = {}
+    for name, fault in (('mixed', None), ('mixed_killed', '2')):
+        opt = shrink('train_multiaesrgan_x4plus.yml', name, tmp_path, tiny_data)
+        opt['datasets']['train'].update(dataroot_lq=str(lq_root), lq_prob=0.5)
+        opt['val']['val_freq'] = 100
+        root = opt['path']['experiments_root']
+        if fault is None:
+            run_train(opt, str(tmp_path))
+        else:
+            yml = write_options(str(tmp_path / f'{name}.yml'), opt)
+            killed = run_script([FAULT_DRIVER, '--kill-after-state', fault, '-opt', yml], cwd=str(tmp_path), check=False)
+            assert killed.returncode == -9, killed.stderr[-3000:]
+            resumed = run_script([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', yml, '--auto_resume'],
+                                 cwd=str(tmp_path))
+            assert 'Resuming training from epoch: 0, iter: 2' in resumed.stdout + resumed.stderr
+        weights[name] = {net: load(f'{root}/models/{net}_latest.pth') for net in ('net_g', 'net_d')}
+    for net, expected in weights['mixed'].items():
+        for key in ('params', 'params_ema') if net == 'net_g' else ('params', ):
+            for param, value in expected[key].items():
+                assert torch.equal(weights['mixed_killed'][net][key][param], value), (net, key, param)

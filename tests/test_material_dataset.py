@@ -217,3 +217,72 @@ def test_training_set_leaves_bad_files_to_the_shared_guard(root, tmp_path):
     assert not any('MaterialMultiscaleDataset: cannot read' in m for m in messages)  # no second retry loop
     with pytest.raises(BadTrainingData, match='bad_file_max_share'):
         draws(0.2)
+
+
+@pytest.fixture(scope='module')
+def pairs(tmp_path_factory):
+    """``HR/`` crops of 64 px and their x4 area-downscaled ``LR/`` images under the same names."""
+    folder = str(tmp_path_factory.mktemp('pairs'))
+    paths = write_image_folder(osp.join(folder, 'HR'), 3, 64, names=('brick', 'gravel', 'coffee'))
+    import os
+    os.makedirs(osp.join(folder, 'LR'))
+    for path in paths:
+        image = cv2.imread(path)
+        cv2.imwrite(osp.join(folder, 'LR', osp.basename(path)), cv2.resize(image, (16, 16),
+                                                                           interpolation=cv2.INTER_AREA))
+    return folder
+
+
+def _draw(dataset, seed):
+    from ext.engine.seeding import seeded
+    with seeded(seed):
+        return dataset[seed % len(dataset)]
+
+
+def test_real_pairs_mix_with_synthetic_ones_by_lq_prob(pairs):
+    """Real-ESRGAN's datasets train on synthetic LR only; with dataroot_lq and lq_prob a sample is the real pair
+    with that probability, cropped with its GT; without real pairs drawn, the samples are exactly as before."""
+    base = dataset_options(osp.join(pairs, 'HR'), scale=4, crop_pad_size=48, gt_size=32)
+    plain = build(base)
+    never = build(dict(base, dataroot_lq=osp.join(pairs, 'LR'), lq_prob=0))
+    always = build(dict(base, dataroot_lq=osp.join(pairs, 'LR'), dataroot_lq_prob=1.0))  # traiNNer-redux's name
+    half = build(dict(base, dataroot_lq=osp.join(pairs, 'LR'), lq_prob=0.5))
+    for seed in range(6):
+        reference, synthetic = _draw(plain, seed), _draw(never, seed)
+        assert torch.equal(reference['gt'], synthetic['gt']) and 'lq' not in reference
+        assert synthetic['lq_is_real'] == 0 and synthetic['lq'].shape == (3, 12, 12) and not synthetic['lq'].any()
+        real = _draw(always, seed)
+        assert real['lq_is_real'] == 1 and real['lq'].shape == (3, 12, 12) and real['gt'].shape == (3, 48, 48)
+        downscaled = torch.nn.functional.interpolate(real['gt'][None], scale_factor=0.25, mode='area')[0]
+        assert (downscaled - real['lq']).abs().mean() < 0.03  # the LQ of the same window, not another one
+        assert torch.equal(_draw(half, seed)['lq'], _draw(half, seed)['lq'])  # a function of the seed
+    kinds = {float(_draw(half, seed)['lq_is_real']) for seed in range(20)}
+    assert kinds == {0.0, 1.0}
+
+
+def test_real_pair_options_are_checked(pairs):
+    base = dataset_options(osp.join(pairs, 'HR'), scale=4, crop_pad_size=48, gt_size=32)
+    for overrides, message in (({'lq_prob': 0.5}, 'needs dataroot_lq'),
+                               ({'dataroot_lq': osp.join(pairs, 'LR'), 'lq_prob': 1.5}, 'probability in'),
+                               ({'dataroot_lq': osp.join(pairs, 'LR'), 'lq_prob': 0.5, 'dataroot_lq_prob': 0.5},
+                                'not both')):
+        with pytest.raises(ValueError, match=message):
+            build(dict(base, **overrides))
+    wrong = build(dict(base, dataroot_lq=osp.join(pairs, 'HR'), lq_prob=1.0))  # the GT folder given as LQ
+    with pytest.raises(ValueError, match=r'the LQ image .*0000.png is 64x64, expected 16x16'):
+        _draw(wrong, 0)
+
+
+def test_real_esrgan_models_train_on_the_real_lq_of_real_pairs():
+    from ext.models.realesrgan_synthesis import RealESRGANSynthesis
+    from test_aesrgan_model import tiny_model_opt
+    opt = tiny_model_opt('train_multiaesrgan_x4plus.yml', batch=2)
+    opt.update(gt_size=80, queue_size=2)
+    synthesis = RealESRGANSynthesis(opt, torch.device('cpu'), is_train=True)
+    pulse = torch.zeros(2, 21, 21)
+    pulse[:, 10, 10] = 1
+    data = {'gt': torch.rand(2, 3, 80, 80), 'kernel1': pulse, 'kernel2': pulse, 'sinc_kernel': pulse,
+            'lq': torch.rand(2, 3, 20, 20), 'lq_is_real': torch.tensor([1.0, 0.0])}
+    lq, gt = synthesis.training_pair(data, sharpen_source=False, sharpen_target=False)  # the queue is filling
+    assert torch.equal(lq[0], data['lq'][0]) and not torch.equal(lq[1], data['lq'][1])
+    assert torch.equal(gt, data['gt'])

@@ -40,6 +40,30 @@ def _file_client(backend_opt):
     return _FILE_CLIENTS[key]
 
 
+def real_pair_options(opt, scale):
+    """``(dataroot_lq or None, lq_prob)`` of a dataset's options, checked."""
+    if 'lq_prob' in opt and 'dataroot_lq_prob' in opt:
+        raise ValueError('MaterialMultiscaleDataset: give lq_prob or its traiNNer-redux name dataroot_lq_prob, '
+                         'not both')
+    probability = opt.get('lq_prob', opt.get('dataroot_lq_prob', 0))
+    folder = opt.get('dataroot_lq')
+    if isinstance(probability, bool) or not isinstance(probability, (int, float)) or not 0 <= probability <= 1:
+        raise ValueError(f'MaterialMultiscaleDataset: lq_prob must be a probability in [0, 1], got {probability!r}')
+    if probability and folder is None:
+        raise ValueError(f'MaterialMultiscaleDataset: lq_prob {probability} needs dataroot_lq (the real LQ images)')
+    if folder is not None and not scale:
+        raise ValueError('MaterialMultiscaleDataset: dataroot_lq needs the scale of the pairs (option scale)')
+    return (None if folder is None else str(folder)), float(probability)
+
+
+def _pad_bottom_right(image, height, width):
+    pad_h, pad_w = height - image.shape[0], width - image.shape[1]
+    if pad_h or pad_w:
+        border = cv2.BORDER_REFLECT_101 if min(image.shape[:2]) > 1 else cv2.BORDER_REPLICATE
+        image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, border)
+    return image
+
+
 def read_path_list(meta_info):
     """Paths of a meta-info file: one per line (spaces allowed); LMDB-style lines give their name."""
     paths = []
@@ -133,12 +157,21 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
             (default None: off).
         texture_tries (int): crops drawn per sample when rejecting (default 5).
         max_read_failures (int): unreadable files in a row before giving up (default 20).
+        dataroot_lq (str, optional): the real LQ images of the GT images, under the same relative paths
+            (an LMDB with the same keys for an LMDB ``dataroot_gt``), each ``scale`` times smaller.
+        lq_prob (float, default 0; traiNNer-redux's name ``dataroot_lq_prob`` works too): the probability
+            that a sample is the real pair (GT and LQ cropped together, at multiples of ``scale``, with the
+            same flips; no texture re-draw) instead of a GT region for the on-the-fly degradation. With
+            ``dataroot_lq``, every sample also has ``lq`` (zeros for a synthetic one) and ``lq_is_real``
+            (1 or 0), which the Real-ESRGAN models use in place of the degraded LQ. The draw follows the
+            sample's seed, so a resumed run continues exactly.
     """
 
     bad_files_guarded = False  # set by the engine's training-set wrapper, which then handles bad files
 
     option_keys = frozenset({'dataroot_gt', 'meta_info', 'gt_size', 'crop_pad_size', 'use_hflip', 'use_rot',
-                             'final_sinc_prob', 'min_texture_score', 'texture_tries', 'max_read_failures'}
+                             'final_sinc_prob', 'min_texture_score', 'texture_tries', 'max_read_failures',
+                             'dataroot_lq', 'lq_prob', 'dataroot_lq_prob'}
                             | {key + suffix for key in _KERNEL_KEYS for suffix in ('', '2')})
 
     def __init__(self, opt):
@@ -179,6 +212,8 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
                              f'{self.kernel1.max_size}; use crop_pad_size >= '
                              f'{(self.kernel1.max_size // 2 + 1) * scale}')
 
+        self.scale = scale
+        self.lq_folder, self.lq_prob = real_pair_options(opt, scale)
         if self.io_backend_opt['type'] == 'lmdb' or self.gt_folder.endswith('.lmdb'):
             self._init_lmdb()
         else:
@@ -191,6 +226,11 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
             raise ValueError(f"MaterialMultiscaleDataset: io_backend lmdb needs dataroot_gt ending in '.lmdb', "
                              f'got {self.gt_folder!r}')
         self.io_backend_opt.update(type='lmdb', db_paths=[self.gt_folder], client_keys=['gt'])
+        if self.lq_folder is not None:
+            if not self.lq_folder.endswith('.lmdb'):
+                raise ValueError(f"MaterialMultiscaleDataset: with an LMDB dataroot_gt, dataroot_lq must be an LMDB "
+                                 f"too (ending in '.lmdb'), got {self.lq_folder!r}")
+            self.io_backend_opt.update(db_paths=[self.gt_folder, self.lq_folder], client_keys=['gt', 'lq'])
         stored = read_lmdb_keys(self.gt_folder)
         if self.opt.get('meta_info'):
             self.paths = [lmdb_key(path) for path in read_path_list(self.opt['meta_info'])]
@@ -242,11 +282,7 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
     # ------------------------------------------------------------------ cropping
     def _pad_to_crop(self, image):
         h, w = image.shape[:2]
-        pad_h, pad_w = max(0, self.crop_pad_size - h), max(0, self.crop_pad_size - w)
-        if pad_h or pad_w:
-            border = cv2.BORDER_REFLECT_101 if min(h, w) > 1 else cv2.BORDER_REPLICATE
-            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, border)
-        return image
+        return _pad_bottom_right(image, max(h, self.crop_pad_size), max(w, self.crop_pad_size))
 
     def _random_crop(self, image):
         h, w = image.shape[:2]
@@ -269,12 +305,42 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
                 best, best_score = crop, score
         return best
 
+    # ------------------------------------------------------------------ real pairs
+    def _lq_path(self, gt_path):
+        if self.io_backend_opt['type'] == 'lmdb':
+            return gt_path  # the same key in the LQ LMDB
+        return osp.join(self.lq_folder, osp.relpath(gt_path, self.gt_folder))
+
+    def _real_pair(self, index):
+        """``(gt crop, lq crop, gt path)``: a pair of ``dataroot_gt`` / ``dataroot_lq`` cropped together."""
+        image, gt_path = self._load_some_image(index)
+        lq_path = self._lq_path(gt_path)
+        lq = read_image(self.file_client, lq_path, 'lq', float32=True)
+        scale = self.scale
+        if (lq.shape[0] * scale, lq.shape[1] * scale) != image.shape[:2]:
+            raise ValueError(f'MaterialMultiscaleDataset: the LQ image {lq_path} is {lq.shape[1]}x{lq.shape[0]}, '
+                             f'expected {image.shape[1] // scale}x{image.shape[0] // scale} (its GT {gt_path} at '
+                             f'scale {scale})')
+        image, size = self._pad_to_crop(image), self.crop_pad_size
+        lq = _pad_bottom_right(lq, image.shape[0] // scale, image.shape[1] // scale)
+        top = random.randint(0, (image.shape[0] - size) // scale) * scale
+        left = random.randint(0, (image.shape[1] - size) // scale) * scale
+        gt_crop = image[top:top + size, left:left + size]
+        lq_crop = lq[top // scale:(top + size) // scale, left // scale:(left + size) // scale]
+        gt_crop, lq_crop = augment([np.ascontiguousarray(gt_crop), np.ascontiguousarray(lq_crop)], self.use_hflip,
+                                   self.use_rot)
+        return gt_crop, lq_crop, gt_path
+
     def __getitem__(self, index):
         if self.file_client is None or self._client_pid != os.getpid():  # new in each loader worker
             self.file_client, self._client_pid = _file_client(self.io_backend_opt), os.getpid()
-        image, gt_path = self._load_some_image(index)
-        crop = self._textured_crop(self._pad_to_crop(image))
-        crop = augment(np.ascontiguousarray(crop), self.use_hflip, self.use_rot)
+        real = self.lq_prob > 0 and random.random() < self.lq_prob  # no draw without real pairs: streams unchanged
+        if real:
+            crop, lq_crop, gt_path = self._real_pair(index)
+        else:
+            image, gt_path = self._load_some_image(index)
+            crop = self._textured_crop(self._pad_to_crop(image))
+            crop = augment(np.ascontiguousarray(crop), self.use_hflip, self.use_rot)
 
         if np.random.uniform() < self.final_sinc_prob:
             size = random.choice(self.final_sizes)
@@ -282,13 +348,18 @@ class MaterialMultiscaleDataset(torch.utils.data.Dataset):
             sinc_kernel = torch.FloatTensor(circular_lowpass_kernel(omega_c, size, pad_to=self.kernel1.max_size))
         else:
             sinc_kernel = self.pulse_tensor
-        return {
+        sample = {
             'gt': img2tensor([crop], bgr2rgb=True, float32=True)[0],
             'kernel1': self.kernel1(),
             'kernel2': self.kernel2(),
             'sinc_kernel': sinc_kernel,
             'gt_path': gt_path,
         }
+        if self.lq_folder is not None:  # every sample of a batch has the keys: zeros where it is synthetic
+            size = self.crop_pad_size // self.scale
+            sample['lq'] = img2tensor([lq_crop], bgr2rgb=True, float32=True)[0] if real else torch.zeros(3, size, size)
+            sample['lq_is_real'] = torch.tensor(float(real))
+        return sample
 
     def __len__(self):
         return len(self.paths)

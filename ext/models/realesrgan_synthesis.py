@@ -138,12 +138,17 @@ class RealESRGANSynthesis:
     @torch.no_grad()
     def training_pair(self, data, sharpen_source, sharpen_target):
         """``(lq, gt)`` to train on from a training batch: its GT, USM-sharpened or not, degraded with the
-        batch's kernels into the LQ; the (target, LQ) crop; both through the pool."""
+        batch's kernels into the LQ (the dataset's real LQ where ``lq_is_real``); the (target, LQ) crop; both
+        through the pool."""
         gt = data['gt'].to(self.device)
         sharpened = self.usm_sharpener(gt) if sharpen_source or sharpen_target else None
         source, target = (sharpened if sharpen_source else gt), (sharpened if sharpen_target else gt)
         lq = self.degradation(source, data['kernel1'].to(self.device), data['kernel2'].to(self.device),
                               data['sinc_kernel'].to(self.device))
+        real = data.get('lq_is_real')
+        if real is not None:  # a dataset's real pairs (lq_prob) replace their degraded LQ
+            chosen = real.to(self.device).bool()
+            lq[chosen] = data['lq'].to(self.device)[chosen]
         # the training crop, after the degradation (a no-op when the dataset already returns gt_size)
         target, lq = paired_random_crop(target, lq, self.gt_size, self.scale)
         lq, gt = self.pair_queue(lq, target)

@@ -36,14 +36,13 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import yaml
     from tqdm import tqdm
     import ext  # noqa: F401
     from ext.data.degraded_pairs import DEGRADED_SUFFIX, TrainingDegradation
-    from ext.options import OptionError
-    with open(args.opt, encoding='utf-8') as handle:
-        opt = yaml.safe_load(handle)
+    from ext.errors import OptionError
+    from ext.utils.option_file import read_option_file
     try:
+        opt = read_option_file(args.opt)
         degrade = TrainingDegradation(opt, args.seed)
     except (OptionError, KeyError, ValueError) as error:
         raise SystemExit(f'error: {args.opt}: {error}')

@@ -17,9 +17,14 @@ from ext.engine.progress import PROGRESS
 from ext.errors import EXIT_GUARD
 
 
-def test_every_patch_is_applied_and_says_why():
+def test_every_patch_is_applied_says_why_and_names_an_existing_test():
+    import glob
+    from helpers import REPO_ROOT
+    sources = ''.join(open(path).read() for path in glob.glob(osp.join(REPO_ROOT, 'tests', '**', 'test_*.py'),
+                                                              recursive=True))
     for patch in PATCHES:
         assert patch.why.strip(), patch.target
+        assert f'def {patch.test}(' in sources, (patch.target, patch.test)
         current = getattr(patch.owner, patch.name)
         assert current is patch.replacement or getattr(current, 'replacement', None) is patch.replacement, patch.target
         assert original(patch.owner, patch.name) is not current, patch.target

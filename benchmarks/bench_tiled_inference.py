@@ -37,14 +37,17 @@ import math
 import os
 import os.path as osp
 import platform
-import resource
 import subprocess
 import sys
 import time
 
-REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if REPO_ROOT not in sys.path:  # run from a checkout without installing
-    sys.path.insert(0, REPO_ROOT)
+HERE = osp.dirname(osp.abspath(__file__))
+REPO_ROOT = osp.dirname(HERE)
+for path in (REPO_ROOT, HERE):  # run from a checkout without installing; the sibling benchmarks
+    if path not in sys.path:
+        sys.path.insert(0, path)
+
+from bench_train_step import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 SECTIONS = ('precision', 'memory', 'tiling')
 # (name, precision, channels_last, streamed tail); 'realesrganer' is the RealESRGANer-style baseline
@@ -68,30 +71,12 @@ QUICK = {'precision_size': 96, 'memory_sizes': [256, 512], 'tile': 64, 'repeats'
 # measuring
 # --------------------------------------------------------------------------------------------------
 def current_rss_mb():
-    with open('/proc/self/statm') as handle:
-        return int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**20
+    return rss_bytes() / 2**20
 
 
 def peak_rss_mb():
     """The process's peak RSS since the last :func:`reset_peak_rss` (VmHWM), else since it started."""
-    try:
-        with open('/proc/self/status') as handle:
-            for line in handle:
-                if line.startswith('VmHWM:'):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
-
-
-def reset_peak_rss():
-    """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
-    try:
-        with open('/proc/self/clear_refs', 'w') as handle:
-            handle.write('5')
-        return True
-    except OSError:
-        return False
+    return peak_rss_bytes() / 2**20
 
 
 def measured_call(function, device):

@@ -175,12 +175,12 @@ def fill_defaults(args, device):
 # --------------------------------------------------------------------------------------------------
 # worker: one system x one configuration, in its own process
 # --------------------------------------------------------------------------------------------------
-def _rss_bytes():
+def rss_bytes():
     with open('/proc/self/statm') as handle:
         return int(handle.read().split()[1]) * os.sysconf('SC_PAGE_SIZE')
 
 
-def _reset_peak_rss():
+def reset_peak_rss():
     """Reset VmHWM to the current RSS (Linux >= 4.0); False where that is not possible."""
     try:
         with open('/proc/self/clear_refs', 'w') as handle:
@@ -190,7 +190,7 @@ def _reset_peak_rss():
         return False
 
 
-def _peak_rss_bytes():
+def peak_rss_bytes():
     try:
         with open('/proc/self/status') as handle:
             for line in handle:
@@ -325,7 +325,7 @@ def run_worker(spec):
 
     if device == 'cuda':
         torch.cuda.synchronize()
-    rss_before_model = _rss_bytes()
+    rss_before_model = rss_bytes()
     set_random_seed(spec['seed'])
     model = build_model(opt)
 
@@ -355,7 +355,7 @@ def run_worker(spec):
             if device == 'cuda':
                 torch.cuda.reset_peak_memory_stats()
             else:
-                _reset_peak_rss()
+                reset_peak_rss()
         model.optimize_parameters(iteration)
         sync()
         end = time.perf_counter()
@@ -366,7 +366,7 @@ def run_worker(spec):
             step_times.append(end - feed_end)
             feed_times.append(feed_end - start)
             peaks.append(torch.cuda.max_memory_allocated() if device == 'cuda'
-                         else _peak_rss_bytes() - rss_before_model)
+                         else peak_rss_bytes() - rss_before_model)
     if warmup_s is None:
         warmup_s = 0.0
     window = spec['loss_window']

@@ -106,6 +106,18 @@ def test_refusals_name_the_problem():
     assert set(cpu_bf16_units()) <= {'avx512_bf16', 'amx_bf16', 'amx_tile', 'avx_ne_convert'}
 
 
+def test_a_network_without_bf16_kernels_is_refused_by_name():
+    """TTSR resizes with antialiased bicubic, which has no bf16 CPU kernel: a UsageError, not a traceback."""
+    from ext.archs.ttsr_net_arch import TTSRNet
+    torch.manual_seed(0)
+    ttsr = TTSRNet(mid_channels=8, num_blocks=(1, 1, 1, 1), load_pretrained_vgg=False).eval()
+    upscaler = Upscaler(LoadedNetwork(ttsr, 4, 3, None, 0, True, 'TTSRNet'), tile=8, tile_pad=4, device='cpu',
+                        precision='bf16')
+    image, ref = skimage_rgb('astronaut')[100:116, 100:116], skimage_rgb('coffee')[100:164, 100:164]
+    with pytest.raises(UsageError, match=r"TTSRNet does not run in bf16 on cpu \(.*BFloat16.*\); use --precision fp32"):
+        upscaler.upscale(image, ref=ref)
+
+
 def test_inference_cli_precision_flags(tmp_path, small_checkpoint, capsys):
     _, path = small_checkpoint
     inference = load_script(INFERENCE_PY)

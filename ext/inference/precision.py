@@ -12,7 +12,7 @@ from torch import nn
 from ext.errors import UsageError
 
 __all__ = ['PRECISIONS', 'PRECISION_DTYPES', 'resolve_precision', 'check_device_precision',
-           'check_network_precision', 'prepare_network', 'cpu_bf16_units']
+           'check_network_precision', 'prepare_network', 'unsupported_precision', 'cpu_bf16_units']
 
 PRECISIONS = ('fp32', 'bf16', 'fp16')
 PRECISION_DTYPES = {'fp32': torch.float32, 'bf16': torch.bfloat16, 'fp16': torch.float16}
@@ -61,6 +61,19 @@ def prepare_network(net, precision='fp32', channels_last=False):
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
     return net
+
+
+def unsupported_precision(error, precision, description, device):
+    """A UsageError saying that the network cannot run in ``precision`` when ``error`` (raised by its forward) is
+    a missing low-precision kernel or a dtype mismatch (e.g. TTSR's antialiased bicubic has no bf16 CPU kernel);
+    else None."""
+    text = str(error)
+    if precision == 'fp32' or not (isinstance(error, NotImplementedError) or 'BFloat16' in text or 'Half' in text
+                                   or 'dtype' in text):
+        return None
+    first_line = text.strip().splitlines()[0] if text.strip() else type(error).__name__
+    return UsageError(f'{description} does not run in {precision} on {device.type} ({first_line}); '
+                      'use --precision fp32')
 
 
 def cpu_bf16_units(cpuinfo='/proc/cpuinfo'):

@@ -179,11 +179,11 @@ def _spandrel_rrdbnet(net):
     split = _sequential_tail_start(model) if isinstance(model, nn.Sequential) else None
     if split is None:
         return None
-    head, finish, factor = model[:split], None, net.shuffle_factor
+    trunk, finish, factor = model[:split], None, net.shuffle_factor
+    head = trunk
     if factor:  # x1/x2 files: RRDBNet.forward pads and unshuffles the input, and crops the output
         def head(x):
-            x = torch.pixel_unshuffle(pad_to_multiple(x, factor, mode='reflect'), downscale_factor=factor)
-            return model[:split](x)
+            return trunk(torch.pixel_unshuffle(pad_to_multiple(x, factor, mode='reflect'), downscale_factor=factor))
 
         def finish(output, x):
             scale = net.scale // factor

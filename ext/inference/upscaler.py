@@ -12,7 +12,7 @@ from ext.inference.images import check_image, read_image, read_reference, refere
 from ext.inference.loading import load_network, resolve_device
 from ext.inference.network import probe_scale
 from ext.inference.precision import (PRECISION_DTYPES, check_device_precision, check_network_precision,
-                                     prepare_network, resolve_precision)
+                                     prepare_network, resolve_precision, unsupported_precision)
 from ext.inference.streamed_tail import wrap_streamed_tail
 from ext.inference.tile_pad import measure_tile_pad
 from ext.inference.tiling import TiledUpscaler, upscale_image
@@ -148,8 +148,14 @@ class Upscaler:
             if not torch.is_tensor(ref):
                 ref = reference_tensor(check_image(ref, 'ref'), self.scale)
             extra_inputs = {'ref': ref}
-        return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
-                             outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+        try:
+            return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
+                                 outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+        except (NotImplementedError, RuntimeError) as error:
+            refusal = unsupported_precision(error, self.precision, self.description, self.device)
+            if refusal is None:
+                raise
+            raise refusal from error
 
     def upscale_file(self, input_path, output_path, ref=None, **kwargs):
         """Read ``input_path``, upscale it (keywords of :meth:`upscale`) and write ``output_path`` atomically."""

@@ -27,7 +27,7 @@ then the output turned into an 8-bit BGR array (RGB->BGR copy, x255, round, uint
   python benchmarks/bench_tiled_inference.py --sections precision --repeats 3
   python benchmarks/bench_tiled_inference.py --sections memory --memory_sizes 1024 2048
   python benchmarks/bench_tiled_inference.py --quick                       # small sizes, a minute or two
-  python benchmarks/bench_tiled_inference.py --device cuda --sections precision --precisions fp32 fp16 bf16
+  python benchmarks/bench_tiled_inference.py --device cuda --sections precision --variants realesrganer fp32 fp16 bf16 bf16_cl
 """
 import argparse
 import copy
@@ -390,7 +390,7 @@ def section_memory(args, device, report):
     rows = []
     for size in args.memory_sizes:
         per_mode = {}
-        for mode in MEMORY_MODES:
+        for mode in [mode for mode in MEMORY_MODES if mode in args.memory_modes]:
             row = run_child(args, '--memory_child', '--size', str(size), '--mode', mode)
             per_mode[mode] = row
             base = per_mode.get('realesrganer')
@@ -400,10 +400,11 @@ def section_memory(args, device, report):
             print(f'  {size:>5}x{size:<5}{mode:>13}{row["seconds"]:9.1f}{row["peak_growth_mb"]:11.0f}'
                   f'{row["output_mb"]:11.0f}{row["growth_beyond_output_mb"]:11.0f}'
                   f'{_fmt(row.get("beyond_output_vs_realesrganer"), ".2f"):>16}', flush=True)
-        streamed = per_mode['streamed'].get('beyond_output_vs_realesrganer')
-        if streamed is not None:
-            print(f'  {size}^2: growth beyond the output, ours streamed / RealESRGANer = {streamed:.2f} '
-                  f'(goal <= 0.5 at 1024^2), unstreamed {per_mode["unstreamed"]["beyond_output_vs_realesrganer"]:.2f}')
+        ratios = {mode: row.get('beyond_output_vs_realesrganer') for mode, row in per_mode.items() if mode != 'realesrganer'}
+        if any(value is not None for value in ratios.values()):
+            print(f'  {size}^2: growth beyond the output / RealESRGANer\'s: '
+                  + ', '.join(f'{mode} {_fmt(value, ".2f")}' for mode, value in ratios.items()) + ' (goal <= 0.5 for '
+                  'streamed at 1024^2)')
     report['memory'] = {'tile': args.tile, 'tile_pad': args.tile_pad, 'blocks': args.memory_blocks, 'rows': rows}
 
 
@@ -557,6 +558,8 @@ def parse_args(argv=None):
                            help=f'default on a CPU: {" ".join(CPU_VARIANTS)}')
     memory = parser.add_argument_group('memory section')
     memory.add_argument('--memory_sizes', type=int, nargs='+', default=[1024, 2048])
+    memory.add_argument('--memory_modes', nargs='+', choices=MEMORY_MODES, default=list(MEMORY_MODES),
+                        help='what runs at each size (default: all three; realesrganer first, the ratios need it)')
     memory.add_argument('--memory_blocks', type=int, default=1,
                         help='RRDB blocks of the memory runs (time only; default: %(default)s)')
     tiling = parser.add_argument_group('tiling section (compact network)')

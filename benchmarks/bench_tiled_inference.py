@@ -27,7 +27,8 @@ then the output turned into an 8-bit BGR array (RGB->BGR copy, x255, round, uint
   python benchmarks/bench_tiled_inference.py --sections precision --repeats 3
   python benchmarks/bench_tiled_inference.py --sections memory --memory_sizes 1024 2048
   python benchmarks/bench_tiled_inference.py --quick                       # small sizes, a minute or two
-  python benchmarks/bench_tiled_inference.py --device cuda --sections precision --variants realesrganer fp32 fp16 bf16 bf16_cl
+  python benchmarks/bench_tiled_inference.py --device cuda --sections precision \
+      --variants realesrganer fp32 fp16 bf16 bf16_cl
 """
 import argparse
 import copy
@@ -207,8 +208,8 @@ def realesrganer_style_upscale(net, image_bgr, scale, tile, tile_pad, device):
             for left in range(0, width, tile):
                 bottom, right = min(top + tile, height), min(left + tile, width)
                 window_top, window_left = max(top - tile_pad, 0), max(left - tile_pad, 0)
-                window = tensor[:, :, window_top:min(bottom + tile_pad, height), window_left:min(right + tile_pad, width)]
-                result = net(window)
+                window_bottom, window_right = min(bottom + tile_pad, height), min(right + tile_pad, width)
+                result = net(tensor[:, :, window_top:window_bottom, window_left:window_right])
                 rows = slice((top - window_top) * scale, (bottom - window_top) * scale)
                 cols = slice((left - window_left) * scale, (right - window_left) * scale)
                 output[:, :, top * scale:bottom * scale, left * scale:right * scale] = result[:, :, rows, cols]
@@ -296,7 +297,8 @@ def print_precision(results, reference='fp32'):
             continue
         difference = entry.get(f'difference_to_{reference}', {})
         print(f'  {variant:<17}{_fmt(entry["best_seconds"], ".2f"):>8}{_fmt(entry["images_per_s"], ".3f"):>8}'
-              f'{_fmt(entry.get("speed_vs_" + reference), ".2f"):>9}{_fmt(entry.get("speed_vs_realesrganer"), ".2f"):>15}'
+              f'{_fmt(entry.get("speed_vs_" + reference), ".2f"):>9}'
+              f'{_fmt(entry.get("speed_vs_realesrganer"), ".2f"):>15}'
               f'{_fmt(entry["peak_growth_mb"], ".0f"):>13}{_fmt(difference.get("mean"), ".3f"):>10}'
               f'{_fmt(difference.get("max"), "d"):>9}')
 
@@ -307,7 +309,8 @@ def section_precision(args, device, report):
     image = astronaut_bgr(args.precision_size)
     variants = args.variants or (CPU_VARIANTS if device.type == 'cpu' else
                                  ('realesrganer', 'fp32_unstreamed', 'fp32', 'fp16', 'bf16', 'bf16_cl'))
-    print(f'\n== precision: {what}; astronaut {args.precision_size}^2 -> {4 * args.precision_size}^2, tile {args.tile}, '
+    print(f'\n== precision: {what}; astronaut {args.precision_size}^2 -> {4 * args.precision_size}^2, '
+          f'tile {args.tile}, '
           f'tile_pad {args.tile_pad}, best of {args.repeats}, alternating; peak: '
           f'{"CUDA allocated" if device.type == "cuda" else "RSS (VmHWM)"} growth of the call', flush=True)
     results = run_precision(net, image, variants, args.tile, args.tile_pad, device, args.repeats)
@@ -344,7 +347,8 @@ def precision_summary(results):
         ratio = results['fp32']['best_seconds'] / results['fp32_unstreamed']['best_seconds']
         figures['streamed_time_ratio'] = ratio
         lines.append(f'streamed tail: time {ratio:.3f}x the unstreamed forward (goal <= 1.05), peak growth '
-                     f'{results["fp32"]["peak_growth_mb"]:.0f} MB vs {results["fp32_unstreamed"]["peak_growth_mb"]:.0f} MB')
+                     f'{results["fp32"]["peak_growth_mb"]:.0f} MB vs '
+                     f'{results["fp32_unstreamed"]["peak_growth_mb"]:.0f} MB')
     base = results.get('realesrganer', {}).get('difference_to_fp32')
     if base and ok('fp32'):
         lines.append(f'our fp32 vs RealESRGANer-style fp32 (same tiles and padding): mean {base["mean"]:.3f}, '
@@ -382,7 +386,8 @@ def run_child(args, *extra):
 
 
 def section_memory(args, device, report):
-    print(f'\n== memory: x4plus-shaped RRDBNet ({args.memory_blocks} block(s), 64 features; the peak does not depend on '
+    print(f'\n== memory: x4plus-shaped RRDBNet ({args.memory_blocks} block(s), 64 features; the peak does not '
+          f'depend on '
           f'the block count), fp32, tile {args.tile}, tile_pad {args.tile_pad}; one fresh process per run; '
           f'growth = peak {"CUDA allocated" if device.type == "cuda" else "RSS (VmHWM)"} - before the call', flush=True)
     print(f'  {"input":>11}{"mode":>13}{"seconds":>9}{"growth MB":>11}{"output MB":>11}{"beyond MB":>11}'
@@ -400,7 +405,8 @@ def section_memory(args, device, report):
             print(f'  {size:>5}x{size:<5}{mode:>13}{row["seconds"]:9.1f}{row["peak_growth_mb"]:11.0f}'
                   f'{row["output_mb"]:11.0f}{row["growth_beyond_output_mb"]:11.0f}'
                   f'{_fmt(row.get("beyond_output_vs_realesrganer"), ".2f"):>16}', flush=True)
-        ratios = {mode: row.get('beyond_output_vs_realesrganer') for mode, row in per_mode.items() if mode != 'realesrganer'}
+        ratios = {mode: row.get('beyond_output_vs_realesrganer') for mode, row in per_mode.items()
+                  if mode != 'realesrganer'}
         if any(value is not None for value in ratios.values()):
             print(f'  {size}^2: growth beyond the output / RealESRGANer\'s: '
                   + ', '.join(f'{mode} {_fmt(value, ".2f")}' for mode, value in ratios.items()) + ' (goal <= 0.5 for '
@@ -491,7 +497,8 @@ def tiling_throughput(args):
 
 
 def section_tiling(args, device, report):
-    print(f'\n== tiling: compact x{args.scale}, num_feat {args.num_feat}, num_conv {args.num_conv}; device {args.device}; '
+    print(f'\n== tiling: compact x{args.scale}, num_feat {args.num_feat}, num_conv {args.num_conv}; '
+          f'device {args.device}; '
           f'tile {args.tile_compact}, tile_pad {args.tile_pad}; {args.threads} threads')
     header = (f'{"input":>10} {"mode":>9} {"seconds":>8} {"peak RSS":>9} {"added":>8} {"output":>8} '
               f'{"overhead":>9} {"device peak":>12}')
@@ -552,7 +559,8 @@ def parse_args(argv=None):
     precision = parser.add_argument_group('precision section')
     precision.add_argument('--model_path', help='x4plus checkpoint (default: convert the released one)')
     precision.add_argument('--blocks', type=int, default=23,
-                           help='RRDB blocks; other than 23: a random-weight network of that depth (default: %(default)s)')
+                           help='RRDB blocks; other than 23: a random-weight network of that depth '
+                           '(default: %(default)s)')
     precision.add_argument('--precision_size', type=int, default=512, help='input side (default: %(default)s)')
     precision.add_argument('--variants', nargs='+', choices=tuple(VARIANTS),
                            help=f'default on a CPU: {" ".join(CPU_VARIANTS)}')

@@ -144,7 +144,8 @@ def markdown(report):
              f'{report["seconds"]:.0f} s of a {report["budget_s"]:.0f} s budget', '']
     inference = report['parts'].get('inference')
     if inference:
-        lines += [f'## Tiled x4plus inference ({inference["network"]}; {inference["size"]}^2, tile {inference["tile"]}, '
+        lines += [f'## Tiled x4plus inference ({inference["network"]}; {inference["size"]}^2, '
+                  f'tile {inference["tile"]}, '
                   f'tile_pad {inference["tile_pad"]}, best of {inference["repeats"]})', '',
                   '| variant | images/s | x fp32 | x RealESRGANer | peak memory growth (MiB) | diff to fp32 mean / max '
                   '(gray levels) |', '| --- | ---: | ---: | ---: | ---: | ---: |']
@@ -155,7 +156,8 @@ def markdown(report):
             difference = result.get('difference_to_fp32') or {}
             lines.append(f'| {variant} | {_cell(result["images_per_s"], ".2f")} | '
                          f'{_cell(result.get("speed_vs_fp32"), ".2f")} | '
-                         f'{_cell(result.get("speed_vs_realesrganer"), ".2f")} | {_cell(result["peak_growth_mb"], ".0f")} | '
+                         f'{_cell(result.get("speed_vs_realesrganer"), ".2f")} | '
+                         f'{_cell(result["peak_growth_mb"], ".0f")} | '
                          f'{_cell(difference.get("mean"), ".3f")} / {_cell(difference.get("max"), "d")} |')
         lines.append('')
     ttsr = report['parts'].get('ttsr')

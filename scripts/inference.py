@@ -63,8 +63,9 @@ def build_parser():
     parser.add_argument('--size_multiple', type=int,
                         help='pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for x1)')
     parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default=None,
-                        help='numeric precision of the network: fp32 (default), bf16 (CPU and CUDA; faster on CPUs with '
-                        'AVX-512 BF16, several times with AMX; output within about a gray level), fp16 (CUDA only)')
+                        help='numeric precision of the network: fp32 (default), bf16 (CPU and CUDA; faster on CPUs '
+                        'with AVX-512 BF16, several times with AMX; output within about a gray level), fp16 (CUDA '
+                        'only)')
     parser.add_argument('--fp16', action='store_true', help='the same as --precision fp16 (CUDA devices only)')
     parser.add_argument('--channels_last', action='store_true',
                         help='channels_last memory layout of the weights (with --precision bf16 on a CPU: the '

@@ -58,7 +58,8 @@ def test_skipped_and_failed_runs_show_in_the_table():
                                'peak_memory_bytes': 2**31, 'loss_g': 0.5, 'loss_rel_diff': 0.0},
                       'bf16_cl_compile': {'ok': False, 'skipped': True, 'error': 'skipped: the --budget was spent'}}}}}
     table = suite.markdown(report)
-    assert table.startswith('# GPU suite on GPU X') and '| fp32 | 2.000 | 1.00 | 500 | 2.00 | 0.5000 | +0.00 % |' in table
+    assert table.startswith('# GPU suite on GPU X')
+    assert '| fp32 | 2.000 | 1.00 | 500 | 2.00 | 0.5000 | +0.00 % |' in table
     assert '| bf16_cl_compile | skipped: skipped: the --budget was spent' not in table
     assert '| bf16_cl_compile | skipped: the --budget was spent |' in table
     assert 'ttsr: FAILED: RuntimeError: boom' in table

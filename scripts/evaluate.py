@@ -80,6 +80,10 @@ def parse_args(argv=None):
     parser.add_argument('--tile', type=int, default=0, help='tile size in LR pixels (0: whole images)')
     parser.add_argument('--tile-pad', type=int, default=10)
     parser.add_argument('--device', default='auto', help="'auto', 'cpu', 'cuda', 'cuda:1', ... (default: auto)")
+    parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default='fp32',
+                        help='numeric precision of the network (default: %(default)s; bf16 on CPU or CUDA, fp16 on '
+                        'CUDA only): scores of bf16 differ from fp32 by the precision\'s rounding')
+    parser.add_argument('--channels-last', action='store_true', help='channels_last memory layout of the weights')
     args = parser.parse_args(argv)
     args.datasets = [name.strip().lower() for entry in args.datasets for name in entry.split(',') if name.strip()]
     for name in args.datasets:
@@ -137,7 +141,8 @@ def build_upscaler(args):
     try:
         loaded = load_network(args.model, opt=args.network_opt, network=network, param_key=args.param_key,
                               default_opt=DEFAULT_NETWORK_OPT)
-        return Upscaler(loaded, scale=args.scale, tile=args.tile, tile_pad=args.tile_pad, device=args.device)
+        return Upscaler(loaded, scale=args.scale, tile=args.tile, tile_pad=args.tile_pad, device=args.device,
+                        precision=args.precision, channels_last=args.channels_last)
     except UsageError as error:
         raise SystemExit(f'error: {error}') from None
 

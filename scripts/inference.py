@@ -15,6 +15,7 @@ Examples:
   python scripts/inference.py -i inputs -o results --model_path RealESRGAN_x4plus.pth --tile 256
   python scripts/inference.py -i photo.png -opt options/train_aesrgan.yml --model_path net_g_150000.pth -s 3.5
   python scripts/inference.py -i lr/ --ref refs/ -opt options/ttsr.yml --model_path net_g_latest.pth
+  python scripts/inference.py -i photos/ --model_path RealESRGAN_x4plus.pth --tile 256 --precision bf16 --channels_last
 
 Gray, BGR and BGRA images in 8 or 16 bits come back in the same mode and depth. Outputs are written
 to a temporary name and renamed, so a crash never leaves a half-written file; a file that fails (not
@@ -61,7 +62,14 @@ def build_parser():
                         help='reflection padding at the right/bottom border (default: %(default)s)')
     parser.add_argument('--size_multiple', type=int,
                         help='pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for x1)')
-    parser.add_argument('--fp16', action='store_true', help='half precision (CUDA devices only)')
+    parser.add_argument('--precision', choices=('fp32', 'bf16', 'fp16'), default=None,
+                        help='numeric precision of the network: fp32 (default), bf16 (CPU and CUDA; faster on CPUs '
+                        'with AVX-512 BF16, several times with AMX; output within about a gray level), fp16 (CUDA '
+                        'only)')
+    parser.add_argument('--fp16', action='store_true', help='the same as --precision fp16 (CUDA devices only)')
+    parser.add_argument('--channels_last', action='store_true',
+                        help='channels_last memory layout of the weights (with --precision bf16 on a CPU: the '
+                        "fastest path of PyTorch's oneDNN)")
     parser.add_argument('--self_ensemble', action='store_true',
                         help='average the outputs for the 8 flips/transposes of each tile (EDSR+ geometric '
                         'self-ensemble): 8x slower, a slightly higher PSNR; not for reference-based networks')

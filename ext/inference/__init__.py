@@ -14,6 +14,7 @@ Example::
 
     from ext.inference import load_upscaler
     upscaler = load_upscaler('net_g_latest.pth', tile=256)          # tile_pad: measured on the network
+    fast_cpu = load_upscaler('RealESRGAN_x4plus.pth', tile=256, precision='bf16', channels_last=True)
     sr = upscaler.upscale(cv2.imread('photo.png', cv2.IMREAD_UNCHANGED), outscale=3.5)
     upscaler.upscale_file('photo.png', 'photo_x4.png')
 
@@ -28,6 +29,8 @@ The modules, each importing only those above it:
 * :mod:`~ext.inference.loading`: :func:`load_network` from any of the sources above;
 * :mod:`~ext.inference.tiling`: tile planning and the tiled forward (:class:`~ext.inference.tiling.TiledUpscaler`);
 * :mod:`~ext.inference.tile_pad`: the tile padding measured on the network (``tile_pad='auto'``);
+* :mod:`~ext.inference.precision`: fp32 / bf16 / fp16 and channels_last (``precision=``, ``channels_last=``);
+* :mod:`~ext.inference.streamed_tail`: the upsampled layers of RRDBNet-style networks in strips (``stream_tail=``);
 * :mod:`~ext.inference.upscaler`: :class:`Upscaler` and :func:`load_upscaler`;
 * :mod:`~ext.inference.batch`: folders of images, output names, references by name, the CLI runner.
 """

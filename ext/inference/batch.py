@@ -164,7 +164,8 @@ def run_cli(args, prog='inference.py'):
                                  arch_args=args.arch_args if args.arch else None, param_key=args.param_key,
                                  scale=args.scale, tile=args.tile, tile_pad=tile_pad, pre_pad=args.pre_pad,
                                  size_multiple=args.size_multiple, device=args.device, fp16=args.fp16,
-                                 self_ensemble=args.self_ensemble)
+                                 self_ensemble=args.self_ensemble, precision=args.precision,
+                                 channels_last=args.channels_last)
         _, failures = upscale_paths(upscaler, args.input, args.output, suffix=args.suffix, ext=args.ext,
                                     ref=args.ref, alpha_upsampler=args.alpha_upsampler, outscale=args.outscale)
     except UsageError as error:

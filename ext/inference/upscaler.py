@@ -11,6 +11,9 @@ from ext.errors import UsageError
 from ext.inference.images import check_image, read_image, read_reference, reference_tensor, write_image
 from ext.inference.loading import load_network, resolve_device
 from ext.inference.network import probe_scale
+from ext.inference.precision import (PRECISION_DTYPES, check_device_precision, check_network_precision,
+                                     prepare_network, resolve_precision, unsupported_precision)
+from ext.inference.streamed_tail import wrap_streamed_tail
 from ext.inference.tile_pad import measure_tile_pad
 from ext.inference.tiling import TiledUpscaler, upscale_image
 
@@ -19,7 +22,7 @@ from ext.inference.tiling import TiledUpscaler, upscale_image
 REFERENCE_TILE_PAD = 16
 
 
-def _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16):
+def _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, precision):
     """The torch device, after checking the numeric options (cheap: before any network is loaded)."""
     if int(tile or 0) < 0 or pre_pad < 0 or (tile_pad != 'auto' and int(tile_pad) < 0):
         raise UsageError('--tile, --tile_pad and --pre_pad must be >= 0')
@@ -28,8 +31,7 @@ def _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
     if scale is not None and scale < 1:
         raise UsageError(f'--scale must be >= 1, got {scale}')
     device = resolve_device(device)
-    if fp16 and device.type != 'cuda':
-        raise UsageError(f'--fp16 needs a CUDA device; the device is {device}. Drop --fp16 to run in float32.')
+    check_device_precision(precision, device)
     return device
 
 
@@ -42,7 +44,8 @@ class Upscaler:
     interleave and threads may share one upscaler.
 
     Args:
-        loaded (LoadedNetwork): the network (:func:`ext.inference.load_network`); moved to ``device``.
+        loaded (LoadedNetwork): the network (:func:`ext.inference.load_network`); moved to ``device`` and
+            converted to ``precision`` / ``channels_last`` in place.
         scale (int | None): the network scale (default: from the model, else one probe run).
         tile (int): tile size in input pixels, 0 for the whole image at once.
         tile_pad (int | 'auto'): context pixels per tile side; ``'auto'`` measures, on this network, how far a
@@ -52,19 +55,30 @@ class Upscaler:
         size_multiple (int | None): pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for
             x1).
         device (str): ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ...
-        fp16 (bool): half precision (CUDA only).
+        fp16 (bool): half precision (CUDA only); the same as ``precision='fp16'``.
         self_ensemble (bool): average over the 8 flips / transposes of each tile (8x slower; not for
             reference-based networks).
         verbose (bool): print the measured ``tile_pad`` to stderr.
+        precision (str): ``fp32``, ``bf16`` (CPU and CUDA; fast on CPUs with AVX-512 BF16 or AMX) or ``fp16``
+            (CUDA only): the weights are converted once (:mod:`ext.inference.precision`); ``tile_pad='auto'``
+            is measured in fp32 all the same.
+        channels_last (bool): weights in the channels_last memory layout (with bf16 on a CPU: oneDNN's fastest
+            path).
+        stream_tail (bool): run the layers after the last upsampling of RRDBNet-style networks in strips
+            (:mod:`ext.inference.streamed_tail`): the same output with far less memory per tile; other networks
+            run as they are.
 
     Attributes: ``net``, ``scale``, ``in_channels``, ``description``, ``device``, ``takes_reference``
     (TTSR-like networks need ``ref=``), ``loaded``, ``tiler`` (:class:`ext.inference.tiling.TiledUpscaler`:
-    ``tile``, ``tile_pad``, ``device``, ``dtype``) and ``tile_pad_source`` ('given' or how it was found).
+    ``tile``, ``tile_pad``, ``device``, ``dtype``), ``tile_pad_source`` ('given' or how it was found),
+    ``precision``, ``channels_last`` and ``streamed_tail`` (what runs in strips, or None).
     """
 
     def __init__(self, loaded, scale=None, tile=0, tile_pad='auto', pre_pad=0, size_multiple=None, device='auto',
-                 fp16=False, self_ensemble=False, verbose=False):
-        device = _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
+                 fp16=False, self_ensemble=False, verbose=False, precision='fp32', channels_last=False,
+                 stream_tail=True):
+        precision = resolve_precision(precision, fp16)
+        device = _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, precision)
         tile = int(tile or 0)
         if scale:
             loaded.scale = scale
@@ -74,17 +88,13 @@ class Upscaler:
         if self_ensemble and loaded.takes_reference:
             raise UsageError(f'--self_ensemble flips the input only, not the reference; {loaded.description} takes '
                              'a reference image: drop --self_ensemble')
-        if fp16 and not loaded.supports_half:
-            raise UsageError(f'{loaded.description} does not support fp16; drop --fp16')
+        check_network_precision(loaded, precision, channels_last)
         net = loaded.net.to(device)
         if not loaded.scale:
             if loaded.takes_reference:
                 raise UsageError('cannot infer the scale of a reference-based network; pass --scale')
             loaded.scale = probe_scale(net, loaded.in_channels, loaded.size_multiple or 4, device)
-        if fp16:
-            net = net.half()
         multiple = size_multiple or loaded.size_multiple or {1: 4, 2: 2}.get(loaded.scale, 1)
-        dtype = torch.float16 if fp16 else torch.float32
         source = 'given'
         if tile_pad == 'auto':
             if tile == 0:
@@ -93,18 +103,24 @@ class Upscaler:
                 tile_pad, source = REFERENCE_TILE_PAD, 'default for reference-based networks (not measured)'
             else:
                 start = time.time()
+                # in fp32: the rounding noise of bf16/fp16 would read as a wider receptive field
                 tile_pad = measure_tile_pad(net, loaded.scale, in_channels=loaded.in_channels,
-                                            size_multiple=multiple, device=device, dtype=dtype)
+                                            size_multiple=multiple, device=device)
                 source = f'measured on the network in {time.time() - start:.1f}s'
                 if verbose:
                     print(f'tile_pad {tile_pad} ({source})', file=sys.stderr)
+        net = prepare_network(net, precision, channels_last)
+        streamed = wrap_streamed_tail(net) if stream_tail else None
         self.loaded = loaded
-        self.tiler = TiledUpscaler(net, loaded.scale, tile=tile, tile_pad=int(tile_pad), pre_pad=pre_pad,
-                                   size_multiple=multiple, min_size=loaded.min_size, device=device, dtype=dtype,
-                                   self_ensemble=self_ensemble)
+        self.net = net
+        self.tiler = TiledUpscaler(streamed or net, loaded.scale, tile=tile, tile_pad=int(tile_pad), pre_pad=pre_pad,
+                                   size_multiple=multiple, min_size=loaded.min_size, device=device,
+                                   dtype=PRECISION_DTYPES[precision], self_ensemble=self_ensemble)
         self.tile_pad_source = source
+        self.precision = precision
+        self.channels_last = bool(channels_last)
+        self.streamed_tail = streamed.plan.name if streamed else None
 
-    net = property(lambda self: self.tiler.net)
     scale = property(lambda self: self.tiler.scale)
     in_channels = property(lambda self: self.loaded.in_channels)
     description = property(lambda self: self.loaded.description)
@@ -132,8 +148,14 @@ class Upscaler:
             if not torch.is_tensor(ref):
                 ref = reference_tensor(check_image(ref, 'ref'), self.scale)
             extra_inputs = {'ref': ref}
-        return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
-                             outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+        try:
+            return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
+                                 outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+        except (NotImplementedError, RuntimeError) as error:
+            refusal = unsupported_precision(error, self.precision, self.description, self.device)
+            if refusal is None:
+                raise
+            raise refusal from error
 
     def upscale_file(self, input_path, output_path, ref=None, **kwargs):
         """Read ``input_path``, upscale it (keywords of :meth:`upscale`) and write ``output_path`` atomically."""
@@ -145,7 +167,7 @@ class Upscaler:
 
 def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_key='auto', scale=None, tile=0,
                   tile_pad='auto', pre_pad=0, size_multiple=None, device='auto', fp16=False, verbose=False,
-                  self_ensemble=False):
+                  self_ensemble=False, precision='fp32', channels_last=False, stream_tail=True):
     """Load a network (:func:`ext.inference.load_network`) and return an :class:`Upscaler` for it.
 
     Args:
@@ -154,10 +176,11 @@ def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_ke
         opt (str): a training YAML whose ``network_g`` defines the network.
         arch (str), arch_args (dict | JSON str): a registry architecture and its keyword arguments.
         param_key (str): ``auto`` (``params_ema``, else ``params``), ``params``, ...
-        scale, tile, tile_pad, pre_pad, size_multiple, device, fp16, verbose, self_ensemble: the options of
-            :class:`Upscaler`, checked before the network is loaded.
+        scale, tile, tile_pad, pre_pad, size_multiple, device, fp16, verbose, self_ensemble, precision,
+            channels_last, stream_tail: the options of :class:`Upscaler`, checked before the network is loaded.
     """
-    _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
+    _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, resolve_precision(precision, fp16))
     loaded = load_network(model_path, opt=opt, arch=arch, arch_args=arch_args, param_key=param_key)
     return Upscaler(loaded, scale=scale, tile=tile, tile_pad=tile_pad, pre_pad=pre_pad, size_multiple=size_multiple,
-                    device=device, fp16=fp16, self_ensemble=self_ensemble, verbose=verbose)
+                    device=device, fp16=fp16, self_ensemble=self_ensemble, verbose=verbose, precision=precision,
+                    channels_last=channels_last, stream_tail=stream_tail)

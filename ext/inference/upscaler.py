@@ -11,8 +11,10 @@ from ext.errors import UsageError
 from ext.inference.images import check_image, read_image, read_reference, reference_tensor, write_image
 from ext.inference.loading import load_network, resolve_device
 from ext.inference.network import probe_scale
+from ext.inference.oom_retry import upscale_with_smaller_tiles
 from ext.inference.tile_pad import measure_tile_pad
-from ext.inference.tiling import TiledUpscaler, upscale_image
+from ext.inference.tiling import MIN_TILE, TiledUpscaler, upscale_image
+from ext.utils.color_fix import check_color_fix
 
 # tile_pad='auto' on a reference-based network: its output depends on the whole reference, which a border
 # probe of the input alone does not exercise
@@ -31,6 +33,13 @@ def _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
     if fp16 and device.type != 'cuda':
         raise UsageError(f'--fp16 needs a CUDA device; the device is {device}. Drop --fp16 to run in float32.')
     return device
+
+
+def _check_color_fix(mode):
+    try:
+        return check_color_fix(mode)
+    except ValueError as error:
+        raise UsageError(f'--{error}') from None
 
 
 class Upscaler:
@@ -56,6 +65,12 @@ class Upscaler:
         self_ensemble (bool): average over the 8 flips / transposes of each tile (8x slower; not for
             reference-based networks).
         verbose (bool): print the measured ``tile_pad`` to stderr.
+        color_fix (str): ``'none'``, ``'wavelet'`` (the output's detail on the bicubic input's low-frequency
+            colour) or ``'adain'`` (per-channel mean and std of the bicubic input): :mod:`ext.utils.color_fix`.
+
+    Out of memory on a tile: the image is tried again with half the tile, down to 32 px (or the network's
+    minimum size), each retry logged; then :class:`ext.inference.tiling.TileOutOfMemoryError`
+    (:mod:`ext.inference.oom_retry`).
 
     Attributes: ``net``, ``scale``, ``in_channels``, ``description``, ``device``, ``takes_reference``
     (TTSR-like networks need ``ref=``), ``loaded``, ``tiler`` (:class:`ext.inference.tiling.TiledUpscaler`:
@@ -63,8 +78,9 @@ class Upscaler:
     """
 
     def __init__(self, loaded, scale=None, tile=0, tile_pad='auto', pre_pad=0, size_multiple=None, device='auto',
-                 fp16=False, self_ensemble=False, verbose=False):
+                 fp16=False, self_ensemble=False, verbose=False, color_fix='none'):
         device = _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
+        _check_color_fix(color_fix)
         tile = int(tile or 0)
         if scale:
             loaded.scale = scale
@@ -103,6 +119,7 @@ class Upscaler:
                                    size_multiple=multiple, min_size=loaded.min_size, device=device, dtype=dtype,
                                    self_ensemble=self_ensemble)
         self.tile_pad_source = source
+        self.color_fix = color_fix
 
     net = property(lambda self: self.tiler.net)
     scale = property(lambda self: self.tiler.scale)
@@ -111,7 +128,7 @@ class Upscaler:
     takes_reference = property(lambda self: self.loaded.takes_reference)
     device = property(lambda self: self.tiler.device)
 
-    def upscale(self, image, ref=None, outscale=None, alpha_upsampler='network', progress=None):
+    def upscale(self, image, ref=None, outscale=None, alpha_upsampler='network', progress=None, color_fix=None):
         """Super-resolve one image (OpenCV layout, any mode/depth) and return it in the same mode and depth.
 
         Args:
@@ -121,6 +138,7 @@ class Upscaler:
             outscale (float | None): resize the result (Lanczos) to this factor of the input size.
             alpha_upsampler (str): 'network' or 'resize' for the alpha channel of BGRA images.
             progress (callable | None): ``progress(done, total)`` after each tile.
+            color_fix (str | None): this call's colour fix (default: the upscaler's ``color_fix``).
         """
         check_image(image, 'image')
         if self.takes_reference and ref is None:
@@ -132,8 +150,12 @@ class Upscaler:
             if not torch.is_tensor(ref):
                 ref = reference_tensor(check_image(ref, 'ref'), self.scale)
             extra_inputs = {'ref': ref}
-        return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
-                             outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+        color_fix = _check_color_fix(self.color_fix if color_fix is None else color_fix)
+        return upscale_with_smaller_tiles(
+            lambda tiler: upscale_image(tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
+                                        outscale=outscale, progress=progress, extra_inputs=extra_inputs,
+                                        color_fix=color_fix),
+            self.tiler, max(image.shape[:2]), smallest=max(MIN_TILE, self.loaded.min_size))
 
     def upscale_file(self, input_path, output_path, ref=None, **kwargs):
         """Read ``input_path``, upscale it (keywords of :meth:`upscale`) and write ``output_path`` atomically."""
@@ -145,7 +167,7 @@ class Upscaler:
 
 def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_key='auto', scale=None, tile=0,
                   tile_pad='auto', pre_pad=0, size_multiple=None, device='auto', fp16=False, verbose=False,
-                  self_ensemble=False):
+                  self_ensemble=False, color_fix='none'):
     """Load a network (:func:`ext.inference.load_network`) and return an :class:`Upscaler` for it.
 
     Args:
@@ -154,10 +176,11 @@ def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_ke
         opt (str): a training YAML whose ``network_g`` defines the network.
         arch (str), arch_args (dict | JSON str): a registry architecture and its keyword arguments.
         param_key (str): ``auto`` (``params_ema``, else ``params``), ``params``, ...
-        scale, tile, tile_pad, pre_pad, size_multiple, device, fp16, verbose, self_ensemble: the options of
-            :class:`Upscaler`, checked before the network is loaded.
+        scale, tile, tile_pad, pre_pad, size_multiple, device, fp16, verbose, self_ensemble, color_fix: the
+            options of :class:`Upscaler`, checked before the network is loaded.
     """
     _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, fp16)
+    _check_color_fix(color_fix)
     loaded = load_network(model_path, opt=opt, arch=arch, arch_args=arch_args, param_key=param_key)
     return Upscaler(loaded, scale=scale, tile=tile, tile_pad=tile_pad, pre_pad=pre_pad, size_multiple=size_multiple,
-                    device=device, fp16=fp16, self_ensemble=self_ensemble, verbose=verbose)
+                    device=device, fp16=fp16, self_ensemble=self_ensemble, verbose=verbose, color_fix=color_fix)

@@ -12,7 +12,7 @@ from ext.inference.images import check_image, read_image, read_reference, refere
 from ext.inference.loading import load_network, resolve_device
 from ext.inference.network import probe_scale
 from ext.inference.oom_retry import upscale_with_smaller_tiles
-from ext.inference.tile_pad import measure_tile_pad
+from ext.inference.tile_pad import auto_tile_pad
 from ext.inference.tiling import MIN_TILE, TiledUpscaler, upscale_image
 from ext.utils.color_fix import check_color_fix
 
@@ -55,8 +55,8 @@ class Upscaler:
         scale (int | None): the network scale (default: from the model, else one probe run).
         tile (int): tile size in input pixels, 0 for the whole image at once.
         tile_pad (int | 'auto'): context pixels per tile side; ``'auto'`` measures, on this network, how far a
-            tile border changes its output (:func:`ext.inference.tile_pad.measure_tile_pad`), so tiled output
-            equals untiled within about one gray level.
+            tile border changes its output (:func:`ext.inference.tile_pad.auto_tile_pad`), so tiled output
+            stays within 2 gray levels of untiled.
         pre_pad (int): reflected pixels at the right/bottom border (cropped afterwards).
         size_multiple (int | None): pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for
             x1).
@@ -109,8 +109,8 @@ class Upscaler:
                 tile_pad, source = REFERENCE_TILE_PAD, 'default for reference-based networks (not measured)'
             else:
                 start = time.time()
-                tile_pad = measure_tile_pad(net, loaded.scale, in_channels=loaded.in_channels,
-                                            size_multiple=multiple, device=device, dtype=dtype)
+                tile_pad = auto_tile_pad(net, loaded.scale, in_channels=loaded.in_channels, size_multiple=multiple,
+                                         device=device, dtype=dtype)
                 source = f'measured on the network in {time.time() - start:.1f}s'
                 if verbose:
                     print(f'tile_pad {tile_pad} ({source})', file=sys.stderr)

@@ -45,15 +45,15 @@ def check_color_fix(mode):
 def wavelet_low_pass(x, levels=WAVELET_LEVELS):
     """The low frequencies of ``x`` (N, C, H, W float): ``levels`` separable [1, 2, 1] / 4 blurs with
     dilations 1, 2, 4, ..., each on the replicate-padded result of the previous one."""
-    batch, channels, height, width = x.shape
-    flat = x.reshape(batch * channels, 1, height, width)
-    taps = flat.new_tensor([0.25, 0.5, 0.25])
     for level in range(levels):
-        dilation = 2**level
-        flat = F.pad(flat, (dilation, dilation, dilation, dilation), mode='replicate')
-        flat = F.conv2d(flat, taps.view(1, 1, 1, 3), dilation=(1, dilation))
-        flat = F.conv2d(flat, taps.view(1, 1, 3, 1), dilation=(dilation, 1))
-    return flat.reshape(batch, channels, height, width)
+        step = 2**level
+        # shifted slices, not conv2d: a 3-tap dilated blur this way is about 10x faster on the CPU
+        padded = F.pad(x, (step, step, 0, 0), mode='replicate')
+        x = padded[..., :-2 * step].add(padded[..., 2 * step:]).mul_(0.25).add_(padded[..., step:-step], alpha=0.5)
+        padded = F.pad(x, (0, 0, step, step), mode='replicate')
+        x = padded[..., :-2 * step, :].add(padded[..., 2 * step:, :]).mul_(0.25).add_(padded[..., step:-step, :],
+                                                                                      alpha=0.5)
+    return x
 
 
 def _bicubic(low_res, size):

@@ -3,6 +3,7 @@ file fails with the message and the other files go on. The OOM is injected on th
 PyTorch's CUDA error for inputs larger than a limit."""
 import logging
 import os
+import weakref
 
 import cv2
 import numpy as np
@@ -32,10 +33,14 @@ class OutOfMemoryAbove(nn.Module):
         self.conv = nn.Conv2d(3, 3 * 4, 3, 1, 1)
         self.shuffle = nn.PixelShuffle(2)
         self.sides = []
+        self.failed_inputs = []  # weak references to the inputs that ran out of memory
+        self.alive_at_retry = []  # how many of them were still referenced when the next forward began
 
     def forward(self, x):
         self.sides.append(max(x.shape[-2:]))
+        self.alive_at_retry.append(sum(ref() is not None for ref in self.failed_inputs))
         if max(x.shape[-2:]) > self.limit:
+            self.failed_inputs.append(weakref.ref(x))
             raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 12.00 GiB')
         return torch.sigmoid(self.shuffle(self.conv(x)))
 
@@ -73,6 +78,7 @@ def test_out_of_memory_retries_with_half_the_tile_and_logs_each_retry(caplog):
     reference = TiledUpscaler(OutOfMemoryAbove(limit=1000), 2, tile=0).upscale(np.ascontiguousarray(image[:, :, ::-1]))
     np.testing.assert_array_equal(out, reference[:, :, ::-1])  # the retried tiles are still seamless
     assert max(net.sides[-16:]) <= 40
+    assert max(net.alive_at_retry) == 0  # a retry does not hold the failed tile's tensors (device memory on a GPU)
 
     caplog.clear()
     net.sides.clear()

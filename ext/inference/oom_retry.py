@@ -41,20 +41,20 @@ def upscale_with_smaller_tiles(run, tiler, image_side, smallest=MIN_TILE):
     Raises:
         TileOutOfMemoryError: the smallest tile ran out of memory too; the message lists the sizes tried.
     """
-    try:
-        return run(tiler)
-    except TileOutOfMemoryError as error:
-        sizes = retry_tile_sizes(tiler.tile, image_side, smallest) if tiler.tile else []
-        if not sizes:
-            raise
-        failure = error
-    for tile in sizes:
-        logger.warning('%s; retrying this image with tile %d', failure, tile)
-        smaller = copy.copy(tiler)
-        smaller.tile = tile
+    sizes = retry_tile_sizes(tiler.tile, image_side, smallest) if tiler.tile else []
+    failure = None
+    for tile in [tiler.tile] + sizes:
+        attempt = tiler
+        if failure is not None:
+            logger.warning('%s; retrying this image with tile %d', failure, tile)
+            attempt = copy.copy(tiler)
+            attempt.tile = tile
         try:
-            return run(smaller)
+            return run(attempt)
         except TileOutOfMemoryError as error:
-            failure = error
+            if not sizes:
+                raise
+            # keep the message only: the error's traceback holds the failed forward's device tensors
+            failure = str(error)
     tried = ', '.join(str(tile) for tile in [tiler.tile] + sizes)
-    raise TileOutOfMemoryError(f'{failure} (tried tile sizes {tried})') from failure
+    raise TileOutOfMemoryError(f'{failure} (tried tile sizes {tried})')

@@ -3,8 +3,9 @@
 
 For each photo (scikit-image samples of different kinds, reduced by ``--reduce``; ``--crop H W`` takes the
 top-left part), each tile and each padding it reports the largest and mean absolute difference in gray levels
-(8-bit output) from the untiled run, the time, and the input pixels the network ran on (the windows, context
-included) per pixel of the image: the cost of the padding without the noise of a shared machine. Paddings:
+(8-bit output) from the untiled run, the same with each ``--color_fix`` mode applied to both, the time, and the
+input pixels the network ran on (the windows, context included) per pixel of the image: the cost of the padding
+without the noise of a shared machine. Paddings:
 
 * a number;
 * ``auto``: what ``--tile_pad auto`` takes (:func:`ext.inference.tile_pad.auto_tile_pad`, measured once);
@@ -34,6 +35,7 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 sys.path.insert(0, REPO_ROOT)
 
 PHOTOS = ('astronaut', 'chelsea', 'coffee', 'rocket', 'camera')
+FIX_MODES = ('wavelet', 'adain')
 
 
 def photo_input(name, reduce, crop=None):
@@ -47,6 +49,10 @@ def window_pixels(height, width, tile, tile_pad, size_multiple=1):
     from ext.inference.tiling import plan_tiles
     _, _, tiles = plan_tiles(height, width, tile, tile_pad, size_multiple=size_multiple)
     return sum((bottom - top) * (right - left) for _, (top, bottom, left, right) in tiles) / (height * width)
+
+
+def pad_label(label, value):
+    return str(value) if str(value) == label else f'{value} ({label})'
 
 
 def main():
@@ -67,6 +73,7 @@ def main():
     from ext.inference.tile_pad import auto_tile_pad, measure_tile_pad
     from ext.inference.tiling import TiledUpscaler
     from ext.utils.atomic_io import atomic_write_text
+    from ext.utils.color_fix import fix_image_colors
     torch.set_num_threads(args.threads)
     if args.model_path:
         upscaler = load_upscaler(args.model_path, device=args.device)
@@ -88,15 +95,17 @@ def main():
             pads[label] = {'tile_pad': int(label)}
     results = {'model': what, 'device': args.device, 'threads': args.threads, 'torch': torch.__version__,
                'machine': platform.machine(), 'reduce': args.reduce, 'crop': args.crop, 'pads': pads, 'photos': {}}
-    print(f'{what}\n| photo | size | tile | tile_pad | max diff | mean diff | time | window px per px |\n'
-          '| --- | --- | --- | --- | --- | --- | --- | --- |', flush=True)
+    print(f'{what}\n| photo | size | tile | tile_pad | max diff | mean diff | max diff with color fix | time '
+          '| window px per px |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |', flush=True)
     for name in args.photos:
         image = photo_input(name, args.reduce, args.crop)
         height, width = image.shape[:2]
         start = time.time()
-        reference = TiledUpscaler(net, scale, tile=0, device=args.device).upscale(image).astype(int)
+        reference = TiledUpscaler(net, scale, tile=0, device=args.device).upscale(image)
+        fixed_references = {mode: fix_image_colors(reference, image, mode).astype(int) for mode in FIX_MODES}
+        reference = reference.astype(int)
         row = {'size': [height, width], 'untiled_seconds': round(time.time() - start, 1), 'runs': []}
-        print(f'| {name} | {height}x{width} | untiled | | | | {row["untiled_seconds"]:.0f}s | 1 |', flush=True)
+        print(f'| {name} | {height}x{width} | untiled | | | | | {row["untiled_seconds"]:.0f}s | 1 |', flush=True)
         for tile in args.tiles:
             if tile >= max(height, width):
                 continue  # one tile: untiled
@@ -108,10 +117,14 @@ def main():
                 diff = np.abs(out.astype(int) - reference)
                 run = {'tile': tile, 'pad': label, 'tile_pad': value, 'max_diff': int(diff.max()),
                        'mean_diff': round(float(diff.mean()), 4), 'seconds': round(seconds, 1),
-                       'window_pixels_per_pixel': round(window_pixels(height, width, tile, value), 3)}
+                       'window_pixels_per_pixel': round(window_pixels(height, width, tile, value), 3),
+                       'max_diff_with_color_fix': {mode: int(np.abs(fix_image_colors(out, image, mode) - fixed).max())
+                                                   for mode, fixed in fixed_references.items()}}
                 row['runs'].append(run)
-                print(f"| {name} | {height}x{width} | {tile} | {value} ({label}) | {run['max_diff']} | "
-                      f"{run['mean_diff']:.3f} | {seconds:.0f}s | {run['window_pixels_per_pixel']:.2f} |", flush=True)
+                fixes = ', '.join(f'{mode} {diff}' for mode, diff in run['max_diff_with_color_fix'].items())
+                print(f"| {name} | {height}x{width} | {tile} | {pad_label(label, value)} | {run['max_diff']} | "
+                      f"{run['mean_diff']:.3f} | {fixes} | {seconds:.0f}s | {run['window_pixels_per_pixel']:.2f} |",
+                      flush=True)
         results['photos'][name] = row
         if args.json:
             atomic_write_text(args.json, json.dumps(results, indent=2) + '\n')
@@ -120,7 +133,7 @@ def main():
                         for label, pad in pads.items()} for tile in sorted(set(args.tiles) | {256, 512})}
     results['window_pixels_per_pixel_at_cost_size'] = {'size': side, 'by_tile': cost}
     print(f'\nwindow pixels per image pixel, {side}x{side} input:\n| tile | '
-          + ' | '.join(f"{label} ({pad['tile_pad']})" for label, pad in pads.items()) + ' |')
+          + ' | '.join(pad_label(label, pad['tile_pad']) for label, pad in pads.items()) + ' |')
     for tile, by_pad in cost.items():
         print(f'| {tile} | ' + ' | '.join(f'{value:.2f}' for value in by_pad.values()) + ' |')
     if args.json:

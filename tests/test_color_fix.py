@@ -72,6 +72,8 @@ def test_color_fix_cuts_the_offset_of_a_color_shifting_network(mode):
     assert np.abs(after).max() < 0.6 and np.abs(after).max() < np.abs(before).max() / 8
     assert psnr(fixed, original) > psnr(shifted, original) + 3
     assert np.abs(upscaler().upscale(small, color_fix=mode).astype(int) - fixed).max() == 0  # per call = per upscaler
+    resized = upscaler(mode).upscale(small, outscale=3)  # fixed at the network scale, then resized
+    np.testing.assert_array_equal(resized, cv2.resize(fixed, (240, 240), interpolation=cv2.INTER_LANCZOS4))
 
 
 @pytest.mark.parametrize('mode', ['none', 'wavelet', 'adain'])

@@ -117,7 +117,7 @@ def _as_tensor(rows, max_value):
     return torch.from_numpy(np.ascontiguousarray(values)).permute(2, 0, 1)[None].div(max_value)
 
 
-def _strips(height, scale, margin, strip_rows):
+def _strips(height, margin, strip_rows):
     """``(core, context)`` input row ranges: cores cover ``0..height``, contexts add ``margin`` rows each side."""
     for start in range(0, height, strip_rows):
         stop = min(start + strip_rows, height)
@@ -154,7 +154,7 @@ def fix_image_colors(output, image, mode='wavelet', strip_rows=STRIP_ROWS):
         reference = _bicubic(_as_tensor(image3[context[0]:context[1]], in_max), out_rows.shape[-2:])
         return out_rows, reference
 
-    strips = list(_strips(height, scale, margin, strip_rows))
+    strips = list(_strips(height, margin, strip_rows))
     if mode == 'adain':
         totals = [None, None]
         for core, context in strips:

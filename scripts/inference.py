@@ -19,8 +19,9 @@ Examples:
 
 Gray, BGR and BGRA images in 8 or 16 bits come back in the same mode and depth. Outputs are written
 to a temporary name and renamed, so a crash never leaves a half-written file; a file that fails (not
-an image, out of memory on a tile, ...) is reported by name and skipped. Exit status: 0 when every
-input was written, 1 when some failed, 2 for a usage or model error.
+an image, out of memory even on the smallest tile, ...) is reported by name and skipped: out of memory on a
+tile first retries that image with half the tile, down to 32 px. Exit status: 0 when every input was
+written, 1 when some failed, 2 for a usage or model error.
 """
 import argparse
 import os.path as osp
@@ -73,6 +74,10 @@ def build_parser():
     parser.add_argument('--self_ensemble', action='store_true',
                         help='average the outputs for the 8 flips/transposes of each tile (EDSR+ geometric '
                         'self-ensemble): 8x slower, a slightly higher PSNR; not for reference-based networks')
+    parser.add_argument('--color_fix', choices=('none', 'wavelet', 'adain'), default='none',
+                        help='correct the color shift of GAN outputs against the bicubic-upscaled input: wavelet keeps '
+                        "the output's detail on the input's low-frequency color, adain matches each channel's mean and "
+                        'std (default: %(default)s)')
     parser.add_argument('--device', default='auto', help='cpu, cuda, cuda:1, ... (default: cuda when available)')
     parser.add_argument('--ref', help='reference image, or folder of references matched to inputs by file name, '
                         'for reference-based networks (TTSR)')

@@ -18,6 +18,9 @@ Example::
     sr = upscaler.upscale(cv2.imread('photo.png', cv2.IMREAD_UNCHANGED), outscale=3.5)
     upscaler.upscale_file('photo.png', 'photo_x4.png')
 
+``color_fix='wavelet'`` (or ``'adain'``) corrects the output's colors against the input
+(:mod:`ext.utils.color_fix`, which training validation can call on tensors).
+
 Images are numpy arrays in OpenCV's layout (gray, BGR, BGRA; uint8, uint16 or float in [0, 1]); they come
 back in the same mode and depth.
 
@@ -31,6 +34,7 @@ The modules, each importing only those above it:
 * :mod:`~ext.inference.tile_pad`: the tile padding measured on the network (``tile_pad='auto'``);
 * :mod:`~ext.inference.precision`: fp32 / bf16 / fp16 and channels_last (``precision=``, ``channels_last=``);
 * :mod:`~ext.inference.streamed_tail`: the upsampled layers of RRDBNet-style networks in strips (``stream_tail=``);
+* :mod:`~ext.inference.oom_retry`: out of memory on a tile retries the image with half the tile;
 * :mod:`~ext.inference.upscaler`: :class:`Upscaler` and :func:`load_upscaler`;
 * :mod:`~ext.inference.batch`: folders of images, output names, references by name, the CLI runner.
 """

@@ -69,11 +69,13 @@ def check_file_options(input, ext='auto', ref=None, outscale=None):
 
 
 def upscale_paths(upscaler, input, output='results', suffix='out', ext='auto', ref=None, alpha_upsampler='network',
-                  outscale=None):
+                  outscale=None, color_fix=None):
     """Upscale an image file or every file of a folder into ``output``; returns ``(written, failures)``.
 
-    A file that fails (not an image, out of memory on a tile, no reference, a failed write) is reported by
-    name and skipped; reading the next image and writing the previous one overlap the network's work.
+    A file that fails (not an image, out of memory on a tile even after the retries with smaller tiles, no
+    reference, a failed write) is reported by name and skipped; reading the next image and writing the
+    previous one overlap the network's work. ``color_fix`` overrides the upscaler's (``none``, ``wavelet``,
+    ``adain``).
     """
     inputs = check_file_options(input, ext, ref, outscale)
     if upscaler.takes_reference and not ref:
@@ -86,8 +88,9 @@ def upscale_paths(upscaler, input, output='results', suffix='out', ext='auto', r
         raise UsageError(f'cannot create the output folder {output}: {error.strerror or error}') from None
     tiler = upscaler.tiler
     pad = f', tile_pad {tiler.tile_pad} ({upscaler.tile_pad_source})' if tiler.tile else ''
+    fix = color_fix or upscaler.color_fix
     tqdm.write(f'{upscaler.description}: x{upscaler.scale}, tile {tiler.tile or "off"}{pad}, device {tiler.device}, '
-               f'{len(inputs)} input(s)', file=sys.stderr)
+               + (f'color fix {fix}, ' if fix != 'none' else '') + f'{len(inputs)} input(s)', file=sys.stderr)
     failures, written = [], []
     references = {}
 
@@ -127,7 +130,8 @@ def upscale_paths(upscaler, input, output='results', suffix='out', ext='auto', r
                 if osp.abspath(target) == osp.abspath(path):
                     raise InputError(f'{path}: the output would overwrite the input; set --suffix or -o')
                 result = upscaler.upscale(image, ref=reference_for(path) if ref else None, outscale=outscale,
-                                          alpha_upsampler=alpha_upsampler, progress=tile_progress)
+                                          alpha_upsampler=alpha_upsampler, progress=tile_progress,
+                                          color_fix=color_fix)
             except (InputError, TileOutOfMemoryError) as error:
                 message = str(error) if isinstance(error, InputError) else f'{path}: {error}'
                 failures.append((path, message))
@@ -165,7 +169,7 @@ def run_cli(args, prog='inference.py'):
                                  scale=args.scale, tile=args.tile, tile_pad=tile_pad, pre_pad=args.pre_pad,
                                  size_multiple=args.size_multiple, device=args.device, fp16=args.fp16,
                                  self_ensemble=args.self_ensemble, precision=args.precision,
-                                 channels_last=args.channels_last)
+                                 channels_last=args.channels_last, color_fix=args.color_fix)
         _, failures = upscale_paths(upscaler, args.input, args.output, suffix=args.suffix, ext=args.ext,
                                     ref=args.ref, alpha_upsampler=args.alpha_upsampler, outscale=args.outscale)
     except UsageError as error:

@@ -29,13 +29,16 @@ import cv2
 import numpy as np
 import torch
 
+from ext.errors import is_out_of_memory
 from ext.inference.images import max_value_of
 from ext.inference.network import run_network
+from ext.utils.color_fix import check_color_fix, fix_image_colors
 
 __all__ = ['TileOutOfMemoryError', 'TiledUpscaler', 'reflect_indices', 'plan_tiles', 'upscale_image']
 
 # ITU-R BT.601 luma, as cv2.cvtColor(..., COLOR_RGB2GRAY)
 LUMA_RGB = (0.299, 0.587, 0.114)
+MIN_TILE = 32  # the smallest tile an out-of-memory error suggests (and ext.inference.oom_retry tries)
 
 
 class TileOutOfMemoryError(RuntimeError):
@@ -96,15 +99,6 @@ def plan_tiles(height, width, tile, tile_pad, pre_pad=0, size_multiple=1, min_si
              for (top, bottom), (w_top, w_bottom) in spans(height, padded_h)
              for (left, right), (w_left, w_right) in spans(width, padded_w)]
     return padded_h, padded_w, tiles
-
-
-def _is_out_of_memory(error):
-    if isinstance(error, torch.OutOfMemoryError):
-        return True
-    text = str(error).lower()
-    return isinstance(error, (RuntimeError, MemoryError)) and (
-        'out of memory' in text or "can't allocate memory" in text or 'not enough memory' in text
-        or isinstance(error, MemoryError))
 
 
 class TiledUpscaler:
@@ -187,8 +181,10 @@ class TiledUpscaler:
     def _out_of_memory(self, where, error):
         if self.device.type == 'cuda':
             torch.cuda.empty_cache()
-        if self.tile:
-            hint = f'use a smaller --tile than {self.tile} (e.g. {max(self.tile // 2, 32)})'
+        if self.tile > MIN_TILE:
+            hint = f'use a smaller --tile than {self.tile} (e.g. {max(self.tile // 2, MIN_TILE)})'
+        elif self.tile:
+            hint = f'--tile {self.tile} is already the smallest tile tried ({MIN_TILE} px)'
         else:
             hint = 'the whole image ran as one tile (--tile 0); pass --tile 512 or smaller'
         if self.device.type == 'cuda' and self.dtype == torch.float32:
@@ -247,7 +243,7 @@ class TiledUpscaler:
                     result = result.mul_(out_max).round_()
                 patch = result[0].permute(1, 2, 0).cpu().numpy()
             except (RuntimeError, MemoryError) as error:
-                if _is_out_of_memory(error):
+                if is_out_of_memory(error):
                     raise self._out_of_memory(where, error) from error
                 raise
             if patch.shape[2] != out.shape[2]:
@@ -272,7 +268,7 @@ def _rgb_to_gray(tensor):
 
 
 def upscale_image(upscaler, image, in_channels=3, alpha_upsampler='network', outscale=None, progress=None,
-                  extra_inputs=None):
+                  extra_inputs=None, color_fix='none'):
     """Upscale an image as OpenCV reads it (``IMREAD_UNCHANGED``) and return it in the same mode and depth.
 
     Gray (H x W), BGR and BGRA images in uint8, uint16 or float are accepted. A 3-channel network gets
@@ -280,8 +276,11 @@ def upscale_image(upscaler, image, in_channels=3, alpha_upsampler='network', out
     its own. The alpha channel goes through the network as a gray image (``alpha_upsampler='network'``)
     or is resized bilinearly (``'resize'``). ``outscale`` resizes the result (Lanczos) to
     ``outscale`` x the input size when it differs from the network scale. ``progress`` and ``extra_inputs``
-    go to each :meth:`TiledUpscaler.upscale` call.
+    go to each :meth:`TiledUpscaler.upscale` call. ``color_fix`` (``'none'``, ``'wavelet'``, ``'adain'``:
+    :mod:`ext.utils.color_fix`) corrects the gray or color channels against the input, on the whole image
+    after tiling, so that tiles agree.
     """
+    check_color_fix(color_fix)
     if alpha_upsampler not in ('network', 'resize'):
         raise ValueError(f"alpha_upsampler must be 'network' or 'resize', got {alpha_upsampler!r}")
     if in_channels not in (1, 3):
@@ -319,6 +318,9 @@ def upscale_image(upscaler, image, in_channels=3, alpha_upsampler='network', out
             else:
                 out[:, :, 3] = cv2.resize(image[:, :, 3], (width * scale, height * scale),
                                           interpolation=cv2.INTER_LINEAR)
+    if color_fix != 'none':
+        colors = min(channels, 3)  # alpha is coverage, not color: left as upscaled
+        out[:, :, :colors] = fix_image_colors(out[:, :, :colors], image[:, :, :colors], color_fix)
     if outscale is not None and abs(outscale - scale) > 1e-9:
         size = (max(1, int(round(width * outscale))), max(1, int(round(height * outscale))))
         out = cv2.resize(out, size, interpolation=cv2.INTER_LANCZOS4)

@@ -11,11 +11,13 @@ from ext.errors import UsageError
 from ext.inference.images import check_image, read_image, read_reference, reference_tensor, write_image
 from ext.inference.loading import load_network, resolve_device
 from ext.inference.network import probe_scale
+from ext.inference.oom_retry import upscale_with_smaller_tiles
 from ext.inference.precision import (PRECISION_DTYPES, check_device_precision, check_network_precision,
                                      prepare_network, resolve_precision, unsupported_precision)
 from ext.inference.streamed_tail import wrap_streamed_tail
-from ext.inference.tile_pad import measure_tile_pad
-from ext.inference.tiling import TiledUpscaler, upscale_image
+from ext.inference.tile_pad import auto_tile_pad
+from ext.inference.tiling import MIN_TILE, TiledUpscaler, upscale_image
+from ext.utils.color_fix import check_color_fix
 
 # tile_pad='auto' on a reference-based network: its output depends on the whole reference, which a border
 # probe of the input alone does not exercise
@@ -35,6 +37,13 @@ def _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, preci
     return device
 
 
+def _check_color_fix(mode):
+    try:
+        return check_color_fix(mode)
+    except ValueError as error:
+        raise UsageError(f'--{error}') from None
+
+
 class Upscaler:
     """A loaded network with its tiling engine: super-resolves OpenCV-layout images (gray, BGR or BGRA;
     uint8, uint16 or float32 in [0, 1]) and returns them in the same mode and depth.
@@ -49,8 +58,8 @@ class Upscaler:
         scale (int | None): the network scale (default: from the model, else one probe run).
         tile (int): tile size in input pixels, 0 for the whole image at once.
         tile_pad (int | 'auto'): context pixels per tile side; ``'auto'`` measures, on this network, how far a
-            tile border changes its output (:func:`ext.inference.tile_pad.measure_tile_pad`), so tiled output
-            equals untiled within about one gray level.
+            tile border changes its output (:func:`ext.inference.tile_pad.auto_tile_pad`), so tiled output
+            stays within 2 gray levels of untiled.
         pre_pad (int): reflected pixels at the right/bottom border (cropped afterwards).
         size_multiple (int | None): pad inputs to a multiple of this (default: from the model; 2 for x2, 4 for
             x1).
@@ -67,6 +76,12 @@ class Upscaler:
         stream_tail (bool): run the layers after the last upsampling of RRDBNet-style networks in strips
             (:mod:`ext.inference.streamed_tail`): the same output with far less memory per tile; other networks
             run as they are.
+        color_fix (str): ``'none'``, ``'wavelet'`` (the output's detail on the bicubic input's low-frequency
+            colour) or ``'adain'`` (per-channel mean and std of the bicubic input): :mod:`ext.utils.color_fix`.
+
+    Out of memory on a tile: the image is tried again with half the tile, down to 32 px (or the network's
+    minimum size), each retry logged; then :class:`ext.inference.tiling.TileOutOfMemoryError`
+    (:mod:`ext.inference.oom_retry`).
 
     Attributes: ``net``, ``scale``, ``in_channels``, ``description``, ``device``, ``takes_reference``
     (TTSR-like networks need ``ref=``), ``loaded``, ``tiler`` (:class:`ext.inference.tiling.TiledUpscaler`:
@@ -76,9 +91,10 @@ class Upscaler:
 
     def __init__(self, loaded, scale=None, tile=0, tile_pad='auto', pre_pad=0, size_multiple=None, device='auto',
                  fp16=False, self_ensemble=False, verbose=False, precision='fp32', channels_last=False,
-                 stream_tail=True):
+                 stream_tail=True, color_fix='none'):
         precision = resolve_precision(precision, fp16)
         device = _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, precision)
+        _check_color_fix(color_fix)
         tile = int(tile or 0)
         if scale:
             loaded.scale = scale
@@ -104,8 +120,8 @@ class Upscaler:
             else:
                 start = time.time()
                 # in fp32: the rounding noise of bf16/fp16 would read as a wider receptive field
-                tile_pad = measure_tile_pad(net, loaded.scale, in_channels=loaded.in_channels,
-                                            size_multiple=multiple, device=device)
+                tile_pad = auto_tile_pad(net, loaded.scale, in_channels=loaded.in_channels, size_multiple=multiple,
+                                         device=device)
                 source = f'measured on the network in {time.time() - start:.1f}s'
                 if verbose:
                     print(f'tile_pad {tile_pad} ({source})', file=sys.stderr)
@@ -120,6 +136,7 @@ class Upscaler:
         self.precision = precision
         self.channels_last = bool(channels_last)
         self.streamed_tail = streamed.plan.name if streamed else None
+        self.color_fix = color_fix
 
     scale = property(lambda self: self.tiler.scale)
     in_channels = property(lambda self: self.loaded.in_channels)
@@ -127,7 +144,7 @@ class Upscaler:
     takes_reference = property(lambda self: self.loaded.takes_reference)
     device = property(lambda self: self.tiler.device)
 
-    def upscale(self, image, ref=None, outscale=None, alpha_upsampler='network', progress=None):
+    def upscale(self, image, ref=None, outscale=None, alpha_upsampler='network', progress=None, color_fix=None):
         """Super-resolve one image (OpenCV layout, any mode/depth) and return it in the same mode and depth.
 
         Args:
@@ -137,6 +154,7 @@ class Upscaler:
             outscale (float | None): resize the result (Lanczos) to this factor of the input size.
             alpha_upsampler (str): 'network' or 'resize' for the alpha channel of BGRA images.
             progress (callable | None): ``progress(done, total)`` after each tile.
+            color_fix (str | None): this call's colour fix (default: the upscaler's ``color_fix``).
         """
         check_image(image, 'image')
         if self.takes_reference and ref is None:
@@ -148,9 +166,13 @@ class Upscaler:
             if not torch.is_tensor(ref):
                 ref = reference_tensor(check_image(ref, 'ref'), self.scale)
             extra_inputs = {'ref': ref}
+        color_fix = _check_color_fix(self.color_fix if color_fix is None else color_fix)
         try:
-            return upscale_image(self.tiler, image, in_channels=self.in_channels, alpha_upsampler=alpha_upsampler,
-                                 outscale=outscale, progress=progress, extra_inputs=extra_inputs)
+            return upscale_with_smaller_tiles(
+                lambda tiler: upscale_image(tiler, image, in_channels=self.in_channels,
+                                            alpha_upsampler=alpha_upsampler, outscale=outscale, progress=progress,
+                                            extra_inputs=extra_inputs, color_fix=color_fix),
+                self.tiler, max(image.shape[:2]), smallest=max(MIN_TILE, self.loaded.min_size))
         except (NotImplementedError, RuntimeError) as error:
             refusal = unsupported_precision(error, self.precision, self.description, self.device)
             if refusal is None:
@@ -167,7 +189,7 @@ class Upscaler:
 
 def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_key='auto', scale=None, tile=0,
                   tile_pad='auto', pre_pad=0, size_multiple=None, device='auto', fp16=False, verbose=False,
-                  self_ensemble=False, precision='fp32', channels_last=False, stream_tail=True):
+                  self_ensemble=False, precision='fp32', channels_last=False, stream_tail=True, color_fix='none'):
     """Load a network (:func:`ext.inference.load_network`) and return an :class:`Upscaler` for it.
 
     Args:
@@ -177,10 +199,12 @@ def load_upscaler(model_path=None, opt=None, arch=None, arch_args=None, param_ke
         arch (str), arch_args (dict | JSON str): a registry architecture and its keyword arguments.
         param_key (str): ``auto`` (``params_ema``, else ``params``), ``params``, ...
         scale, tile, tile_pad, pre_pad, size_multiple, device, fp16, verbose, self_ensemble, precision,
-            channels_last, stream_tail: the options of :class:`Upscaler`, checked before the network is loaded.
+            channels_last, stream_tail, color_fix: the options of :class:`Upscaler`, checked before the network
+            is loaded.
     """
     _checked_device(tile, tile_pad, pre_pad, size_multiple, scale, device, resolve_precision(precision, fp16))
+    _check_color_fix(color_fix)
     loaded = load_network(model_path, opt=opt, arch=arch, arch_args=arch_args, param_key=param_key)
     return Upscaler(loaded, scale=scale, tile=tile, tile_pad=tile_pad, pre_pad=pre_pad, size_multiple=size_multiple,
                     device=device, fp16=fp16, self_ensemble=self_ensemble, verbose=verbose, precision=precision,
-                    channels_last=channels_last, stream_tail=stream_tail)
+                    channels_last=channels_last, stream_tail=stream_tail, color_fix=color_fix)

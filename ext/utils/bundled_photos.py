@@ -9,9 +9,10 @@ import numpy as np
 
 def photo_rgb(name, largest_side=None):
     """The sample ``name`` as RGB, shrunk (area interpolation) to ``largest_side`` pixels on its longer side
-    when it is larger."""
+    when it is larger. A stereo sample (``stereo_motorcycle``) gives its left view; an RGBA one its colours."""
     import skimage.data  # here: only the callers that use a photo pay for it
-    image = np.asarray(getattr(skimage.data, name)())
+    sample = getattr(skimage.data, name)()
+    image = np.asarray(sample[0] if isinstance(sample, tuple) else sample)
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     image = np.ascontiguousarray(image[..., :3]).astype(np.uint8)

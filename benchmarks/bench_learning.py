@@ -55,15 +55,11 @@ Budgets are iteration counts; the training time is measured in CPU seconds (stab
 wall seconds.
 """
 import argparse
-import datetime
 import importlib.util
 import json
 import os
 import os.path as osp
-import platform
 import resource
-import shlex
-import subprocess
 import sys
 import time
 import traceback
@@ -76,6 +72,7 @@ sys.path.insert(0, REPO_ROOT)
 sys.path.insert(0, RECIPE_DIR)
 
 import checks  # noqa: E402  (benchmarks/learning/checks.py)
+from ext.utils import run_record  # noqa: E402
 
 RECIPE_ATTRIBUTES = ('TITLE', 'METRIC', 'SPLITS', 'BASELINES', 'CONTROL', 'CHECKS', 'run')
 EXIT_CHECK_FAILED, EXIT_RECIPE_ERROR = 1, 2
@@ -147,30 +144,6 @@ class Context:
             os.makedirs(folder, exist_ok=True)
 
 
-def machine(threads):
-    """The CPU model, cores, threads used and load: the figures' context."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open('/proc/cpuinfo') as handle:
-            cpu = next((line.split(':', 1)[1].strip() for line in handle if line.startswith('model name')), cpu)
-    except OSError:
-        pass
-    load = os.getloadavg() if hasattr(os, 'getloadavg') else None
-    import torch
-    return {'cpu': cpu, 'cores': os.cpu_count(), 'threads': threads, 'load_average_at_start': load,
-            'python': platform.python_version(), 'torch': torch.__version__, 'system': platform.platform()}
-
-
-def commit():
-    try:
-        head = subprocess.run(['git', 'rev-parse', 'HEAD'], cwd=REPO_ROOT, capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(['git', 'status', '--porcelain', '--untracked-files=no'], cwd=REPO_ROOT,
-                               capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return None
-    return head + ('+uncommitted changes' if dirty else '') if head else None
-
-
 def cpu_seconds():
     own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
@@ -200,7 +173,7 @@ def summarise(name, recipe, results, args, started):
     check_results = [evaluation.evaluate(check) for check in recipe.CHECKS]
     return {
         'recipe': name, 'title': recipe.TITLE, 'metric': recipe.METRIC,
-        'lower_is_better': evaluation.lower_is_better, 'budget': args.budget, 'seeds': evaluation.seeds,
+        'lower_is_better': evaluation.lower_is_better, 'seeds': evaluation.seeds,
         'splits': {split: list(names) for split, names in recipe.SPLITS.items()},
         'baselines': list(recipe.BASELINES), 'control': recipe.CONTROL,
         'figures': {split: evaluation.split_table(split) for split in checks.SPLITS},
@@ -210,14 +183,8 @@ def summarise(name, recipe, results, args, started):
                       'details': r.get('details', {})} for r in results],
         'pictures': sorted({osp.relpath(p, REPO_ROOT) if p.startswith(REPO_ROOT) else p
                             for r in results for p in r.get('pictures', [])}),
-        'machine': machine(args.threads), 'date': started, 'finished': now(),
-        'command': ' '.join(shlex.quote(a) for a in [osp.relpath(sys.argv[0], REPO_ROOT)] + sys.argv[1:]),
-        'commit': commit(),
+        **run_record.record(REPO_ROOT, args.threads, args.budget), 'date': started, 'finished': run_record.now(),
     }
-
-
-def now():
-    return datetime.datetime.now().astimezone().isoformat(timespec='seconds')
 
 
 def format_rows(rows):
@@ -274,7 +241,7 @@ def main(argv=None):
     from ext.utils.atomic_io import atomic_write_text
     records = []
     for name in args.recipes:
-        started = now()
+        started = run_record.now()
         try:
             recipe = load_recipe(name, args.paths[name])
             record = summarise(name, recipe, run_seeds(name, recipe, args), args, started)

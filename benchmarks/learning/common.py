@@ -9,7 +9,7 @@ import time
 import cv2
 import numpy as np
 
-from ext.utils import image_files
+from ext.utils import bundled_photos, image_files
 from ext.utils.bundled_photos import photo_rgb  # noqa: F401  (the recipes' common.photo_rgb)
 from ext.utils.train_runner import run_train, subprocess_env
 
@@ -21,11 +21,9 @@ REPO_ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 TRAIN_PHOTOS = ('astronaut', 'coffee', 'rocket', 'brick', 'grass', 'gravel', 'camera', 'immunohistochemistry',
                 'hubble_deep_field', 'coins')
 VALIDATION_PHOTOS = ('chelsea', 'clock', 'moon')  # a colour photo (fur), a grey still life, a grey landscape
-# The SR recipes' and the demo's held-out photos: in no training set, and no SR or demo setting was ever
-# chosen on them; of other kinds than the rest: a colour street scene, a colour fundus photo (black surround), a
-# graphic with flat colours and sharp edges, grey handwriting on a board. (The pix2pix recipe's notes scored
-# inpainting on three of them, so it has held-out photos of its own.)
-HELD_OUT_PHOTOS = ('stereo_motorcycle', 'retina', 'logo', 'text')
+# The SR recipes' and the demo's held-out photos (see there). The pix2pix recipe's notes scored inpainting on
+# three of them, so it has held-out photos of its own.
+HELD_OUT_PHOTOS = bundled_photos.HELD_OUT_PHOTOS
 SPLITS = {'train': TRAIN_PHOTOS, 'validation': VALIDATION_PHOTOS, 'held_out': HELD_OUT_PHOTOS}
 SAME_PHOTO = {'cat': 'chelsea'}  # scikit-image names one photo twice
 

@@ -1,0 +1,54 @@
+"""Where and when a measurement was made: the context the benchmarks and the demo write beside their figures
+(CPU model, cores, threads, load, versions, date, command, commit), so a figure in the docs can name them."""
+import datetime
+import os
+import os.path as osp
+import platform
+import shlex
+import subprocess
+import sys
+
+
+def now():
+    """The local time with its UTC offset, to the second (ISO 8601)."""
+    return datetime.datetime.now().astimezone().isoformat(timespec='seconds')
+
+
+def machine(threads):
+    """The CPU model (``/proc/cpuinfo``), cores, the threads a run used, the load average at the call and the
+    Python, torch and system versions."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open('/proc/cpuinfo') as handle:
+            cpu = next((line.split(':', 1)[1].strip() for line in handle if line.startswith('model name')), cpu)
+    except OSError:
+        pass
+    import torch
+    return {'cpu': cpu, 'cores': os.cpu_count(), 'threads': threads,
+            'load_average': list(os.getloadavg()) if hasattr(os, 'getloadavg') else None,
+            'python': platform.python_version(), 'torch': torch.__version__, 'system': platform.platform()}
+
+
+def command(root, argv=None):
+    """This process's command line, the script relative to ``root``."""
+    argv = list(sys.argv if argv is None else argv)
+    script = osp.relpath(osp.abspath(argv[0]), root) if argv else ''
+    return ' '.join(shlex.quote(a) for a in [script] + argv[1:])
+
+
+def commit(root):
+    """``git rev-parse HEAD`` of ``root`` (``+uncommitted changes`` when tracked files differ), or None."""
+    def git(*args):
+        return subprocess.run(['git', *args], cwd=root, capture_output=True, text=True).stdout.strip()
+    try:
+        head = git('rev-parse', 'HEAD')
+        dirty = git('status', '--porcelain', '--untracked-files=no')
+    except OSError:
+        return None
+    return (head + ('+uncommitted changes' if dirty else '')) if head else None
+
+
+def record(root, threads, budget):
+    """The fields every results JSON carries: machine, date, command, commit, budget."""
+    return {'machine': machine(threads), 'date': now(), 'command': command(root), 'commit': commit(root),
+            'budget': budget}

@@ -37,18 +37,18 @@ def command(root, argv=None):
 
 
 def commit(root):
-    """``git rev-parse HEAD`` of ``root`` (``+uncommitted changes`` when tracked files differ), or None."""
+    """``{'commit': git HEAD of root, 'uncommitted_changes': [tracked files that differ from it]}`` (None values
+    outside a git checkout)."""
     def git(*args):
-        return subprocess.run(['git', *args], cwd=root, capture_output=True, text=True).stdout.strip()
+        return subprocess.run(['git', *args], cwd=root, capture_output=True, text=True).stdout
     try:
-        head = git('rev-parse', 'HEAD')
-        dirty = git('status', '--porcelain', '--untracked-files=no')
+        head = git('rev-parse', 'HEAD').strip() or None
+        changed = [line[3:] for line in git('status', '--porcelain', '--untracked-files=no').splitlines()]
     except OSError:
-        return None
-    return (head + ('+uncommitted changes' if dirty else '')) if head else None
+        return {'commit': None, 'uncommitted_changes': None}
+    return {'commit': head, 'uncommitted_changes': changed if head else None}
 
 
 def record(root, threads, budget):
     """The fields every results JSON carries: machine, date, command, commit, budget."""
-    return {'machine': machine(threads), 'date': now(), 'command': command(root), 'commit': commit(root),
-            'budget': budget}
+    return {'machine': machine(threads), 'date': now(), 'command': command(root), **commit(root), 'budget': budget}

@@ -118,6 +118,7 @@ def parse_args(argv=None):
                                                                       'budget too')
     parser.add_argument('--fresh', action='store_true', help="delete each recipe's work folder first")
     args = parser.parse_args(argv)
+    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
     args.paths = available_recipes(args.recipe_dir)
     args.recipes = args.recipes or sorted(args.paths)
     unknown = [name for name in args.recipes if name not in args.paths]
@@ -183,7 +184,8 @@ def summarise(name, recipe, results, args, started):
                       'details': r.get('details', {})} for r in results],
         'pictures': sorted({osp.relpath(p, REPO_ROOT) if p.startswith(REPO_ROOT) else p
                             for r in results for p in r.get('pictures', [])}),
-        **run_record.record(REPO_ROOT, args.threads, args.budget), 'date': started, 'finished': run_record.now(),
+        **run_record.record(REPO_ROOT, args.threads, args.budget, args.command), 'date': started,
+        'finished': run_record.now(),
     }
 
 

@@ -7,7 +7,7 @@ import sys
 import cv2
 import pytest
 
-from helpers import REPO_ROOT, run_script
+from helpers import REPO_ROOT, load_script, run_script
 
 BENCH = osp.join(REPO_ROOT, 'benchmarks', 'bench_learning.py')
 RECIPES = ('esrgan_psnr', 'esrnet_scratch', 'pix2pix_inpaint', 'x4plus_finetune')
@@ -45,16 +45,24 @@ def _fake(tmp_path, model_gain, control_gain=0.0):
 
 
 def _bench(tmp_path, *args, check=True):
+    """The command in a subprocess (its exit status is what is tested)."""
     return run_script([BENCH, '--workdir', str(tmp_path / 'work'), '--results', str(tmp_path / 'results'), *args],
                       cwd=str(tmp_path), env={'OMP_NUM_THREADS': '1'}, check=check, timeout=600)
+
+
+def _bench_main(tmp_path, *args):
+    """``main(argv)`` in this process: its return value is the exit status (no interpreter start-up)."""
+    return load_script(BENCH).main(['--workdir', str(tmp_path / 'work'), '--results', str(tmp_path / 'results'),
+                                    *args])
 
 
 def _record(tmp_path, name):
     return json.load(open(tmp_path / 'results' / f'{name}.json'))
 
 
-def test_a_passing_check_exits_zero_and_records_the_seeds(tmp_path):
-    result = _bench(tmp_path, '--recipe_dir', _fake(tmp_path, model_gain=0.5), '--seeds', '3')
+def test_a_passing_check_exits_zero_and_records_the_seeds(tmp_path, capsys):
+    assert _bench_main(tmp_path, '--recipe_dir', _fake(tmp_path, model_gain=0.5), '--seeds', '3') == 0
+    output = capsys.readouterr().out
     record = _record(tmp_path, 'fake')
     assert record['passed'] and record['seeds'] == [0, 1, 2] and record['budget'] == 'full'
     gain = record['figures']['held_out']['model_gain']
@@ -62,7 +70,7 @@ def test_a_passing_check_exits_zero_and_records_the_seeds(tmp_path):
     assert gain['min'] == pytest.approx(0.5) and gain['max'] == pytest.approx(0.7) and gain['mean'] == pytest.approx(0.6)
     assert gain['won'] == 9 and gain['items'] == 9
     assert record['machine']['cpu'] and record['date'] and 'bench_learning.py' in record['command']
-    assert '[PASS] the model beats the strongest baseline' in result.stdout
+    assert '[PASS] the model beats the strongest baseline' in output
 
 
 def test_a_failed_check_exits_non_zero_and_is_named(tmp_path):
@@ -72,20 +80,18 @@ def test_a_failed_check_exits_non_zero_and_is_named(tmp_path):
     assert not _record(tmp_path, 'fake')['passed']
 
 
-def test_a_learning_check_its_control_passes_fails(tmp_path):
-    result = _bench(tmp_path, '--recipe_dir', _fake(tmp_path, model_gain=0.5, control_gain=0.1), '--seeds', '1',
-                    check=False)
-    assert result.returncode == 1 and 'cannot tell learning from nothing' in result.stdout
+def test_a_learning_check_its_control_passes_fails(tmp_path, capsys):
+    assert _bench_main(tmp_path, '--recipe_dir', _fake(tmp_path, model_gain=0.5, control_gain=0.1), '--seeds', '1') == 1
+    assert 'cannot tell learning from nothing' in capsys.readouterr().out
     check, = _record(tmp_path, 'fake')['checks']
     assert check['passed'] and check['control_passes'] and not check['ok']
 
 
 def test_smoke_budget_reports_failed_checks_and_enforces_them_on_request(tmp_path):
     recipes = _fake(tmp_path, model_gain=-0.5)
-    assert _bench(tmp_path, '--recipe_dir', recipes, '--budget', 'smoke').returncode == 0
+    assert _bench_main(tmp_path, '--recipe_dir', recipes, '--budget', 'smoke') == 0
     assert not _record(tmp_path, 'fake')['checks_enforced']
-    assert _bench(tmp_path, '--recipe_dir', recipes, '--budget', 'smoke', '--enforce_checks',
-                  check=False).returncode == 1
+    assert _bench_main(tmp_path, '--recipe_dir', recipes, '--budget', 'smoke', '--enforce_checks') == 1
 
 
 def test_a_photo_in_two_splits_is_refused():

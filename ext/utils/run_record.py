@@ -49,6 +49,8 @@ def commit(root):
     return {'commit': head, 'uncommitted_changes': changed if head else None}
 
 
-def record(root, threads, budget):
-    """The fields every results JSON carries: machine, date, command, commit, budget."""
-    return {'machine': machine(threads), 'date': now(), 'command': command(root), **commit(root), 'budget': budget}
+def record(root, threads, budget, argv=None):
+    """The fields every results JSON carries: machine, date, command (``argv``, default this process's),
+    commit, budget."""
+    return {'machine': machine(threads), 'date': now(), 'command': command(root, argv), **commit(root),
+            'budget': budget}

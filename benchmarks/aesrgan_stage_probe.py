@@ -118,7 +118,8 @@ def main(argv=None):
         opt = variant_options(base, args.variant, args.set, args.workdir)
         times = common.timed_training(opt, args.workdir, threads=1)
         experiment = opt['path']['experiments_root']
-    generators = {'init': base['path']['pretrain_network_g'], **{f'it{k}': p for k, p in checkpoints(experiment).items()}}
+    generators = {'init': base['path']['pretrain_network_g'],
+                  **{f'it{k}': p for k, p in checkpoints(experiment).items()}}
     network = base['network_g']
     inputs = scored_inputs(base, args.draws)
     results, pictures = {}, {}
@@ -130,11 +131,12 @@ def main(argv=None):
                 output = common.to_rgb(net(common.to_tensor(lq)))
             rows.append({'photo': name, 'input': kind, **score(output, original)})
             if kind in ('clean', 'draw 1'):
-                pictures.setdefault((name, kind), {'bicubic': common.bicubic_up(lq, 4), 'original': original})[label] = output
+                panels = pictures.setdefault((name, kind), {'bicubic': common.bicubic_up(lq, 4), 'original': original})
+                panels[label] = output
         results[label] = {'summary': summarise(rows), 'per_input': rows}
-        print(f"{args.variant} {label}: " + json.dumps({k: {m: (round(v, 3) if isinstance(v, float) else [round(x, 2) for x in v])
-                                                         for m, v in s.items()} for k, s in results[label]['summary'].items()}),
-              flush=True)
+        rounded = {kind: {m: round(v, 3) if isinstance(v, float) else [round(x, 2) for x in v] for m, v in s.items()}
+                   for kind, s in results[label]['summary'].items()}
+        print(f'{args.variant} {label}: {json.dumps(rounded)}', flush=True)
     record = {'variant': args.variant, 'settings': args.set, 'training': times, 'results': results}
     from ext.utils.atomic_io import atomic_write_text
     atomic_write_text(osp.join(args.workdir, f'{args.variant}.json'), json.dumps(record, indent=1))

@@ -101,7 +101,8 @@ def load_recipe(name, path):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--recipe_dir', default=RECIPE_DIR, help='folder of recipe_<name>.py files (default: %(default)s)')
+    parser.add_argument('--recipe_dir', default=RECIPE_DIR,
+                        help='folder of recipe_<name>.py files (default: %(default)s)')
     parser.add_argument('--recipes', nargs='+', metavar='NAME', help='recipes to run (default: all in --recipe_dir)')
     parser.add_argument('--budget', choices=('full', 'smoke'), default='full',
                         help="'full': the documented budget; 'smoke': a few iterations (plumbing only, figures "
@@ -215,7 +216,8 @@ def format_recipe(record):
                   if b != table['strongest_baseline'] and b in table['entries']]
         others = [f"{e} {spread(s)}" for e, s in table['entries'].items()
                   if e not in record['baselines'] and e not in ('model', 'control')]
-        lines.append(f"  {split} ({', '.join(record['splits'][split])}): weaker baselines: {'; '.join(weaker) or 'none'}"
+        photos = ', '.join(record['splits'][split])
+        lines.append(f"  {split} ({photos}): weaker baselines: {'; '.join(weaker) or 'none'}"
                      + (f"; also: {'; '.join(others)}" if others else ''))
     lines.append('  checks' + ('' if record['checks_enforced'] else ' (not enforced at the smoke budget)') + ':')
     lines += [f'    {checks.describe_check(c)}' for c in record['checks']]

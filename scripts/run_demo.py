@@ -136,7 +136,8 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=2, help='workers of the prep scripts (default: %(default)s)')
     parser.add_argument('--min_gain', type=float, default=0.0,
                         help="the learning check's margin in dB of PSNR-Y on the held-out photos degraded the training "
-                             'way: over x4plus (fine-tune), over the better bicubic (from scratch) (default: %(default)s)')
+                             'way: over x4plus (fine-tune), over the better bicubic (from scratch) '
+                             '(default: %(default)s)')
     parser.add_argument('--enforce_checks', action='store_true',
                         help='exit non-zero on a failed check with --minimal too (always at the full budget)')
     parser.add_argument('--json', help='also write metrics.json here (e.g. benchmarks/results/demo/finetune.json)')
@@ -504,7 +505,8 @@ def plot_checkpoint_curve(curve, path):
 
 
 # --- the two paths ----------------------------------------------------------------------------
-DATA_KEYS = ('source_size', 'train_images', 'val_crop', 'validation', 'held_out', 'multiple')  # what the prepared set depends on
+# what the prepared set depends on
+DATA_KEYS = ('source_size', 'train_images', 'val_crop', 'validation', 'held_out', 'multiple')
 
 
 def read_text(path):
@@ -630,7 +632,8 @@ def generator_movement(scored, degraded, inference_dir, results, method, control
     stems += [(split, 'lq_degraded', key, stem) for split, _, key, stem in degraded]
     moved = {}
     for split, kind, key, stem in stems:
-        images = [cv2.imread(osp.join(inference_dir, kind, f'{stem}_{m}.png')).astype(np.float64) for m in (method, control)]
+        images = [cv2.imread(osp.join(inference_dir, kind, f'{stem}_{m}.png')).astype(np.float64)
+                  for m in (method, control)]
         moved.setdefault(split, {}).setdefault('clean' if kind == 'lq' else 'degraded', []).append(
             float(np.abs(images[0] - images[1]).mean()))
     out = {}
@@ -726,21 +729,23 @@ def scratch_path(args, steps, data, photos, experiments):
                            for r in held_out.values() for c in range(3))
         checks = [
             check(f'learning: Real-ESRNet (x8 self-ensemble) beats the stronger bicubic ({BASELINES[baseline]}) on the '
-                  f'held-out photos degraded the training way: PSNR-Y {gain:+.3f} dB (mean of {len(degraded_held_out)}, '
-                  f'{draws} draw(s) of each photo; it wins {wins(degraded_held_out, "realesrnet_x8", baseline)}; without '
+                  f'held-out photos degraded the training way: PSNR-Y {gain:+.3f} dB (mean of '
+                  f'{len(degraded_held_out)}, {draws} draw(s) of each photo; it wins '
+                  f'{wins(degraded_held_out, "realesrnet_x8", baseline)}; without '
                   f"the self-ensemble {psnr_gain(degraded_held_out, 'realesrnet', baseline):+.3f}), needs > "
                   f'{args.min_gain:+g}', 'learning', gain, args.min_gain, 'the untrained network', control_gain),
             check(f'the A-ESRGAN stage keeps the Real-ESRNet stage\'s PSNR-Y on held-out photos degraded the training '
                   f'way: {drop:+.2f} dB below it, at most {MAX_STAGE_PSNR_DROP}', 'guard', drop, MAX_STAGE_PSNR_DROP,
                   'the Real-ESRNet stage itself', 0.0, at_most=True),
-            check(f"the A-ESRGAN stage adds no border frame: border error ratio {border['aesrgan']:.2f} (worst held-out "
-                  f"input; Real-ESRNet {border['realesrnet']:.2f}) <= {BORDER_RATIO_LIMIT}", 'guard', border['aesrgan'],
+            check(f"the A-ESRGAN stage adds no border frame: border error ratio {border['aesrgan']:.2f} (worst "
+                  f"held-out input; Real-ESRNet {border['realesrnet']:.2f}) <= {BORDER_RATIO_LIMIT}", 'guard',
+                  border['aesrgan'],
                   BORDER_RATIO_LIMIT, 'the Real-ESRNet stage', border['realesrnet'], at_most=True),
             check(f'the A-ESRGAN stage adds no colour cast: its per-channel mean colour offset within '
                   f'{MAX_COLOUR_OFFSET} grey levels of the Real-ESRNet stage\'s on every held-out input (largest '
-                  f"difference {colour_shift:.2f}; largest offsets against the original: A-ESRGAN {colour['aesrgan']:.2f}"
-                  f", Real-ESRNet {colour['realesrnet']:.2f})", 'guard', colour_shift, MAX_COLOUR_OFFSET,
-                  'the Real-ESRNet stage', 0.0, at_most=True),
+                  f"difference {colour_shift:.2f}; largest offsets against the original: A-ESRGAN "
+                  f"{colour['aesrgan']:.2f}, Real-ESRNet {colour['realesrnet']:.2f})", 'guard', colour_shift,
+                  MAX_COLOUR_OFFSET, 'the Real-ESRNet stage', 0.0, at_most=True),
         ]
         movement = generator_movement(scored, degraded, inference_dir, results, 'aesrgan', 'realesrnet')
     return dict(results=results, checks=checks, comparison=comparison, options=options_path,
@@ -754,9 +759,10 @@ def print_tables(outcome, draws):
     for split, kinds in outcome['summary'].items():
         for kind, table in kinds.items():
             what = 'downscaled x4' if kind == 'clean' else f'degraded the training way ({draws} draw(s) each)'
-            print(f'\n{split} photos, {what}: mean (NIQE: lower is better; Y channel, crop {BORDER}); colour offset R/G/B '
-                  'against the original (grey levels); border ratio of the worst input:')
-            print(f'  {"method":<{width}} {"NIQE":>6} {"PSNR-Y":>7} {"SSIM-Y":>7}  {"colour offset R/G/B":>20} {"border":>6}')
+            print(f'\n{split} photos, {what}: mean (NIQE: lower is better; Y channel, crop {BORDER}); colour offset '
+                  'R/G/B against the original (grey levels); border ratio of the worst input:')
+            header = f'{"NIQE":>6} {"PSNR-Y":>7} {"SSIM-Y":>7}  {"colour offset R/G/B":>20} {"border":>6}'
+            print(f'  {"method":<{width}} {header}')
             for method, caption in methods:
                 row = table[method]
                 offset = '/'.join(f'{v:+.1f}' for v in row['colour_offset'])
@@ -815,9 +821,8 @@ def main(argv=None):
     for path in [metrics_path] + ([args.json] if args.json else []):
         atomic_write_text(path, json.dumps(metrics, indent=1), make_dirs=True)
     print_tables(outcome, args.budget['degraded_draws'])
-    print('\nQuality checks on the held-out photos' + ('' if args.enforce else
-                                                       ' (--minimal: a smoke test, its scores say nothing about quality; '
-                                                       'not enforced)') + ':')
+    print('\nQuality checks on the held-out photos' + (
+        '' if args.enforce else ' (--minimal: a smoke test, its scores say nothing about quality; not enforced)') + ':')
     for c in outcome['checks']:
         control = (f"; control ({c['control']}): {c['control_value']:+.3f}, "
                    + ('fails it, as it must' if not c['control_passes'] else
@@ -829,7 +834,8 @@ def main(argv=None):
 Done in {time.time() - steps.start:.0f} s. Outputs:
   side by side (labelled with NIQE, PSNR/SSIM): {outcome['comparison']}
   scores and checks:                            {metrics_path}
-  training curves:                              {curves}/<stage>/losses.png, metrics.png, other.png, from_iteration_0.png
+  training curves:                              {curves}/<stage>/losses.png, metrics.png, other.png,
+                                                from_iteration_0.png
   validation grids (lq | output | gt):          {experiments_root}/visualization/<image>/<image>_<iter>_grid.png
   checkpoints and train log:                    {experiments_root}
   data: reduced list {outcome['reduced']}

@@ -170,8 +170,8 @@ def score_split(pairs, networks):
             scores[METRIC].setdefault(entry, []).append(common.psnr_y(image, hr))
             scores[TEXTURE].setdefault(entry, []).append(common.texture_ratio(image, hr))
         ranges[name] = [int(outputs['model'].min()), int(outputs['model'].max())]
-        rows.append(common.crop_row([outputs['bicubic (OpenCV)'], outputs['model'], outputs[GAN], outputs[GAN_CONTROL], hr],
-                                    PICTURE_CROP))
+        pictured = ('bicubic (OpenCV)', 'model', GAN, GAN_CONTROL)
+        rows.append(common.crop_row([outputs[entry] for entry in pictured] + [hr], PICTURE_CROP))
     return scores, rows, ranges
 
 

@@ -18,7 +18,8 @@ released model's quality" on clean x4 area downscales: NIQE (no reference, lower
 x4plus's and the largest per-channel mean colour offset against the original at most 1 grey level above
 x4plus's; x4plus passes both by construction. Bicubic (MATLAB and OpenCV, the better per split) is the
 non-learned baseline of the table. Details: how far the fine-tune moved (mean absolute output difference from
-x4plus, grey levels) and the per-channel colour offsets. Notes: ``benchmarks/results/learning/x4plus_finetune_variants.md``.
+x4plus, grey levels) and the per-channel colour offsets.
+Notes: ``benchmarks/results/learning/x4plus_finetune_variants.md``.
 """
 import os.path as osp
 

@@ -21,7 +21,9 @@ $(VENV)/.deps-installed: setup.py
 	touch $@
 
 demo: env
-	$(PY) scripts/run_demo.py
+	@$(PY) scripts/run_demo.py; status=$$?; \
+	if [ $$status -ne 0 ]; then echo "make demo: FAILED, exit status $$status (a quality check failed or a step stopped; see above)"; \
+	else echo "make demo: exit status 0"; fi; exit $$status
 
 test: env
 	$(PY) -m pytest tests -q -n 2 --durations=15

@@ -1,9 +1,11 @@
 """Seed 004's fine-tune path on released weights, on a small embedded material set, on CPU, in minutes.
 
 1. builds a small "material" set from the photos and textures shipped inside scikit-image (brick,
-   grass, gravel, coffee, rocket, ...) plus two one-coloured swatches, two validation images (coins,
-   moon) and two held-out photos never trained on (astronaut, a portrait, and chelsea: fur stands in
-   for the carpets seed 004 found hardest);
+   grass, gravel, coffee, rocket, ...) plus two one-coloured swatches, and the scored photos of two splits:
+   *validation* (astronaut, a portrait, and chelsea: fur stands in for the carpets seed 004 found hardest;
+   with the training-time validation images coins and moon: every setting of the demo was chosen on them)
+   and *held-out* (``ext.utils.bundled_photos.HELD_OUT_PHOTOS``: a street scene, a fundus photo, a graphic,
+   handwriting; never trained on, no setting chosen on them, scored only to report);
 2. runs the prep chain exactly as for real data: ``generate_multiscale.py`` -> ``generate_meta_info.py
    --check`` -> ``filter_low_texture.py`` (drops the swatches, writes a contact sheet) ->
    ``create_lmdb.py`` -> ``make_val_pairs.py`` (clean bicubic pairs) -> ``make_degraded_val.py`` (the
@@ -15,23 +17,31 @@
    plus perceptual with ``--vgg_weights``) through ``ext/train.py --auto_resume`` with validation on the
    clean and the degraded pairs (PSNR, NIQE) and its lq | output | gt grids. Options:
    ``options/train_multiaesrgan_x4plus.yml`` with the demo's sizes (written to ``<workdir>/*.yml``);
-5. super-resolves the held-out photos (downscaled x4) with tiled inference (``scripts/inference.py
-   --tile 64 --tile_pad 48``) using the released x4plus and the fine-tuned generator;
-6. writes ``side_by_side.png`` (bicubic | released x4plus | fine-tuned | original, each labelled with
-   NIQE and PSNR/SSIM against the original), ``metrics.json`` and the training curves, checks the
-   quality bar (fine-tuned NIQE within 0.3 of x4plus and >= 1.0 below bicubic; no border frame) and
-   prints where everything is.
+5. super-resolves the scored photos (downscaled x4, and degraded the training way with fixed seeds) with
+   ``scripts/inference.py`` using the released x4plus and the fine-tuned generator;
+6. scores every output (NIQE, PSNR/SSIM against the original, the border error ratio, the mean colour offset
+   per channel), writes ``side_by_side.png``, ``metrics.json`` and the training curves (with the control at
+   iteration 0: the generator it started from, scored the same way on the validation pairs), prints how far
+   the fine-tune moved from x4plus and the checks, and exits non-zero when a check fails (after writing
+   everything).
+
+The fine-tune's control is the released x4plus (the fine-tune at iteration 0). Its checks, on the held-out
+photos: that the fine-tune beats x4plus on the training domain (PSNR-Y on inputs degraded the training way;
+the learning check, which the unchanged x4plus fails), and that it keeps the released model's quality (NIQE on
+clean inputs, colour, no border frame: guards that x4plus passes too).
 
 ``--from_scratch`` (no weights package needed) keeps the two-stage path on small networks: Real-ESRNet
 (pixel loss against the USM-sharpened GT, as upstream; MSE, PSNR's own loss) from random weights, then
 A-ESRGAN from it; the pictures show bicubic | Real-ESRNet | Real-ESRNet with the x8 self-ensemble |
-A-ESRGAN, and the check is the self-ensembled Real-ESRNet's PSNR against bicubic on the held-out photos
-degraded the training way.
+A-ESRGAN. Its checks, on the held-out photos degraded the training way: the self-ensembled Real-ESRNet beats
+the better of MATLAB's and OpenCV's bicubic (control: the untrained network), and the A-ESRGAN stage keeps
+the Real-ESRNet stage's quality (PSNR-Y within 1.5 dB, no border frame, no colour cast).
 
 Run again and it resumes (``--auto_resume``) instead of starting over; ``--fresh`` starts over.
-``--minimal`` is a smoke-test budget (tiny crops, 2 iterations) used by the test suite.
+``--minimal`` is a smoke-test budget (tiny crops, 2 iterations) used by the test suite; its checks are shown
+but not enforced unless ``--enforce_checks``.
 
-    python scripts/run_demo.py                 # the full demo, < 10 minutes on 2 CPU cores
+    python scripts/run_demo.py                 # the full demo, about 10 minutes on 2 CPU cores
     python scripts/run_demo.py --from_scratch  # without the released weights
     python scripts/run_demo.py --minimal --workdir /tmp/demo
 """
@@ -53,7 +63,8 @@ SCRIPTS = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(SCRIPTS)
 sys.path.insert(0, REPO_ROOT)  # this checkout's ext, installed or not
 from ext.utils.atomic_io import atomic_write_text  # noqa: E402
-from ext.utils.bundled_photos import photo_bgr  # noqa: E402
+from ext.utils import run_record  # noqa: E402
+from ext.utils.bundled_photos import HELD_OUT_PHOTOS, photo_bgr  # noqa: E402
 from ext.utils.image_files import write_image  # noqa: E402
 from ext.utils.train_runner import TRAIN_PY, subprocess_env, write_options  # noqa: E402
 
@@ -63,38 +74,46 @@ ESRNET_NAME = 'demo_material_realesrnet'
 NAME = 'demo_material_aesrgan'  # the from-scratch A-ESRGAN stage
 FINETUNE_NAME = 'demo_material_aesrgan_x4plus'
 TRAIN_IMAGES = ('brick', 'grass', 'gravel', 'coffee', 'rocket', 'camera', 'immunohistochemistry', 'hubble_deep_field')
-VAL_IMAGES = ('coins', 'moon')
-HELD_OUT = ('astronaut', 'chelsea')  # a portrait, and fur (seed 004's hardest material: carpets)
+VAL_IMAGES = ('coins', 'moon')  # the training-time validation pairs (curves)
+# The scored photos and their largest sides: validation (every demo setting was chosen on them) and held-out
+# (cropped to a multiple of 64: LQ sides a multiple of 16, where the degradation's JPEG adds no padding at the
+# final size; NIQE needs two 96-px blocks, hence text at its full 448 px)
+VALIDATION_PHOTOS = (('astronaut', 256), ('chelsea', 384))
+HELD_OUT = tuple((name, 448 if name == 'text' else 320) for name in HELD_OUT_PHOTOS)
+SPLITS = ('validation', 'held_out')
 X4PLUS = dict(type='RRDBNet', num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, num_block=23, num_grow_ch=32)
-# the quality bar of the fine-tune path, measured on the held-out photos
-NIQE_TOLERANCE_VS_X4PLUS = 0.3
-NIQE_GAIN_VS_BICUBIC = 1.0
+# The checks' bars, on the held-out photos
+NIQE_TOLERANCE_VS_X4PLUS = 0.3  # the fine-tune's NIQE (clean inputs) at most this above x4plus's
+COLOUR_TOLERANCE_VS_X4PLUS = 1.0  # its per-channel mean colour offset at most this far from x4plus's (grey levels)
 BORDER_RATIO_LIMIT = 1.2
+MAX_STAGE_PSNR_DROP = 1.5  # from scratch: the A-ESRGAN stage at most this far below Real-ESRNet (dB, degraded)
+MAX_COLOUR_OFFSET = 2.0  # from scratch: the stage moves no per-channel mean colour offset by more (grey levels)
 BORDER = 4
 # Without VGG19 weights (never downloaded) the fine-tune has no perceptual loss, and L1 against the
 # sharpened GT then pulls x4plus towards smooth, Real-ESRNet-like outputs: at upstream's lr 1e-4, 30
-# generator steps took the held-out NIQE from 3.79 to 6.66 (measured by this demo). A generator lr of 5e-6
-# lets the new discriminator and the material set nudge x4plus without washing its texture out.
+# generator steps took the validation photos' NIQE from 3.79 to 6.66 (measured by this demo). A generator lr of
+# 5e-6 lets the new discriminator and the material set nudge x4plus without washing its texture out.
 FINETUNE_LR_G_WITHOUT_PERCEPTUAL = 5e-6
 
 # Per budget: fine-tune iterations and the discriminator's solo warm-up, validation/checkpoint interval, GT
 # crop (a multiple of 16 for the two-scale discriminator, >= 80 for Real-ESRGAN's 0.15x downscale before
 # the 21-tap blur), batch, discriminator width; the from-scratch stages' iterations, validation interval and
-# sizes, and how many degradations of each held-out photo its check averages over; the largest
-# side of the source images, the validation GT crop (NIQE needs two 96x96 blocks), the held-out photos'
-# largest sides and the inference tile and its padding (minimal: two tiles of a 50x75 input; with pad 48
-# every tile would be the whole image).
+# sizes, and how many degradations of each scored photo are made (fine-tune / from scratch); the largest
+# side of the source images, the validation GT crop (NIQE needs two 96x96 blocks), the scored photos with their
+# largest sides, the multiple their sides are cropped to, and the inference tile and its padding (full: one tile
+# per photo; minimal: two tiles of a 50x50 input; with pad 48 every tile of so small an input would be the whole
+# image).
 BUDGETS = {
     'full': dict(total_iter=40, d_warmup=10, val_freq=20, gt_size=128, batch=2, num_feat_d=32,
-                 esrnet_iter=2000, esrnet_val_freq=500, degraded_draws=8, scratch_iter=300, scratch_val_freq=100,
-                 scratch_gt_size=96, scratch_batch=4,
+                 esrnet_iter=2000, esrnet_val_freq=500, finetune_draws=2, scratch_draws=4, scratch_iter=300,
+                 scratch_val_freq=100, scratch_gt_size=96, scratch_batch=4,
                  num_block=2, num_feat=32, source_size=512, train_images=TRAIN_IMAGES, val_crop=(200, 200),
-                 held_out=HELD_OUT, held_out_size=(256, 304), tile=64, tile_pad=48),
+                 validation=VALIDATION_PHOTOS, held_out=HELD_OUT, multiple=64, tile=128, tile_pad=48),
     'minimal': dict(total_iter=2, d_warmup=1, val_freq=2, gt_size=96, batch=2, num_feat_d=8,
-                    esrnet_iter=2, esrnet_val_freq=2, degraded_draws=1, scratch_iter=4, scratch_val_freq=2,
-                    scratch_gt_size=80, scratch_batch=2,
+                    esrnet_iter=2, esrnet_val_freq=2, finetune_draws=1, scratch_draws=1, scratch_iter=4,
+                    scratch_val_freq=2, scratch_gt_size=80, scratch_batch=2,
                     num_block=1, num_feat=8, source_size=112, train_images=TRAIN_IMAGES[:3], val_crop=(104, 200),
-                    held_out=HELD_OUT[1:], held_out_size=(200, ), tile=64, tile_pad=8),
+                    validation=(('chelsea', 200), ), held_out=(('logo', 200), ), multiple=4, tile=32, tile_pad=8),
 }
 
 
@@ -115,8 +134,17 @@ def parse_args(argv=None):
     parser.add_argument('--fresh', action='store_true', help='delete the work folder first instead of resuming')
     parser.add_argument('--vgg_weights', help='torchvision VGG19 weights file: keeps the perceptual loss')
     parser.add_argument('--workers', type=int, default=2, help='workers of the prep scripts (default: %(default)s)')
+    parser.add_argument('--min_gain', type=float, default=0.0,
+                        help="the learning check's margin in dB of PSNR-Y on the held-out photos degraded the training "
+                             'way: over x4plus (fine-tune), over the better bicubic (from scratch) '
+                             '(default: %(default)s)')
+    parser.add_argument('--enforce_checks', action='store_true',
+                        help='exit non-zero on a failed check with --minimal too (always at the full budget)')
+    parser.add_argument('--json', help='also write metrics.json here (e.g. benchmarks/results/demo/finetune.json)')
     args = parser.parse_args(argv)
+    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
     b = args.budget = dict(BUDGETS['minimal' if args.minimal else 'full'])
+    b['degraded_draws'] = b['scratch_draws'] if args.from_scratch else b['finetune_draws']
     if args.from_scratch:  # small networks trained from random weights: their own sizes and iterations
         b.update(total_iter=b['scratch_iter'], val_freq=b['scratch_val_freq'], gt_size=b['scratch_gt_size'],
                  batch=b['scratch_batch'], d_warmup=0, num_feat_d=8 if args.minimal else 16)
@@ -131,6 +159,7 @@ def parse_args(argv=None):
     # a separate default folder per budget and path: resuming a run with other network sizes would fail
     default = 'demo' + ('_minimal' if args.minimal else '') + ('_scratch' if args.from_scratch else '')
     args.workdir = osp.abspath(args.workdir or osp.join(REPO_ROOT, 'results', default))
+    args.enforce = args.enforce_checks or not args.minimal
     return args
 
 
@@ -178,9 +207,10 @@ def run(args, what):
 
 
 def build_material_set(root, photos, budget):
-    """HR material images (textures, photos, two one-coloured swatches), validation sources, held-out photos.
+    """HR material images (textures, photos, two one-coloured swatches), validation sources, scored photos.
 
-    Returns ``[(name, lq_path, original_path)]`` of the held-out photos (LQ: the original downscaled x4 by area).
+    Returns ``[(split, name, lq_path, original_path)]`` of the scored photos, validation then held-out (LQ: the
+    original downscaled x4 by area).
     """
     size = budget['source_size']
     for name in budget['train_images']:
@@ -196,16 +226,17 @@ def build_material_set(root, photos, budget):
         image = photo_bgr(name, max(crop_h, crop_w) * 3 // 2)
         top, left = (image.shape[0] - crop_h) // 2, (image.shape[1] - crop_w) // 2
         write_image(osp.join(photos, 'val', f'{name}.png'), image[top:top + crop_h, left:left + crop_w])
-    held_out = []
-    for name, side in zip(budget['held_out'], budget['held_out_size']):
-        original = photo_bgr(name, side)
-        h, w = (s - s % 4 for s in original.shape[:2])
-        original = original[:h, :w]
-        original_path, lq_path = osp.join(photos, 'original', f'{name}.png'), osp.join(photos, 'lq', f'{name}.png')
-        write_image(original_path, original)
-        write_image(lq_path, cv2.resize(original, (w // 4, h // 4), interpolation=cv2.INTER_AREA))
-        held_out.append((name, lq_path, original_path))
-    return held_out
+    scored = []
+    for split in SPLITS:
+        for name, side in budget[split]:
+            original = photo_bgr(name, side)
+            h, w = (s - s % budget['multiple'] for s in original.shape[:2])
+            original = original[:h, :w]
+            original_path, lq_path = osp.join(photos, 'original', f'{name}.png'), osp.join(photos, 'lq', f'{name}.png')
+            write_image(original_path, original)
+            write_image(lq_path, cv2.resize(original, (w // 4, h // 4), interpolation=cv2.INTER_AREA))
+            scored.append((split, name, lq_path, original_path))
+    return scored
 
 
 def demo_options(args, base_options, name, data, experiments, total_iter, pretrain_network_g=None, network_g=None):
@@ -266,17 +297,17 @@ def demo_options(args, base_options, name, data, experiments, total_iter, pretra
 
 # --- scores and pictures ----------------------------------------------------------------------
 def score(image_bgr, original_bgr):
-    """NIQE (BasicSR's, Y, crop 4; lower is better), PSNR-Y/SSIM-Y against the original, border/interior error."""
+    """NIQE (BasicSR's, Y, crop 4; lower is better), PSNR-Y/SSIM-Y against the original, the border error ratio
+    and the mean colour offset per channel (R, G, B; grey levels)."""
     import ext  # noqa: F401
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from ext.metrics.niqe_metric import calculate_niqe_sr
-    error = np.abs(image_bgr.astype(np.float64) - original_bgr.astype(np.float64)).mean(axis=2)
-    band = np.ones(error.shape, bool)
-    band[BORDER:-BORDER, BORDER:-BORDER] = False
+    from ext.metrics.output_bias import border_error_ratio, mean_colour_offset
     return dict(niqe=calculate_niqe_sr(image_bgr, BORDER),
                 psnr=float(calculate_psnr(image_bgr, original_bgr, BORDER, test_y_channel=True)),
                 ssim=float(calculate_ssim(image_bgr, original_bgr, BORDER, test_y_channel=True)),
-                border_ratio=float(error[band].mean() / max(error[~band].mean(), 1e-6)))
+                border_ratio=border_error_ratio(image_bgr, original_bgr, BORDER),
+                colour_offset=mean_colour_offset(image_bgr[..., ::-1], original_bgr[..., ::-1], BORDER))
 
 
 def labelled(image, lines):
@@ -303,8 +334,16 @@ def side_by_side(rows, output):
     write_image(output, np.concatenate(pictures, axis=0))
 
 
-def bicubic_of(lq_path, shape):
-    return cv2.resize(cv2.imread(lq_path), (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+def upscale(lq_bgr, shape, method):
+    """The non-learned x4 up-scalings: OpenCV's bicubic, MATLAB's (BasicSR's ``imresize``)."""
+    if method == 'bicubic':
+        return cv2.resize(lq_bgr, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
+    import ext  # noqa: F401
+    from basicsr.utils.matlab_functions import imresize
+    return np.clip(np.round(imresize(lq_bgr.astype(np.float32) / 255., 4) * 255.), 0, 255).astype(np.uint8)
+
+
+BASELINES = {'bicubic': 'bicubic x4 (OpenCV)', 'bicubic_matlab': 'bicubic x4 (MATLAB)'}
 
 
 def infer(folder, output, options_path, model_path, suffix, budget, *extra):
@@ -316,12 +355,158 @@ def infer(folder, output, options_path, model_path, suffix, budget, *extra):
         f'inference.py ({suffix})')
 
 
+def write_degraded_inputs(scored, photos, draws):
+    """Each scored photo degraded the training way ``draws`` times (seeds 1, 2, ...) into ``photos/lq_degraded``;
+    returns ``[(split, name, key, stem)]``. One draw of so random a degradation is no measurement (its gain over
+    bicubic spreads over ~3 dB), so the checks average several."""
+    import ext  # noqa: F401
+    from ext.data.degraded_pairs import TrainingDegradation
+    with open(AESRGAN_OPTIONS, encoding='utf-8') as handle:
+        option = yaml.safe_load(handle)
+    inputs = []
+    for draw in range(draws):
+        degrade = TrainingDegradation(option, seed=1 + draw)
+        for split, name, _, original_path in scored:
+            stem = f'{name}_draw{draw + 1}'
+            lq = degrade.uint8(cv2.imread(original_path)[..., ::-1], name)
+            write_image(osp.join(photos, 'lq_degraded', f'{stem}.png'), np.ascontiguousarray(lq[..., ::-1]))
+            inputs.append((split, name, f'{name} draw {draw + 1}', stem))
+    return inputs
+
+
+def score_outputs(scored, degraded, photos, inference_dir, methods):
+    """{split: {input key: {method: scores}}} for every clean and degraded input, and the picture rows (clean
+    input only). ``methods``: [(method, caption)], the baselines first; the learned ones read from
+    ``inference_dir/<lq|lq_degraded>/<stem>_<method>.png``."""
+    results, rows = {split: {} for split in SPLITS}, []
+    originals = {name: cv2.imread(path) for _, name, _, path in scored}
+    inputs = [(split, name, name, osp.join(photos, 'lq', f'{name}.png'), 'lq') for split, name, _, _ in scored]
+    inputs += [(split, name, key, osp.join(photos, 'lq_degraded', f'{stem}.png'), 'lq_degraded')
+               for split, name, key, stem in degraded]
+    for split, name, key, lq_path, kind in inputs:
+        original, lq = originals[name], cv2.imread(lq_path)
+        images = {}
+        for method, _ in methods:
+            if method in BASELINES:
+                images[method] = upscale(lq, original.shape, method)
+            else:
+                stem = osp.splitext(osp.basename(lq_path))[0]
+                images[method] = cv2.imread(osp.join(inference_dir, kind, f'{stem}_{method}.png'))
+        results[split][key] = {method: score(images[method], original) for method, _ in methods}
+        if kind == 'lq':  # the picture: clean inputs, OpenCV's bicubic and the learned methods
+            pictured = [(m, caption) for m, caption in methods if m != 'bicubic_matlab']
+            rows.append([(images[m], f'{key} ({split}): {caption}' if index == 0 else caption, results[split][key][m])
+                         for index, (m, caption) in enumerate(pictured)] + [(original, 'original', None)])
+    return results, rows
+
+
 def mean_of(results, method, key):
     return float(np.mean([r[method][key] for r in results.values()]))
 
 
+def group(results, split, kind):
+    """The inputs of ``split`` of one kind: 'clean' (x4 area downscales) or 'degraded' (the training way)."""
+    return {key: r for key, r in results[split].items() if (' draw ' in key) == (kind == 'degraded')}
+
+
+def summary(results, methods):
+    """{split: {kind: {method: {metric: mean}}}}; the colour offset per channel."""
+    table = {}
+    for split in SPLITS:
+        for kind in ('clean', 'degraded'):
+            inputs = group(results, split, kind)
+            if not inputs:
+                continue
+            table.setdefault(split, {})[kind] = {
+                method: {**{metric: mean_of(inputs, method, metric) for metric in ('niqe', 'psnr', 'ssim')},
+                         'border_ratio_worst': max(r[method]['border_ratio'] for r in inputs.values()),
+                         'colour_offset': [float(np.mean([r[method]['colour_offset'][c] for r in inputs.values()]))
+                                           for c in range(3)]}
+                for method, _ in methods}
+    return table
+
+
+def check(name, kind, value, limit, control_name, control_value, at_most=False):
+    """One check: ``value`` above ``limit`` (or at most it); the control scored the same way. A learning check
+    that its control passes cannot tell learning from nothing and counts as failed."""
+    def passes(x):
+        return x <= limit if at_most else x > limit
+    passed, control_passes = bool(passes(value)), bool(passes(control_value))
+    return {'check': name, 'kind': kind, 'split': 'held_out', 'value': float(value), 'limit': float(limit),
+            'control': control_name, 'control_value': float(control_value), 'passed': passed,
+            'control_passes': control_passes, 'ok': passed and not (kind == 'learning' and control_passes)}
+
+
+def psnr_gain(inputs, method, reference):
+    return float(np.mean([r[method]['psnr'] - r[reference]['psnr'] for r in inputs.values()]))
+
+
+def wins(inputs, method, reference):
+    return f"{sum(r[method]['psnr'] > r[reference]['psnr'] for r in inputs.values())}/{len(inputs)}"
+
+
+def checkpoint_curve(experiments, name, start_generator, network_g, data):
+    """PSNR-Y and NIQE of the stage's generator (EMA) at iteration 0 (``start_generator``, its control) and at
+    each saved checkpoint, on the training-time validation pairs (clean and degraded the training way): the
+    control on the same curve as the training."""
+    import re
+    import torch
+    import ext  # noqa: F401
+    from basicsr.archs import build_network
+    from ext.utils.checkpoint import load_into_network, load_network_file
+    torch.set_num_threads(1)
+    models = osp.join(experiments, name, 'models')
+    points = {0: start_generator}
+    for path in os.listdir(models):
+        match = re.fullmatch(r'net_g_(\d+)\.pth', path)
+        if match:
+            points[int(match.group(1))] = osp.join(models, path)
+    pairs = []
+    for gt_path in sorted(os.listdir(osp.join(data, 'val', 'gt'))):
+        stem = osp.splitext(gt_path)[0]
+        gt = cv2.imread(osp.join(data, 'val', 'gt', gt_path))
+        pairs += [('clean', gt, cv2.imread(osp.join(data, 'val', 'lq_x4', gt_path))),
+                  ('degraded', gt, cv2.imread(osp.join(data, 'val', 'lq_x4_degraded', f'{stem}_degraded.png')))]
+    curve = []
+    for iteration, path in sorted(points.items()):
+        net = build_network(dict(network_g))
+        load_into_network(net, load_network_file(path, param_key='params_ema'), source=path)
+        net.eval()
+        point = {'iteration': iteration}
+        for kind in ('clean', 'degraded'):
+            scores = []
+            for _, gt, lq in (p for p in pairs if p[0] == kind):
+                x = torch.from_numpy(np.ascontiguousarray(lq[..., ::-1].transpose(2, 0, 1))).float().div(255)[None]
+                with torch.no_grad():
+                    out = net(x)[0].clamp(0, 1).permute(1, 2, 0).mul(255).round().byte().numpy()[..., ::-1]
+                scores.append(score(np.ascontiguousarray(out), gt))
+            point[kind] = {m: float(np.mean([s[m] for s in scores])) for m in ('psnr', 'niqe')}
+        curve.append(point)
+    return curve
+
+
+def plot_checkpoint_curve(curve, path):
+    import matplotlib
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+    figure, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    iterations = [p['iteration'] for p in curve]
+    for axis, metric in zip(axes, ('psnr', 'niqe')):
+        for kind in ('clean', 'degraded'):
+            axis.plot(iterations, [p[kind][metric] for p in curve], marker='o', label=f'{kind} pairs')
+        axis.set_title(f"{'PSNR (dB)' if metric == 'psnr' else 'NIQE (lower is better)'}; iteration 0 = control")
+        axis.set_xlabel('iteration')
+        axis.legend()
+    figure.tight_layout()
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+    return path
+
+
 # --- the two paths ----------------------------------------------------------------------------
-DATA_KEYS = ('source_size', 'train_images', 'val_crop', 'held_out', 'held_out_size')  # what the prepared set depends on
+# what the prepared set depends on
+DATA_KEYS = ('source_size', 'train_images', 'val_crop', 'validation', 'held_out', 'multiple')
 
 
 def read_text(path):
@@ -332,7 +517,7 @@ def read_text(path):
 def prepare_data(args, steps, data, photos):
     workers = ['--workers', str(args.workers)]
     steps('building a small material set from the photos and textures inside scikit-image')
-    held_out = build_material_set(data, photos, args.budget)
+    scored = build_material_set(data, photos, args.budget)
     # A run again (to resume) reuses the prepared set: the marker is written after the last prep step, so an
     # interrupted preparation is redone, and it names the sizes, so another budget rebuilds.
     marker = osp.join(data, 'prepared.json')
@@ -342,7 +527,7 @@ def prepare_data(args, steps, data, photos):
         for what in ('multiscale copies', 'meta info', 'the "reduced" list', 'LMDB and validation pairs'):
             steps(f'{what}: already prepared by an earlier run ({marker})')
         print_perceptual_note(args)
-        return held_out, reduced
+        return scored, reduced
 
     steps('multiscale copies (scales 0.75, 0.5, 1/3 and shortest edge 400, as upstream)')
     shortest_edge = '400' if not args.minimal else '64'
@@ -367,7 +552,7 @@ def prepare_data(args, steps, data, photos):
          osp.join(data, 'val', 'lq_x4_degraded'), '--opt', AESRGAN_OPTIONS, '--seed', '0'], 'make_degraded_val.py')
     atomic_write_text(marker, prepared)
     print_perceptual_note(args)
-    return held_out, reduced
+    return scored, reduced
 
 
 def print_perceptual_note(args):
@@ -379,7 +564,7 @@ def print_perceptual_note(args):
 
 
 def finetune_path(args, steps, data, photos, experiments):
-    held_out, reduced = prepare_data(args, steps, data, photos)
+    scored, reduced = prepare_data(args, steps, data, photos)
     b = args.budget
     steps('released RealESRGAN_x4plus: ncnn files -> BasicSR checkpoint (scripts/convert_ncnn_checkpoint.py)')
     x4plus = osp.join(args.workdir, 'pretrained', 'RealESRGAN_x4plus.pth')
@@ -396,44 +581,96 @@ def finetune_path(args, steps, data, photos, experiments):
         args, AESRGAN_OPTIONS, FINETUNE_NAME, data, experiments, b['total_iter'], x4plus, network_g=X4PLUS))
     run([TRAIN_PY, '-opt', options_path, '--auto_resume'], 'A-ESRGAN fine-tuning')
 
-    steps(f'tiled inference on the held-out photos ({", ".join(n for n, _, _ in held_out)}, never seen in training):'
-          ' released x4plus and the fine-tuned generator')
+    draws = b['degraded_draws']
+    steps(f'inference on the scored photos ({", ".join(n for _, n, _, _ in scored)}), downscaled x4 and degraded the '
+          f'training way ({draws} draw(s) each, fixed seeds): released x4plus and the fine-tuned generator')
+    degraded = write_degraded_inputs(scored, photos, draws)
     inference_dir = osp.join(args.workdir, 'inference')
     finetuned = osp.join(experiments, FINETUNE_NAME, 'models', 'net_g_latest.pth')
-    infer(osp.join(photos, 'lq'), inference_dir, options_path, x4plus, 'x4plus', b)
-    infer(osp.join(photos, 'lq'), inference_dir, options_path, finetuned, 'finetuned', b)
+    for kind in ('lq', 'lq_degraded'):
+        infer(osp.join(photos, kind), osp.join(inference_dir, kind), options_path, x4plus, 'x4plus', b)
+        infer(osp.join(photos, kind), osp.join(inference_dir, kind), options_path, finetuned, 'finetuned', b)
 
-    steps('scores (NIQE, PSNR/SSIM against the original) and side_by_side.png')
-    results, rows = {}, []
-    for name, lq_path, original_path in held_out:
-        original = cv2.imread(original_path)
-        images = {'bicubic': bicubic_of(lq_path, original.shape),
-                  'x4plus': cv2.imread(osp.join(inference_dir, f'{name}_x4plus.png')),
-                  'finetuned': cv2.imread(osp.join(inference_dir, f'{name}_finetuned.png'))}
-        results[name] = {method: score(image, original) for method, image in images.items()}
-        rows.append([(images['bicubic'], f'{name}: bicubic x4', results[name]['bicubic']),
-                     (images['x4plus'], 'released x4plus', results[name]['x4plus']),
-                     (images['finetuned'], f'fine-tuned A-ESRGAN ({b["total_iter"]} it)', results[name]['finetuned']),
-                     (original, 'original', None)])
+    steps('scores (NIQE, PSNR/SSIM against the original, border, colour), the curve from iteration 0, side_by_side.png')
+    methods = [('bicubic', BASELINES['bicubic']), ('bicubic_matlab', BASELINES['bicubic_matlab']),
+               ('x4plus', 'released x4plus (control)'), ('finetuned', f'fine-tuned A-ESRGAN ({b["total_iter"]} it)')]
+    results, rows = score_outputs(scored, degraded, photos, inference_dir, methods)
     comparison = osp.join(args.workdir, 'side_by_side.png')
     side_by_side(rows, comparison)
-    niqe = {m: mean_of(results, m, 'niqe') for m in ('bicubic', 'x4plus', 'finetuned')}
-    worst_border = max(r['finetuned']['border_ratio'] for r in results.values())
+    curve = checkpoint_curve(experiments, FINETUNE_NAME, x4plus, X4PLUS, data)
+    degraded_held_out, clean_held_out = group(results, 'held_out', 'degraded'), group(results, 'held_out', 'clean')
+    gain = psnr_gain(degraded_held_out, 'finetuned', 'x4plus')
+    niqe = {m: mean_of(clean_held_out, m, 'niqe') for m in ('x4plus', 'finetuned')}
+    colour_shift = max(abs(r['finetuned']['colour_offset'][c] - r['x4plus']['colour_offset'][c])
+                       for r in clean_held_out.values() for c in range(3))
+    worst_border = {m: max(r[m]['border_ratio'] for r in {**degraded_held_out, **clean_held_out}.values())
+                    for m in ('x4plus', 'finetuned')}
     checks = [
-        (f'fine-tuned NIQE {niqe["finetuned"]:.2f} within {NIQE_TOLERANCE_VS_X4PLUS} of released x4plus '
-         f'{niqe["x4plus"]:.2f}', niqe['finetuned'] <= niqe['x4plus'] + NIQE_TOLERANCE_VS_X4PLUS),
-        (f'fine-tuned NIQE {niqe["finetuned"]:.2f} at least {NIQE_GAIN_VS_BICUBIC} below bicubic {niqe["bicubic"]:.2f}',
-         niqe['finetuned'] <= niqe['bicubic'] - NIQE_GAIN_VS_BICUBIC),
-        (f'no border frame: error in the outer {BORDER}-px band / interior error {worst_border:.2f} (worst photo) '
-         f'<= {BORDER_RATIO_LIMIT}', worst_border <= BORDER_RATIO_LIMIT),
+        check(f'learning: the fine-tune beats the released x4plus on the training domain, held-out photos degraded the '
+              f'training way: PSNR-Y {gain:+.3f} dB over x4plus (mean of {len(degraded_held_out)}; it wins '
+              f'{wins(degraded_held_out, "finetuned", "x4plus")}), needs > {args.min_gain:+g}', 'learning', gain,
+              args.min_gain, 'released x4plus (iteration 0)', 0.0),
+        check(f"keeps the released model's quality: NIQE {niqe['finetuned']:.2f} on clean held-out inputs, at most "
+              f"{NIQE_TOLERANCE_VS_X4PLUS} above x4plus's {niqe['x4plus']:.2f}", 'guard',
+              niqe['finetuned'] - niqe['x4plus'], NIQE_TOLERANCE_VS_X4PLUS, 'released x4plus', 0.0, at_most=True),
+        check(f"keeps the released model's colour: per-channel mean colour offset within {COLOUR_TOLERANCE_VS_X4PLUS} "
+              f"grey level of x4plus's on every clean held-out input (largest difference {colour_shift:.2f})",
+              'guard', colour_shift, COLOUR_TOLERANCE_VS_X4PLUS, 'released x4plus', 0.0, at_most=True),
+        check(f"no border frame: border error ratio {worst_border['finetuned']:.2f} (worst held-out input) <= "
+              f'{BORDER_RATIO_LIMIT}', 'guard', worst_border['finetuned'], BORDER_RATIO_LIMIT, 'released x4plus',
+              worst_border['x4plus'], at_most=True),
     ]
+    movement = generator_movement(scored, degraded, inference_dir, results, 'finetuned', 'x4plus')
     return dict(results=results, checks=checks, comparison=comparison, options=options_path, stages=[FINETUNE_NAME],
-                main=FINETUNE_NAME, reduced=reduced,
-                table=[('bicubic x4', 'bicubic'), ('released x4plus', 'x4plus'), ('fine-tuned A-ESRGAN', 'finetuned')])
+                main=FINETUNE_NAME, reduced=reduced, methods=methods, curve=curve, movement=movement)
+
+
+def generator_movement(scored, degraded, inference_dir, results, method, control):
+    """How far ``method`` moved from ``control``: the mean absolute difference of their outputs (grey levels) and
+    the metric deltas (``method - control``, signed), per split and input kind."""
+    stems = [(split, 'lq', name, name) for split, name, _, _ in scored]
+    stems += [(split, 'lq_degraded', key, stem) for split, _, key, stem in degraded]
+    moved = {}
+    for split, kind, key, stem in stems:
+        images = [cv2.imread(osp.join(inference_dir, kind, f'{stem}_{m}.png')).astype(np.float64)
+                  for m in (method, control)]
+        moved.setdefault(split, {}).setdefault('clean' if kind == 'lq' else 'degraded', []).append(
+            float(np.abs(images[0] - images[1]).mean()))
+    out = {}
+    for split, kinds in moved.items():
+        for kind, values in kinds.items():
+            inputs = group(results, split, kind)
+            deltas = {metric: mean_of(inputs, method, metric) - mean_of(inputs, control, metric)
+                      for metric in ('niqe', 'psnr', 'ssim')}
+            deltas['colour_offset'] = [float(np.mean([r[method]['colour_offset'][c] - r[control]['colour_offset'][c]
+                                                      for r in inputs.values()])) for c in range(3)]
+            out.setdefault(split, {})[kind] = {'mean_abs_output_difference': float(np.mean(values)), 'deltas': deltas}
+    return out
+
+
+def untrained_control_scores(esrnet_yml, scored, degraded, photos):
+    """PSNR-Y of the untrained Real-ESRNet (the options' network, random init, seed 0) on the degraded inputs."""
+    import torch
+    import ext  # noqa: F401
+    from basicsr.archs import build_network
+    from basicsr.metrics import calculate_psnr
+    with open(esrnet_yml, encoding='utf-8') as handle:
+        network_g = yaml.safe_load(handle)['network_g']
+    torch.manual_seed(0)
+    net = build_network(dict(network_g)).eval()
+    originals = {name: cv2.imread(path) for _, name, _, path in scored}
+    scores = {}
+    for split, name, key, stem in degraded:
+        lq = cv2.imread(osp.join(photos, 'lq_degraded', f'{stem}.png'))
+        x = torch.from_numpy(np.ascontiguousarray(lq[..., ::-1].transpose(2, 0, 1))).float().div(255)[None]
+        with torch.no_grad():
+            out = net(x)[0].clamp(0, 1).permute(1, 2, 0).mul(255).round().byte().numpy()[..., ::-1]
+        scores[key] = float(calculate_psnr(np.ascontiguousarray(out), originals[name], BORDER, test_y_channel=True))
+    return scores
 
 
 def scratch_path(args, steps, data, photos, experiments):
-    held_out, reduced = prepare_data(args, steps, data, photos)
+    scored, reduced = prepare_data(args, steps, data, photos)
     b = args.budget
     pretrained = esrnet_yml = None
     steps(f'stage 1: Real-ESRNet (MSE only) from random weights for {b["esrnet_iter"]} iterations, the generator\'s '
@@ -449,35 +686,20 @@ def scratch_path(args, steps, data, photos, experiments):
     steps(f'stage 2: A-ESRGAN (two-scale attention U-Net discriminator) for {b["total_iter"]} iterations '
           '(ext/train.py --auto_resume)')
     options_path = osp.join(args.workdir, f'{NAME}.yml')
-    write_options(options_path, demo_options(args, AESRGAN_OPTIONS, NAME, data, experiments, b['total_iter'],
-                                             pretrained))
+    stage_options = demo_options(args, AESRGAN_OPTIONS, NAME, data, experiments, b['total_iter'], pretrained)
+    write_options(options_path, stage_options)
     run([TRAIN_PY, '-opt', options_path, '--auto_resume'], 'A-ESRGAN training')
 
     draws = b['degraded_draws']
-    draws_text = f'{draws} draw{"s" if draws > 1 else ""}'
-    steps(f'tiled inference on the held-out photos ({", ".join(n for n, _, _ in held_out)}), downscaled x4 and '
-          f'degraded the training way ({draws_text} each, fixed seeds)')
-    import ext  # noqa: F401
-    from ext.data.degraded_pairs import TrainingDegradation
-    with open(AESRGAN_OPTIONS, encoding='utf-8') as handle:
-        option = yaml.safe_load(handle)
-    # One draw of so random a degradation is no measurement (its gain over bicubic spreads over ~3 dB), so the
-    # check averages several; the picture shows the first.
-    degraded = []  # (result key, file stem, held-out photo)
-    originals_rgb = {name: cv2.imread(original_path)[..., ::-1] for name, _, original_path in held_out}
-    for draw in range(draws):
-        degrade = TrainingDegradation(option, seed=1 + draw)
-        for name, original_rgb in originals_rgb.items():
-            stem = name if draw == 0 else f'{name}_draw{draw + 1}'
-            lq = degrade.uint8(original_rgb, name)
-            write_image(osp.join(photos, 'lq_degraded', f'{stem}.png'), np.ascontiguousarray(lq[..., ::-1]))
-            degraded.append((f'{name} degraded' + ('' if draw == 0 else f' (draw {draw + 1})'), stem, name))
+    steps(f'tiled inference on the scored photos ({", ".join(n for _, n, _, _ in scored)}), downscaled x4 and '
+          f'degraded the training way ({draws} draw(s) each, fixed seeds)')
+    degraded = write_degraded_inputs(scored, photos, draws)
     inference_dir = osp.join(args.workdir, 'inference')
     model_path = osp.join(experiments, NAME, 'models', 'net_g_latest.pth')
     esrnet_methods = [('realesrnet', f'Real-ESRNet ({b["esrnet_iter"]} it)'),
                       ('realesrnet_x8', 'Real-ESRNet, x8 self-ensemble')]
-    methods = [('bicubic', 'bicubic x4')] + (esrnet_methods if esrnet_yml else []) + [
-        ('aesrgan', f'A-ESRGAN ({b["total_iter"]} it)')]
+    methods = [('bicubic', BASELINES['bicubic']), ('bicubic_matlab', BASELINES['bicubic_matlab'])] + (
+        esrnet_methods if esrnet_yml else []) + [('aesrgan', f'A-ESRGAN ({b["total_iter"]} it)')]
     for kind in ('lq', 'lq_degraded'):
         if esrnet_yml:
             infer(osp.join(photos, kind), osp.join(inference_dir, kind), esrnet_yml, pretrained, 'realesrnet', b)
@@ -485,39 +707,82 @@ def scratch_path(args, steps, data, photos, experiments):
                   '--self_ensemble')
         infer(osp.join(photos, kind), osp.join(inference_dir, kind), options_path, model_path, 'aesrgan', b)
 
-    steps('scores (NIQE, PSNR/SSIM against the original) and side_by_side.png')
-    results, rows = {}, []
-    for name, lq_path, original_path in held_out:
-        original = cv2.imread(original_path)
-        inputs = [(name, name, lq_path, 'lq')] + [(key, stem, osp.join(photos, 'lq_degraded', f'{stem}.png'),
-                                                   'lq_degraded') for key, stem, photo in degraded if photo == name]
-        for key, stem, source, kind in inputs:
-            images = {'bicubic': bicubic_of(source, original.shape)}
-            for method, _ in methods[1:]:
-                images[method] = cv2.imread(osp.join(inference_dir, kind, f'{stem}_{method}.png'))
-            results[key] = {method: score(images[method], original) for method, _ in methods}
-            if stem == name:  # the picture: the clean input and the first degradation draw
-                rows.append([(images[m], f'{key}: {caption}' if m == 'bicubic' else caption, results[key][m])
-                             for m, caption in methods] + [(original, 'original', None)])
+    steps('scores (NIQE, PSNR/SSIM against the original, border, colour), the curve from iteration 0, side_by_side.png')
+    results, rows = score_outputs(scored, degraded, photos, inference_dir, methods)
     comparison = osp.join(args.workdir, 'side_by_side.png')
     side_by_side(rows, comparison)
-    checks = []
+    curve = checkpoint_curve(experiments, NAME, pretrained, stage_options['network_g'], data) if esrnet_yml else None
+    checks, movement = [], None
     if esrnet_yml:
-        degraded_results = {key: results[key] for key, _, _ in degraded}
-        psnr = {m: mean_of(degraded_results, m, 'psnr') for m in ('bicubic', 'realesrnet', 'realesrnet_x8')}
-        wins = sum(r['realesrnet_x8']['psnr'] > r['bicubic']['psnr'] for r in degraded_results.values())
-        checks.append((f'Real-ESRNet (x8 self-ensemble) PSNR-Y {psnr["realesrnet_x8"]:.2f} dB above bicubic '
-                       f'{psnr["bicubic"]:.2f} dB on the held-out photos degraded the training way (mean of '
-                       f'{len(degraded_results)}: {draws_text} of each photo; it wins {wins}; '
-                       f'without the self-ensemble {psnr["realesrnet"]:.2f} dB)',
-                       psnr['realesrnet_x8'] > psnr['bicubic']))
-    names = ', '.join(name for name, _, _ in held_out)
-    groups = [('Held-out photos downscaled x4', [name for name, _, _ in held_out]),
-              ('Held-out photos degraded the training way', [key for key, _, _ in degraded],
-               f'{names}, {draws_text} each')]
+        degraded_held_out, clean_held_out = group(results, 'held_out', 'degraded'), group(results, 'held_out', 'clean')
+        baseline = max(('bicubic', 'bicubic_matlab'), key=lambda m: mean_of(degraded_held_out, m, 'psnr'))
+        gain = psnr_gain(degraded_held_out, 'realesrnet_x8', baseline)
+        control = untrained_control_scores(esrnet_yml, scored, degraded, photos)
+        control_gain = float(np.mean([control[key] - r[baseline]['psnr'] for key, r in degraded_held_out.items()]))
+        drop = -psnr_gain(degraded_held_out, 'aesrgan', 'realesrnet')
+        border = {m: max(r[m]['border_ratio'] for r in {**degraded_held_out, **clean_held_out}.values())
+                  for m in ('realesrnet', 'aesrgan')}
+        held_out = {**degraded_held_out, **clean_held_out}
+        colour = {m: max(abs(v) for r in held_out.values() for v in r[m]['colour_offset'])
+                  for m in ('realesrnet', 'aesrgan')}
+        colour_shift = max(abs(r['aesrgan']['colour_offset'][c] - r['realesrnet']['colour_offset'][c])
+                           for r in held_out.values() for c in range(3))
+        checks = [
+            check(f'learning: Real-ESRNet (x8 self-ensemble) beats the stronger bicubic ({BASELINES[baseline]}) on the '
+                  f'held-out photos degraded the training way: PSNR-Y {gain:+.3f} dB (mean of '
+                  f'{len(degraded_held_out)}, {draws} draw(s) of each photo; it wins '
+                  f'{wins(degraded_held_out, "realesrnet_x8", baseline)}; without '
+                  f"the self-ensemble {psnr_gain(degraded_held_out, 'realesrnet', baseline):+.3f}), needs > "
+                  f'{args.min_gain:+g}', 'learning', gain, args.min_gain, 'the untrained network', control_gain),
+            check(f'the A-ESRGAN stage keeps the Real-ESRNet stage\'s PSNR-Y on held-out photos degraded the training '
+                  f'way: {drop:+.2f} dB below it, at most {MAX_STAGE_PSNR_DROP}', 'guard', drop, MAX_STAGE_PSNR_DROP,
+                  'the Real-ESRNet stage itself', 0.0, at_most=True),
+            check(f"the A-ESRGAN stage adds no border frame: border error ratio {border['aesrgan']:.2f} (worst "
+                  f"held-out input; Real-ESRNet {border['realesrnet']:.2f}) <= {BORDER_RATIO_LIMIT}", 'guard',
+                  border['aesrgan'],
+                  BORDER_RATIO_LIMIT, 'the Real-ESRNet stage', border['realesrnet'], at_most=True),
+            check(f'the A-ESRGAN stage adds no colour cast: its per-channel mean colour offset within '
+                  f'{MAX_COLOUR_OFFSET} grey levels of the Real-ESRNet stage\'s on every held-out input (largest '
+                  f"difference {colour_shift:.2f}; largest offsets against the original: A-ESRGAN "
+                  f"{colour['aesrgan']:.2f}, Real-ESRNet {colour['realesrnet']:.2f})", 'guard', colour_shift,
+                  MAX_COLOUR_OFFSET, 'the Real-ESRNet stage', 0.0, at_most=True),
+        ]
+        movement = generator_movement(scored, degraded, inference_dir, results, 'aesrgan', 'realesrnet')
     return dict(results=results, checks=checks, comparison=comparison, options=options_path,
-                stages=([ESRNET_NAME] if esrnet_yml else []) + [NAME], main=NAME, reduced=reduced,
-                table=[(caption, method) for method, caption in methods], groups=groups)
+                stages=([ESRNET_NAME] if esrnet_yml else []) + [NAME], main=NAME, reduced=reduced, methods=methods,
+                curve=curve, movement=movement)
+
+
+def print_tables(outcome, draws):
+    methods = outcome['methods']
+    width = max(len(caption) for _, caption in methods)
+    for split, kinds in outcome['summary'].items():
+        for kind, table in kinds.items():
+            what = 'downscaled x4' if kind == 'clean' else f'degraded the training way ({draws} draw(s) each)'
+            print(f'\n{split} photos, {what}: mean (NIQE: lower is better; Y channel, crop {BORDER}); colour offset '
+                  'R/G/B against the original (grey levels); border ratio of the worst input:')
+            header = f'{"NIQE":>6} {"PSNR-Y":>7} {"SSIM-Y":>7}  {"colour offset R/G/B":>20} {"border":>6}'
+            print(f'  {"method":<{width}} {header}')
+            for method, caption in methods:
+                row = table[method]
+                offset = '/'.join(f'{v:+.1f}' for v in row['colour_offset'])
+                print(f'  {caption:<{width}} {row["niqe"]:6.2f} {row["psnr"]:7.2f} {row["ssim"]:7.3f}  {offset:>20} '
+                      f'{row["border_ratio_worst"]:6.2f}')
+    if outcome.get('movement'):
+        print('\nHow far the trained generator moved from its control (mean |difference| of outputs, grey levels; '
+              'metric deltas trained - control):')
+        for split, kinds in outcome['movement'].items():
+            for kind, moved in kinds.items():
+                d = moved['deltas']
+                print(f"  {split}, {kind}: {moved['mean_abs_output_difference']:.2f}; NIQE {d['niqe']:+.3f}, PSNR-Y "
+                      f"{d['psnr']:+.3f} dB, SSIM-Y {d['ssim']:+.4f}, colour offset R/G/B "
+                      + '/'.join(f'{v:+.2f}' for v in d['colour_offset']))
+    if outcome.get('curve'):
+        print('\nValidation pairs (coins, moon) along the training, iteration 0 = the control:')
+        for point in outcome['curve']:
+            print(f"  iteration {point['iteration']:>4}: clean PSNR {point['clean']['psnr']:.2f} NIQE "
+                  f"{point['clean']['niqe']:.2f}; degraded PSNR {point['degraded']['psnr']:.2f} NIQE "
+                  f"{point['degraded']['niqe']:.2f}")
 
 
 def main(argv=None):
@@ -528,6 +793,7 @@ def main(argv=None):
     photos = osp.join(args.workdir, 'photos')
     experiments = osp.join(args.workdir, 'experiments')
     steps = Steps(11 if args.from_scratch else 10)
+    started = run_record.record(REPO_ROOT, 1, 'minimal' if args.minimal else 'full', args.command)
     print(f'A-ESRGAN material demo ({"minimal" if args.minimal else "full"} budget, '
           f'{"from scratch" if args.from_scratch else "fine-tuning the released x4plus"}) in {args.workdir}')
     outcome = (scratch_path if args.from_scratch else finetune_path)(args, steps, data, photos, experiments)
@@ -537,31 +803,39 @@ def main(argv=None):
     for name in outcome['stages']:
         run([osp.join(SCRIPTS, 'plot_curves.py'), '--input', osp.join(experiments, name), '--output',
              osp.join(curves, name)], 'plot_curves.py')
+    if outcome['curve']:
+        plot_checkpoint_curve(outcome['curve'], osp.join(curves, outcome['main'], 'from_iteration_0.png'))
 
-    results = outcome['results']
+    outcome['summary'] = summary(outcome['results'], outcome['methods'])
+    failed = [c['check'] for c in outcome['checks'] if not c['ok']]
+    metrics = {
+        'path': 'from_scratch' if args.from_scratch else 'finetune', **started, 'finished': run_record.now(),
+        'splits': {'train': list(args.budget['train_images']), 'validation_pairs': list(VAL_IMAGES),
+                   **{split: [name for name, _ in args.budget[split]] for split in SPLITS}},
+        'degraded_draws': args.budget['degraded_draws'], 'methods': dict(outcome['methods']),
+        'summary': outcome['summary'], 'per_photo': outcome['results'], 'checks': outcome['checks'],
+        'checks_enforced': args.enforce, 'passed': not failed, 'movement': outcome['movement'],
+        'curve_from_iteration_0': outcome['curve'],
+        'iterations': args.budget['total_iter'], 'seconds': round(time.time() - steps.start)}
     metrics_path = osp.join(args.workdir, 'metrics.json')
-    atomic_write_text(metrics_path, json.dumps(
-        {'per_photo': results, 'checks': [{'check': text, 'passed': bool(ok)} for text, ok in outcome['checks']],
-         'iterations': args.budget['total_iter'], 'seconds': round(time.time() - steps.start)}, indent=2))
-    width = max(len(caption) for caption, _ in outcome['table'])
-    for title, keys, *over in outcome.get('groups', [('Held-out photos', list(results))]):
-        group = {key: results[key] for key in keys}
-        print(f'\n{title}, mean over {over[0] if over else ", ".join(group)} (NIQE: lower is better; Y channel, '
-              f'crop {BORDER}):')
-        print(f'  {"method":<{width}} {"NIQE":>6} {"PSNR-Y":>7} {"SSIM-Y":>7}')
-        for caption, method in outcome['table']:
-            print(f'  {caption:<{width}} {mean_of(group, method, "niqe"):6.2f} {mean_of(group, method, "psnr"):7.2f} '
-                  f'{mean_of(group, method, "ssim"):7.3f}')
-    print('Quality checks' + (' (--minimal: a smoke test, its scores say nothing about quality)' if args.minimal else '')
-          + ':')
-    for text, ok in outcome['checks']:
-        print(f'  [{"PASS" if ok else "FAIL"}] {text}')
+    for path in [metrics_path] + ([args.json] if args.json else []):
+        atomic_write_text(path, json.dumps(metrics, indent=1), make_dirs=True)
+    print_tables(outcome, args.budget['degraded_draws'])
+    print('\nQuality checks on the held-out photos' + (
+        '' if args.enforce else ' (--minimal: a smoke test, its scores say nothing about quality; not enforced)') + ':')
+    for c in outcome['checks']:
+        control = (f"; control ({c['control']}): {c['control_value']:+.3f}, "
+                   + ('fails it, as it must' if not c['control_passes'] else
+                      'PASSES it: the check cannot tell learning from nothing' if c['kind'] == 'learning' else
+                      'passes it too (a guard)'))
+        print(f"  [{'PASS' if c['ok'] else 'FAIL'}] {c['check']}{control}")
     experiments_root = osp.join(experiments, outcome['main'])
     print(f"""
 Done in {time.time() - steps.start:.0f} s. Outputs:
   side by side (labelled with NIQE, PSNR/SSIM): {outcome['comparison']}
   scores and checks:                            {metrics_path}
-  training curves:                              {curves}/<stage>/losses.png, metrics.png, other.png
+  training curves:                              {curves}/<stage>/losses.png, metrics.png, other.png,
+                                                from_iteration_0.png
   validation grids (lq | output | gt):          {experiments_root}/visualization/<image>/<image>_<iter>_grid.png
   checkpoints and train log:                    {experiments_root}
   data: reduced list {outcome['reduced']}
@@ -569,6 +843,9 @@ Done in {time.time() - steps.start:.0f} s. Outputs:
         LMDB {osp.join(data, 'multiscale.lmdb')}
   options used:                                 {outcome['options']}
 Run it again to resume; train on your own photos with the same scripts (README, section material-data).""")
+    if failed and args.enforce:
+        print(f'\nFAILED: {len(failed)} quality check(s); the outputs above are written. Exit status 1.')
+        return 1
     return 0
 
 

@@ -1,9 +1,9 @@
-"""Shared by the Real-ESRNet / x4plus recipes: a material set of the bundled photos, option files, held-out scoring.
+"""Shared by the Real-ESRNet / x4plus recipes: a material set of the bundled photos, option files, scoring.
 
 Not a recipe (no ``recipe_`` prefix). Training data: ``common.TRAIN_PHOTOS`` written to disk with a
 ``MaterialMultiscaleDataset`` meta info; the model synthesises its LQ with Real-ESRGAN's second-order
-degradation as in real training. Held-out inputs: ``common.HELD_OUT_PHOTOS`` downscaled x4 by area
-(``clean``) and degraded the training way with a fixed seed (``degraded``, ext.data.degraded_pairs).
+degradation as in real training. Scored inputs (validation and held-out photos): each photo downscaled x4 by
+area (``clean``) and degraded the training way with fixed seeds (``degraded``, ext.data.degraded_pairs).
 """
 import os.path as osp
 
@@ -28,12 +28,12 @@ def write_training_set(root, largest_side=384):
     return root, meta
 
 
-def training_options(option_file, name, workdir, dataroot, meta_info, total_iter, gt_size, batch, network_g=None,
-                     pretrain_network_g=None, **train_updates):
-    """An option file of ``options/`` on the bundled photos: no validation (scored here on held-out photos)."""
+def training_options(option_file, name, workdir, dataroot, meta_info, total_iter, gt_size, batch, seed,
+                     network_g=None, pretrain_network_g=None, **train_updates):
+    """An option file of ``options/`` on the bundled photos: no validation (the recipe scores afterwards)."""
     with open(osp.join(OPTIONS, option_file), encoding='utf-8') as handle:
         opt = yaml.safe_load(handle)
-    opt.update(name=name, gt_size=gt_size, queue_size=batch * 4)
+    opt.update(name=name, gt_size=gt_size, queue_size=batch * 4, manual_seed=seed)
     train_set = opt['datasets']['train']
     train_set.update(dataroot_gt=dataroot, meta_info=meta_info, gt_size=gt_size, batch_size_per_gpu=batch,
                      num_worker_per_gpu=1, persistent_workers=True)
@@ -52,7 +52,7 @@ def training_options(option_file, name, workdir, dataroot, meta_info, total_iter
     return opt
 
 
-def held_out_inputs(seed=1, largest_side=256, draws=1, multiple=4):
+def scored_inputs(photos, seed=1, largest_side=256, draws=1, multiple=4):
     """{name: (original_rgb, {'clean': lq, 'degraded': [lq, ...]})}, LQ as uint8 RGB at a quarter of the size.
 
     ``degraded`` holds ``draws`` LQ images degraded the training way with seeds ``seed``, ``seed + 1``, ...:
@@ -66,7 +66,7 @@ def held_out_inputs(seed=1, largest_side=256, draws=1, multiple=4):
         option = yaml.safe_load(handle)
     degradations = [TrainingDegradation(option, seed=seed + draw) for draw in range(draws)]
     inputs = {}
-    for name in common.HELD_OUT_PHOTOS:
+    for name in photos:
         original = common.crop_to_multiple(common.photo_rgb(name, largest_side), multiple)
         h, w = original.shape[:2]
         clean = cv2.resize(original, (w // 4, h // 4), interpolation=cv2.INTER_AREA)
@@ -84,15 +84,3 @@ def super_resolve(net, lq_rgb):
 def niqe(rgb, crop_border=4):
     from ext.metrics.niqe_metric import calculate_niqe_sr
     return calculate_niqe_sr(np.ascontiguousarray(rgb[..., ::-1]), crop_border)
-
-
-def save_comparison(path, rows):
-    """Rows of RGB panels of equal height, side by side (for looking at the result)."""
-    strips = [np.concatenate([np.pad(p, ((0, 0), (0, 4), (0, 0)), constant_values=255) for p in row], axis=1)
-              for row in rows]
-    width = max(s.shape[1] for s in strips)
-    strips = [np.pad(s, ((0, 4), (0, width - s.shape[1]), (0, 0)), constant_values=255) for s in strips]
-    common.write_image(path, np.concatenate(strips, axis=0))
-    return path
-
-

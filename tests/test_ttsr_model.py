@@ -79,3 +79,19 @@ def test_inconsistent_options_fail_clearly():
         assert 'gan_opt and network_d' in str(error)
     else:
         raise AssertionError('a discriminator without gan_opt must be refused')
+
+
+def test_extractor_lr_zero_freezes_the_extractor():
+    opt = model_options(extractor_lr=0)
+    del opt['network_d'], opt['train']['gan_opt'], opt['train']['optim_d']
+    torch.manual_seed(0)
+    model = TTSRModel(opt)
+    assert len(model.optimizer_g.param_groups) == 1
+    assert not any(p.requires_grad for p in model.net_g.extractor.parameters())
+    extractor = copy.deepcopy(model.net_g.extractor.state_dict())
+    main = model.net_g.conv_first1.weight.detach().clone()
+    model.feed_data(batch())
+    model.optimize_parameters(5)
+    assert all(p.grad is None for p in model.net_g.extractor.parameters())
+    assert all(torch.equal(v, model.net_g.extractor.state_dict()[k]) for k, v in extractor.items())
+    assert not torch.equal(main, model.net_g.conv_first1.weight)

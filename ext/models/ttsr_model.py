@@ -39,7 +39,8 @@ class TTSRModel(PolicyHooks, SRGANModel):
     ``pixel_opt``, ``perceptual_opt``, ``tpl_opt``, ``gan_opt`` (``TTSRGANLoss`` for WGAN-GP; any
     BasicSR ``GANLoss`` also works), ``pixel_init_iters`` (0),
     ``disc_repeat`` (1), ``d_steps_first`` (false), ``extractor_lr`` (learning rate of the texture
-    extractor, a second parameter group of ``optim_g``; default ``optim_g.lr``; TTSR: 1e-5),
+    extractor, a second parameter group of ``optim_g``; default ``optim_g.lr``; TTSR: 1e-5; 0 freezes it:
+    no gradient is computed for it, as mmedit 0.x's GAN recipe never updated it),
     ``pixel_value_range`` (``[low, high]``, default [-1, 1]: the value range the ``pixel_opt`` loss
     compares output and GT in; both upstream recipes take their L1 on [-1, 1] images, twice its value
     on BasicSR's [0, 1], while their perceptual and transferal losses see [0, 1], as here).
@@ -109,12 +110,15 @@ class TTSRModel(PolicyHooks, SRGANModel):
         train_opt = self.opt['train']
         optim_opt = dict(train_opt['optim_g'])
         optim_type, lr = optim_opt.pop('type'), optim_opt.pop('lr')
+        extractor_lr = train_opt.get('extractor_lr', lr)
+        if extractor_lr == 0:  # frozen: no gradient is computed for it (half the time of a small TTSR)
+            _set_requires_grad(self.extractor, False)
         extractor_ids = {id(p) for p in self.extractor.parameters()}
         main = [p for p in self.net_g.parameters() if id(p) not in extractor_ids and p.requires_grad]
         extractor = [p for p in self.extractor.parameters() if p.requires_grad]
         groups = [{'params': main}]
         if extractor:
-            groups.append({'params': extractor, 'lr': train_opt.get('extractor_lr', lr)})
+            groups.append({'params': extractor, 'lr': extractor_lr})
         self.optimizer_g = self.get_optimizer(optim_type, groups, lr, **optim_opt)
         self.optimizers.append(self.optimizer_g)
         if self.net_d is not None:

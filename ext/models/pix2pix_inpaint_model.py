@@ -12,7 +12,7 @@ from basicsr.utils import get_root_logger
 from ext.errors import OptionError
 from ext.models.ema_schedule import EMASchedule
 from ext.models.gan_setup import build_ema_and_discriminator
-from ext.models.image_validation import MaskedMetrics, SideBySideGrids, validate_images
+from ext.models.image_validation import MaskedMetrics, SideBySideGrids
 from ext.models.option_keys import OptionKeys
 from ext.models.plateau_rule import LearningRatePlateau
 from ext.models.policy_hooks import PolicyHooks
@@ -289,9 +289,8 @@ class Pix2PixInpaintModel(PolicyHooks, SRModel):
                 self.output = self.output * self.mask + self.lq * (1 - self.mask)
         net.train(was_training)
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        validate_images(self, dataloader, current_iter, tb_logger, save_img,
-                        extras=(MaskedMetrics(), SideBySideGrids()))
+    def validation_extras(self):
+        return (MaskedMetrics(), SideBySideGrids())
 
     def save(self, epoch, current_iter):
         if hasattr(self, 'net_g_ema'):

@@ -9,7 +9,7 @@ from torch import nn
 from basicsr.utils import get_root_logger
 from ext.engine.stopping import request_stop
 from ext.errors import OptionError
-from ext.models.image_validation import MaskedMetrics, ValidationExtra, validate_images
+from ext.models.image_validation import MaskedMetrics, ValidationExtra
 from ext.models.option_keys import OptionKeys
 from ext.models.ttsr_model import TTSRModel
 from ext.registry import register
@@ -224,6 +224,5 @@ class TTSRInpaintModel(TTSRModel):
         if self.saturation_guard is not None and 'saturation_streak' in state:
             self.saturation_guard.streak = int(state['saturation_streak'])
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        validate_images(self, dataloader, current_iter, tb_logger, save_img,
-                        extras=(MaskedMetrics(), SaturatedShare(self.saturation_guard)))
+    def validation_extras(self):
+        return (MaskedMetrics(), SaturatedShare(self.saturation_guard))

@@ -543,6 +543,12 @@ def main(argv=None):
             report['targets'] = checks
             print('\n'.join(lines))
     if args.json:
+        sys.path.insert(0, REPO_ROOT)
+        from ext.utils import run_record
+        # machine (CPU model, cores, threads, load), date, command, commit: for the docs' tables
+        report.update(run_record.record(REPO_ROOT, args.threads or torch.get_num_threads(),
+                                        f'{args.iters} timed iterations after {args.warmup} warm-up',
+                                        [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)))
         target = osp.abspath(args.json)
         partial = target + '.partial'
         with open(partial, 'w') as handle:

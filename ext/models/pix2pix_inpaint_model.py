@@ -50,8 +50,7 @@ class Pix2PixInpaintModel(PolicyHooks, SRModel):
             ``encoder_lr``, default ``optim_g.lr``); frozen, it has no gradient and Adam skips it.
         encoder_lr (float): learning rate of the encoder group.
         plateau (mapping, optional): ``monitor`` (a logged loss, 'l_d_total'), ``target`` ('g': the
-            seed halves the generator's learning rate; 'd': its variant multiplies the
-            discriminator's by 1.1), ``factor`` (0.5 for g, 1.1 for d), ``patience`` (checks without
+            generator's learning rate is halved; 'd': the discriminator's is multiplied by 1.1), ``factor`` (0.5 for g, 1.1 for d), ``patience`` (checks without
             improvement, 10), ``min_delta`` (0), ``smoothing`` (decay of the moving average, 0.9),
             ``check_interval`` (iterations between checks, 1), ``max_reductions`` (10), ``min_lr``
             (0). Its state is in the ``.state`` file: a SIGKILL + ``--auto_resume`` continues it

@@ -367,17 +367,20 @@ def render_methods(root):
 # --------------------------------------------------------------------------------------------------
 # the demo (scripts/run_demo.py --json)
 # --------------------------------------------------------------------------------------------------
-def render_demo(root, path):
+def render_demo(root, path, splits=None):
+    """The demo's score tables (of ``splits``, default all) and its checks."""
     record = read_json(root, DEMO_JSON[path])
     if record is None:
         return not_measured(DEMO_COMMAND[path], f' (no `{DEMO_JSON[path]}`)')
     captions = dict(record.get('methods', {}))
     out = [record_provenance(record)]
     for split, kinds in record.get('summary', {}).items():
+        if splits and split not in splits:
+            continue
         photos = ', '.join(record.get('splits', {}).get(split, []))
         for kind, methods in kinds.items():
             what = 'downscaled x4 (area)' if kind == 'clean' else \
-                f"degraded the training way ({record.get('degraded_draws', '?')} draws each)"
+                f"degraded the training way ({record.get('degraded_draws', '?')} draw(s) each)"
             rows = [[captions.get(m, m), number(v['niqe'], '.2f'), number(v['psnr'], '.2f'), number(v['ssim']),
                      '/'.join(f'{c:+.1f}' for c in v['colour_offset']), number(v['border_ratio_worst'], '.2f')]
                     for m, v in methods.items()]
@@ -682,6 +685,7 @@ def region_renderers():
     regions = {
         'methods': (render_methods, 'benchmarks/results/learning/*.json'),
         'demo': (lambda root: render_demo(root, 'finetune'), DEMO_JSON['finetune']),
+        'demo-held-out': (lambda root: render_demo(root, 'finetune', splits=('held_out', )), DEMO_JSON['finetune']),
         'demo-from-scratch': (lambda root: render_demo(root, 'from_scratch'), DEMO_JSON['from_scratch']),
         'learning-summary': (render_learning_summary, 'benchmarks/results/learning/*.json'),
         'color-fix': (render_color_fix, COLOR_FIX_JSON),
@@ -700,7 +704,7 @@ def region_renderers():
 # Pages whole generated, and the regions each hand-written page must hold (a deleted marker is an error).
 WHOLE_PAGES = {'docs/host_fixes.md': render_host_fixes}
 REQUIRED = {
-    'README.md': ['methods', 'demo'],
+    'README.md': ['methods', 'demo-held-out'],
     'docs/results.md': ['learning-summary', 'demo', 'demo-from-scratch', 'color-fix', 'tile-seams', 'gpu-suite'],
     'docs/speed.md': ['tiled-precision', 'tiled-memory', 'tiled-tiling', 'train-step-cpu', 'gpu-suite'],
     'docs/inference.md': ['tile-seams', 'color-fix'],

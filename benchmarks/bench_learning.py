@@ -9,11 +9,13 @@ inside scikit-image, once per seed (``manual_seed`` 0, 1, 2, ...), and scores on
   disappointing held-out figure is reported, not tuned away: retune on validation.
 
 For each split it prints the mean over seeds of the model's score with the smallest and largest, the
-strongest non-learned baseline of that split (weaker ones beside it), the control's score and the items won::
+strongest non-learned baseline of that split (weaker ones beside it), the control's score and the items won
+(the layout only; the figures of the last full runs are in docs/, generated from the JSON by
+``benchmarks/report.py``)::
 
     esrgan_psnr  PSNR-Y (dB, crop 4)  seeds 0, 1, 2
-      split       items  strongest baseline        control  model [min, max]        gain [min, max]       won
-      held_out    4      bicubic (OpenCV) 27.10    26.55    27.60 [27.55, 27.66]    +0.50 [+0.45, +0.56]  12/12
+      split       items  strongest baseline     control  model [min, max]    gain [min, max]     won
+      held_out    N      bicubic (OpenCV) B     C        M [min, max]        +G [min, max]       W/N
 
 then its checks, each with its control scored the same way, and a summary table. The command exits with
 status 1 when a check fails (listing them), 2 when a recipe raised; 0 when every check passed. At the smoke

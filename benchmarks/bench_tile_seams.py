@@ -23,7 +23,6 @@ initialised RRDBNet of the x4plus shape, which barely reaches beyond a few pixel
 import argparse
 import json
 import os.path as osp
-import platform
 import sys
 import time
 
@@ -93,8 +92,11 @@ def main():
             print(f'{label}: tile_pad {value} (probe {time.time() - start:.0f}s)', flush=True)
         else:
             pads[label] = {'tile_pad': int(label)}
+    from ext.utils import run_record
     results = {'model': what, 'device': args.device, 'threads': args.threads, 'torch': torch.__version__,
-               'machine': platform.machine(), 'reduce': args.reduce, 'crop': args.crop, 'pads': pads, 'photos': {}}
+               'reduce': args.reduce, 'crop': args.crop, 'pads': pads, 'photos': {},
+               # machine (CPU model, cores, threads, load), date, command, commit, budget: for the docs' tables
+               **run_record.record(REPO_ROOT, args.threads, f'tiles {args.tiles}, pads {args.pads}')}
     print(f'{what}\n| photo | size | tile | tile_pad | max diff | mean diff | max diff with color fix | time '
           '| window px per px |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |', flush=True)
     for name in args.photos:

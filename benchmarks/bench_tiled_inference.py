@@ -569,8 +569,10 @@ def parse_args(argv=None):
     parser.add_argument('--tile', type=int, default=256, help='tile of the x4plus sections (default: %(default)s)')
     parser.add_argument('--tile_pad', type=int, default=10,
                         help="context pixels per tile side, every method alike (RealESRGANer's default: %(default)s)")
-    parser.add_argument('--json', default=osp.join(REPO_ROOT, 'results', 'bench_tiled_inference.json'),
-                        help='where every figure goes (default: %(default)s)')
+    parser.add_argument('--json', help='where every figure goes (default: benchmarks/results/tiled_inference.json, '
+                                       'the committed file the docs are generated from; with --quick '
+                                       'results/bench_tiled_inference_quick.json). Sections not run now are kept '
+                                       'from an existing file')
     parser.add_argument('--quick', action='store_true',
                         help='small sizes and a 2-block network everywhere: a smoke run, not the figures')
     precision = parser.add_argument_group('precision section')
@@ -602,7 +604,12 @@ def parse_args(argv=None):
     parser.add_argument('--mode', choices=MEMORY_MODES, help=argparse.SUPPRESS)
     if parser.parse_known_args(argv)[0].quick:  # the quick sizes as defaults: options given still count
         parser.set_defaults(**QUICK, tile_compact=QUICK['tile'])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = (osp.join(REPO_ROOT, 'results', 'bench_tiled_inference_quick.json') if args.quick else
+                     osp.join(HERE, 'results', 'tiled_inference.json'))
+    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 def main(argv=None):
@@ -621,19 +628,29 @@ def main(argv=None):
         raise SystemExit('--device cuda: torch sees no CUDA device on this machine')
     info = system_info(device)
     print(describe_system(info), flush=True)
+    from ext.utils import run_record
+    # where, when and how (machine, date, command, commit, budget): every section keeps its own, for the docs
+    record = run_record.record(REPO_ROOT, args.threads, 'quick' if args.quick else 'full', args.command)
     report = {'system': info, 'quick': args.quick}
     for section in SECTIONS:
         if section in args.sections:
             {'precision': section_precision, 'memory': section_memory, 'tiling': section_tiling}[section](
                 args, device, report)
+            report[section].update(system=info, run=record)
     info['load_average_end'] = os.getloadavg()
     print(f'\nload average {", ".join(f"{v:.1f}" for v in info["load_average_end"])} at the end '
           f'({info["cpu_count"]} logical CPUs): timings under load are noisy, the side-by-side ratios less so')
     if args.json:
         os.makedirs(osp.dirname(osp.abspath(args.json)), exist_ok=True)
+        written = dict(report)
+        if osp.isfile(args.json):  # keep the sections of an earlier run that this one did not run
+            with open(args.json) as handle:
+                earlier = json.load(handle)
+            written.update({section: earlier[section] for section in SECTIONS
+                            if section in earlier and section not in report})
         partial = args.json + '.partial'
         with open(partial, 'w') as handle:
-            json.dump(report, handle, indent=2)
+            json.dump(written, handle, indent=2)
         os.replace(partial, args.json)
         print(f'figures written to {args.json}')
     return report

@@ -32,7 +32,7 @@ default run ends in a few minutes on 2 cores.
 
   python benchmarks/bench_train_step.py                          # auto device, all four default configs
   python benchmarks/bench_train_step.py --device cuda --iters 50 --json step.json
-  python benchmarks/bench_train_step.py --device cuda --check-targets   # issue 13's GPU targets (slow)
+  python benchmarks/bench_train_step.py --device cuda --check-targets   # the GPU targets (slow)
 """
 import argparse
 import json
@@ -69,7 +69,8 @@ SIZE_DEFAULTS = {
 }
 RUN_DEFAULTS = {'iters': (20, 4), 'warmup': (5, 1)}
 
-# issue 13's targets on a current data-centre GPU
+# the GPU targets (docs/speed.md): on a current data-centre GPU, the best A-ESRGAN speed configuration at least
+# 2x fp32's throughput with the loss within 2 % after 1k iterations, TTSR 384^2 batch 4 under 20 GB
 TARGET_THROUGHPUT = 2.0
 TARGET_LOSS_REL = 0.02
 TARGET_ITERATIONS = 1000
@@ -127,7 +128,7 @@ def parse_args(argv=None):
     parser.add_argument('--json', metavar='PATH', help='also write every figure to this JSON file')
     parser.add_argument('--timeout', type=_positive, default=3600, help='seconds per configuration run')
     parser.add_argument('--check-targets', action='store_true',
-                        help=f"issue 13's GPU targets: A-ESRGAN best config >= {TARGET_THROUGHPUT}x fp32 with the "
+                        help=f"the GPU targets: A-ESRGAN best config >= {TARGET_THROUGHPUT}x fp32 with the "
                         f'loss within {100 * TARGET_LOSS_REL:g} %% after {TARGET_ITERATIONS} iterations, TTSR '
                         f'384^2 batch 4 under {TARGET_TTSR_MEMORY_GB:g} GB (CUDA only)')
     sizes = parser.add_argument_group('sizes (GPU default / CPU default)')
@@ -456,7 +457,7 @@ def print_table(title, results, args, memory_label):
 
 
 def check_targets(args, report, env, workdir):
-    """issue 13's GPU targets from the A-ESRGAN table (run for >= 1k iterations) and a TTSR 384^2 run."""
+    """The GPU targets from the A-ESRGAN table (run for >= 1k iterations) and a TTSR 384^2 run."""
     lines = []
     if args.device != 'cuda':
         lines.append('targets: not measured, they are GPU targets and this run is on the CPU; '
@@ -543,6 +544,12 @@ def main(argv=None):
             report['targets'] = checks
             print('\n'.join(lines))
     if args.json:
+        sys.path.insert(0, REPO_ROOT)
+        from ext.utils import run_record
+        # machine (CPU model, cores, threads, load), date, command, commit: for the docs' tables
+        report.update(run_record.record(REPO_ROOT, args.threads or torch.get_num_threads(),
+                                        f'{args.iters} timed iterations after {args.warmup} warm-up',
+                                        [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)))
         target = osp.abspath(args.json)
         partial = target + '.partial'
         with open(partial, 'w') as handle:

@@ -3,8 +3,8 @@
 computation, on the LTE feature shapes of three cases:
 
   * LR 40^2,  Ref 160^2, batch 9 (CUFED training);
-  * LR 96^2,  Ref 384^2, batch 1 (seeds' 384x384 FFHQ);
-  * LR 128^2, Ref 512^2, batch 1 (seeds' 512x512 FFHQ).
+  * LR 96^2,  Ref 384^2, batch 1 (the FFHQ inpainting option files' 384x384);
+  * LR 128^2, Ref 512^2, batch 1 (512x512 FFHQ faces).
 
 Each (case, mode) runs in a fresh subprocess, so peaks do not mix: the peak is the process's peak RSS
 (CPU; its high-water mark reset after the imports and inputs, on Linux) or peak allocated device memory

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Chunked vs plain TTSR search on a CUDA device, values and gradients in float64 (for a machine with a
-GPU; the CPU equivalent is tests/test_ttsr_search.py)."""
+GPU; the CPU equivalent is tests/unit/test_ttsr_search.py)."""
 import os.path as osp
 import sys
 

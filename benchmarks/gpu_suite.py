@@ -15,7 +15,7 @@ budget does not reach is listed as skipped. Without a CUDA device the suite refu
 1); --smoke runs every part on the CPU with tiny sizes (the test suite does, so the script cannot rot; its
 figures mean nothing).
 
-  python benchmarks/gpu_suite.py                        # results/gpu_suite.json and results/gpu_suite.md
+  python benchmarks/gpu_suite.py                        # benchmarks/results/gpu_suite.json, results/gpu_suite.md
   python benchmarks/gpu_suite.py --budget 480 --json gpu.json --markdown gpu.md
   python benchmarks/gpu_suite.py --smoke                # CPU, tiny sizes, about a minute
 """
@@ -52,7 +52,8 @@ def parse_args(argv=None):
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--smoke', action='store_true', help='CPU, tiny sizes: checks that every part still runs')
     parser.add_argument('--budget', type=float, default=540, help='seconds for the whole suite (default: %(default)s)')
-    parser.add_argument('--json', default=osp.join(REPO_ROOT, 'results', 'gpu_suite.json'))
+    parser.add_argument('--json', help='default: benchmarks/results/gpu_suite.json (committed: the docs are '
+                                       'generated from it); with --smoke results/gpu_suite_smoke.json')
     parser.add_argument('--markdown', default=osp.join(REPO_ROOT, 'results', 'gpu_suite.md'))
     parser.add_argument('--train-iters', type=int, default=30, help='timed training iterations (default: %(default)s)')
     parser.add_argument('--train-warmup', type=int, default=5, help='untimed first iterations (default: %(default)s)')
@@ -60,7 +61,12 @@ def parse_args(argv=None):
                         help='the loss compared is the mean over the last N iterations (default: %(default)s)')
     parser.add_argument('--inference-repeats', type=int, default=3, help='timed rounds (default: %(default)s)')
     parser.add_argument('--model_path', help='x4plus checkpoint (default: convert the released one)')
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.json is None:
+        args.json = (osp.join(REPO_ROOT, 'results', 'gpu_suite_smoke.json') if args.smoke else
+                     osp.join(HERE, 'results', 'gpu_suite.json'))
+    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    return args
 
 
 class Budget:
@@ -212,6 +218,10 @@ def main(argv=None):
     report = {'device': name, 'smoke': args.smoke, 'torch': torch.__version__, 'cuda': torch.version.cuda,
               'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
               'budget_s': args.budget, 'parts': {}, 'errors': {}}
+    from ext.utils import run_record
+    # the command line and the commit, for the docs' tables (the device above is the GPU's name)
+    report.update(command=run_record.command(REPO_ROOT, args.command), **run_record.commit(REPO_ROOT),
+                  host=run_record.machine(torch.get_num_threads()))
     print(f'GPU suite on {name}, torch {torch.__version__}; budget {args.budget:.0f} s', flush=True)
     steps, train_args = training_args(args, device)
     with tempfile.TemporaryDirectory(prefix='gpu_suite_') as workdir:

@@ -3,7 +3,7 @@
 BasicSR 1.4.2 is the newest release; on torch >= 2.6 / torchvision >= 0.17 it cannot be imported,
 cannot run DDP without CUDA, knows only Adam, downloads VGG weights at run time, runs code found in
 option files, writes checkpoints non-atomically and loads them with pickle. Each fix below is small, named after what it fixes, and
-has a test in ``tests/test_compat.py`` that fails without it.
+has a test in ``tests/e2e/test_compat.py`` that fails without it.
 
 This module only defines the fixes (and applies the import shim, which must precede the first
 ``import basicsr``). :mod:`ext.engine.patching` lists where each one goes, beside the package's own

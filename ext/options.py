@@ -27,6 +27,7 @@ from ext.models.realesrgan_synthesis import RealESRGANSynthesis
 from ext.registry import closest, registry_get
 from ext.errors import OptionError
 from ext.utils import checkpoint, pretrained
+from ext.utils.color_fix import COLOR_FIX_MODES
 from ext.utils.option_file import parse_forced_options, read_option_file
 
 # --- What BasicSR itself reads. Its datasets, models and loop take raw option dicts, so their keys cannot be
@@ -282,6 +283,9 @@ class _Validator:
         self.unknown_keys('val', val, BASICSR_SECTION_KEYS['val'] | OWN_SECTION_KEYS['val'] | own)
         for name, spec in (val.get('metrics') or {}).items():
             self.component(f'val.metrics.{name}', spec, METRIC_REGISTRY, 'metric', ignore=('type', 'better'))
+        if 'color_fix' in val and val['color_fix'] not in COLOR_FIX_MODES:
+            self.error('val.color_fix', f"{val['color_fix']!r} is not one of {', '.join(COLOR_FIX_MODES)}"
+                                        f"{closest(str(val['color_fix']), COLOR_FIX_MODES)}")
 
     def sections(self):
         checkpoint_format = (self.opt.get('logger') or {}).get('checkpoint_format', 'pth')

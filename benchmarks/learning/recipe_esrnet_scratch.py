@@ -7,12 +7,12 @@ Every figure is given for both splits (mean over seeds with min and max); the ch
 Trains ``options/train_realesrnet_x4plus.yml`` (``RealESRNetPretrainModel``, EMA warm-up on) with a small
 RRDBNet (32 features, 2 blocks) on the training photos through ``ext/train.py``: 2000 iterations of batch 4,
 96-px crops of 128-px degraded regions (upstream: 400), lr 5e-4 with a cosine decay to 2 %, L1 against the
-plain (not USM-sharpened) GT, about 9 CPU-minutes per seed. Scored on each split's photos (largest side 512,
+plain (not USM-sharpened) GT (the JSON records each seed's wall and CPU seconds). Scored on each split's photos (largest side 512,
 cropped to a multiple of 64) degraded the training way, ``DRAWS`` fixed-seed degradations of each: the items
 are the (photo, draw) pairs, PSNR-Y against the original. The bar is the better of MATLAB's and OpenCV's
 bicubic up-scaling of the same degraded input; the control is the untrained network. Also in the details:
 plain x4 area downscales (``clean``), where a network trained on heavy degradations is expected to smooth.
-Variant notes: ``benchmarks/results/learning/esrnet_scratch_variants.md``.
+Variant notes: ``docs/experiments/esrnet_scratch.md``.
 """
 import os.path as osp
 

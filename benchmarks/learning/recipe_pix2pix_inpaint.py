@@ -1,4 +1,4 @@
-"""pix2pix inpainting (seed 002): does the trained U-Net fill holes better than the non-learned fills?
+"""pix2pix inpainting (https://arxiv.org/abs/1611.07004): does the trained U-Net fill holes better than the non-learned fills?
 
 Splits (``SPLITS``): trains on ``common.TRAIN_PHOTOS``; every setting below was chosen on the validation
 photos chelsea, clock and moon; the held-out photos logo, colorwheel and microaneurysms (a graphic, a synthetic
@@ -35,9 +35,9 @@ random flips, vertical flips and transposes (``use_rot``). Loss: ``HoleWeightedL
 Budget: 5000 iterations of batch 8; a 16-channel U-Net of 4 downsamplings (64 -> 4x4), batch norm, no
 dropout (at this width no decoder block reaches pix2pix's full-width rule, so ``dropout`` would act on
 nothing); Adam 1e-3 (0.5, 0.999), x0.2 at 80 %; the generator scored is the EMA of its weights (0.999,
-with the package's warm-up; the EMA averages the BatchNorm statistics too). About 3 CPU minutes per seed on
-one thread. ``GAN_WEIGHT`` > 0 adds pix2pix's conditional PatchGAN. The variants tried and their figures (all
-measured on what are now the validation photos): ``benchmarks/results/learning/pix2pix_inpaint_variants.md``.
+with the package's warm-up; the EMA averages the BatchNorm statistics too). The JSON records each seed's wall
+and CPU seconds. ``GAN_WEIGHT`` > 0 adds pix2pix's conditional PatchGAN. The variants tried and their figures (all
+measured on what are now the validation photos): ``docs/experiments/pix2pix_inpaint.md``.
 """
 import os
 import os.path as osp
@@ -63,7 +63,7 @@ BOX_MASKS = {'strokes': [0, 0], 'boxes': [1, 1], 'box_size': [0.25, 0.5], 'hole_
 CROPS_PER_PHOTO = 8
 PICTURED_CROPS = 1  # per photo (the committed pictures stay small)
 ITERATIONS = {'full': 5000, 'smoke': 10}
-GAN_WEIGHT = 0.0  # > 0 adds the conditional PatchGAN (measured worse in an earlier recipe: see the README)
+GAN_WEIGHT = 0.0  # > 0 adds the conditional PatchGAN (measured worse in an earlier recipe: docs/experiments/pix2pix_inpaint.md)
 G_LR = 1e-3
 NORM = 'batch'
 HOLE_FILL = 'smooth'  # push-pull pyramid fill of the hole (0.5: pix2pix's zero; 'mean': the mean colour)

@@ -1,4 +1,4 @@
-"""TTSR blurred-box face inpainting (the seed's FFHQ experiment 2) on the bundled faces, on a CPU budget: does
+"""TTSR blurred-box face inpainting (docs/methods/ffhq_inpaint.md) on the bundled faces, on a CPU budget: does
 the trained network restore the box better than the non-learned ways of filling or sharpening it?
 
 Faces: the 100 faces of ``skimage.data.lfw_subset()`` (grey, 25x25), enlarged to ``IMAGE_SIZE`` px by the
@@ -29,8 +29,7 @@ random at the start (no ImageNet VGG weights offline). Trained through ``ext/tra
 without a discriminator: L1, ``BOX_PIXEL_WEIGHT`` times heavier inside the box), Adam with a cosine decay.
 Pictures (``<results>/ttsr_inpaint/<split>_masked_reference_telea_deconvolved_output_control_gt.png``, seed 0):
 masked face | reference | Telea (the split's best radius) | Richardson-Lucy (the split's best length) |
-output | control output | face, the first faces of each split, x2. Variant notes:
-``benchmarks/results/learning/ttsr_inpaint_variants.md``.
+output | control output | face, the first faces of each split, x2.
 """
 import os
 import os.path as osp

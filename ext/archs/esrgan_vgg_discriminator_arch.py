@@ -1,4 +1,4 @@
-"""The VGG-style discriminator of ESRGAN at any patch size, with configurable widths (seed 003)."""
+"""The VGG-style discriminator of ESRGAN at any patch size, with configurable widths (docs/methods/esrgan.md)."""
 import math
 
 from torch import nn
@@ -15,7 +15,7 @@ class ESRGANVGGDiscriminator(nn.Module):
 
     BasicSR's ``VGGStyleDiscriminator`` is fixed to 128 or 256 inputs and to its widths. This one builds
     ``conv -> [norm] -> LeakyReLU(0.2)`` layers from ``block_channels``: a layer whose width equals the
-    previous layer's has stride 2 (the seed's rule), so the default widths halve the patch four times.
+    previous layer's has stride 2, so the default widths halve the patch four times.
     The features are flattened and classified by fully connected layers ``fc_features`` -> 1 (one
     un-squashed logit per image, as the relativistic average GAN loss of ``ESRGANModel`` expects).
 
@@ -23,12 +23,12 @@ class ESRGANVGGDiscriminator(nn.Module):
         num_in_ch (int): input channels. Default 3.
         input_size (int): the square patch size it judges (the HR ``gt_size``); must be divisible by
             2 ** (number of stride-2 layers), e.g. 64, 96, 128, 192, 256 with the default widths.
-        block_channels (list[int]): output width of each conv. Default the seed's
-            [64, 64, 128, 128, 256, 256, 512, 512].
+        block_channels (list[int]): output width of each conv. Default
+            [64, 64, 128, 128, 256, 256, 512, 512] (ESRGAN's).
         fc_features (list[int]): hidden fully connected sizes. Default [100].
         norm (str): 'batch' (ESRGAN) or 'none'. Default 'batch'; the first conv is never normalised.
         spectral_norm (bool): wrap every conv and linear layer in spectral normalisation. Default False.
-        down_kernel_size (int): kernel of the stride-2 convs (3 as the seed; 4 as BasicSR's). Default 3.
+        down_kernel_size (int): kernel of the stride-2 convs (3 as the reproduced ESRGAN runs; 4 as BasicSR's). Default 3.
     """
 
     def __init__(self, num_in_ch=3, input_size=128, block_channels=SEED_BLOCK_CHANNELS, fc_features=(100,),

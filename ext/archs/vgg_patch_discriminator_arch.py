@@ -1,4 +1,4 @@
-"""A VGG19-based patch discriminator (the seed's second-generation discriminator)."""
+"""A VGG19-based patch discriminator, the VGG-encoder inpainting GAN's (docs/methods/pix2pix_inpaint.md)."""
 import torch.nn as nn
 
 from ext.archs.vgg_unet_arch import VGG19_BLOCK_WIDTHS, VGG19Encoder

@@ -1,4 +1,4 @@
-"""A U-Net generator whose encoder is ImageNet VGG19 (the seed's second generator), for inpainting."""
+"""A U-Net generator whose encoder is ImageNet VGG19, for inpainting (docs/methods/pix2pix_inpaint.md)."""
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -71,11 +71,11 @@ class ConvNormReLU(nn.Sequential):
 
 @register()
 class VGGUNetGenerator(nn.Module):
-    """U-Net generator whose encoder is ImageNet VGG19 (the seed's second generation): the skip
+    """U-Net generator whose encoder is ImageNet VGG19 (the second inpainting generator): the skip
     connections are relu1_2, relu2_2, relu3_4, relu4_4 and relu5_4; below the last block a learnt
     bottleneck at 1/32 scale; each decoder stage upsamples x2 (bilinear), concatenates the skip and
     applies two 3x3 conv-norm-ReLU layers; the last stage also sees the masked input itself (the
-    colours VGG's normalised features blur: the seed's VGG generator gave uniform colours).
+    colours VGG's normalised features blur: without it a VGG-encoder generator gave uniform colours).
     Images in [0, 1]; the output is ``(tanh + 1) / 2``.
 
     The mask (the channels after the first 3) enters through a zero-initialised convolution added

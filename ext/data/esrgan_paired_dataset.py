@@ -1,4 +1,4 @@
-"""Paired SR dataset with the augmentations of seed 003 (ESRGAN): flips and transposes on both images,
+"""Paired SR dataset with the augmentations of an ESRGAN reproduction (docs/methods/esrgan.md): flips and transposes on both images,
 JPEG compression and coarse dropout on the LR only."""
 import random
 
@@ -9,7 +9,7 @@ import torch
 from basicsr.data.paired_image_dataset import PairedImageDataset
 from ext.registry import register
 
-# Probabilities and ranges of the seed (its albumentations pipeline); CoarseDropout's defaults for the holes.
+# Probabilities and ranges of the reproduced ESRGAN runs (their albumentations pipeline); CoarseDropout's defaults for the holes.
 DEFAULTS = {
     'flip_prob': 0.25,
     'transpose_prob': 0.75,
@@ -51,8 +51,8 @@ def jpeg_round_trip(image_chw, quality):
 
 @register()
 class ESRGANPairedDataset(PairedImageDataset):
-    """BasicSR's ``PairedImageDataset`` (folders, meta-info lists or LMDB; same keys) with seed 003's
-    augmentations (ESRGAN, Wang et al. 2018; the AIDL enhanced-srgan recipe).
+    """BasicSR's ``PairedImageDataset`` (folders, meta-info lists or LMDB; same keys) with the
+    augmentations of an ESRGAN reproduction (ESRGAN: Wang et al. 2018, https://arxiv.org/abs/1809.00219).
 
     Training (``phase: train``): BasicSR's paired random crop of ``gt_size``, then on GT and LQ alike a flip
     (horizontal, vertical or both, chosen uniformly) with ``flip_prob`` and a transpose with
@@ -60,7 +60,7 @@ class ESRGANPairedDataset(PairedImageDataset):
     quality drawn from ``lq_jpeg_quality`` and a coarse dropout with ``lq_dropout_prob``: a number of holes
     drawn from ``lq_dropout_holes``, each of a height and width (LQ pixels) drawn from ``lq_dropout_size``,
     filled with ``lq_dropout_fill`` (in [0, 1]). Validation: with ``gt_size`` set, the centre crop of that
-    size (the seed's), otherwise the whole image.
+    size, otherwise the whole image.
 
     The draws use Python's ``random``, which the training loader seeds per sample
     (``ext.engine.sampling.PerSampleSeededDataset``), so a sample is a function of (manual_seed, rank, epoch,

@@ -1,4 +1,4 @@
-"""FFHQ inpainting pairs for TTSR built on the fly from clean faces (seed experiment 2)."""
+"""FFHQ inpainting pairs for TTSR built on the fly from clean faces (docs/methods/ffhq_inpaint.md)."""
 import random
 
 import torch
@@ -13,7 +13,7 @@ from ext.registry import register
 @register()
 class FFHQInpaintDataset(data.Dataset):
     """Reference-based inpainting pairs for TTSR: a face, its copy with a blurred box (the
-    reference), and the reference scaled down x4 (the input), as in the seed's FFHQ experiment.
+    reference), and the reference scaled down x4 (the input), as in the FFHQ blurred-box experiment.
 
     TTSR: Yang et al., "Learning Texture Transformer Network for Image Super-Resolution", CVPR 2020;
     FFHQ: Karras et al., "A Style-Based Generator Architecture for GANs", CVPR 2019.
@@ -40,11 +40,11 @@ class FFHQInpaintDataset(data.Dataset):
             split (default: all images; 0.1; 0), to train straight from a raw FFHQ folder.
         image_size: centre-crop and resize every face to this square size first (default: as
             read; the size must then be a multiple of 4, else it is cropped to one).
-        box_x, box_y: box fractions (default [0.5, 0.8] each: the seed's [0.5w:0.8w, 0.5h:0.8h]).
+        box_x, box_y: box fractions (default [0.5, 0.8] each: the box [0.5w:0.8w, 0.5h:0.8h]).
         blur_radius: PIL GaussianBlur radius (5). blur_context: blur the box together with its
             surroundings instead of on its own (false).
         random_box: move the box (false). box_seed: seed of the per-file boxes outside training (0).
-        lq_source: 'ref' (the seed: the input is the scaled-down reference, blurred box included)
+        lq_source: 'ref' (the experiment's: the input is the scaled-down reference, blurred box included)
             or 'gt' (the input is the clean face scaled down).
         use_flip (true), use_rot (false: faces are upright).
     """

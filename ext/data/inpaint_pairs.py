@@ -1,4 +1,4 @@
-"""FFHQ inpainting pairs for TTSR (seed experiment 2): the split, the box, the blurred reference.
+"""FFHQ inpainting pairs for TTSR (docs/methods/ffhq_inpaint.md): the split, the box, the blurred reference.
 
 One implementation shared by ``scripts/prepare_ffhq_inpaint.py`` (which writes the pairs) and
 :class:`ext.data.ffhq_inpaint_dataset.FFHQInpaintDataset` (which builds them on the fly), so both
@@ -11,7 +11,7 @@ give the same pixels for the same options.
   seed's ``[0.5w:0.8w, 0.5h:0.8h]`` (9 % of the image). In random mode the box keeps its pixel size
   and moves; its position is drawn from a generator (seeded per file name for reproducible data)
   as two numbers in [0, 1), so every image size gets the same relative place.
-* Reference: the box blurred with PIL ``ImageFilter.GaussianBlur(blur_radius)`` (5 in the seed).
+* Reference: the box blurred with PIL ``ImageFilter.GaussianBlur(blur_radius)`` (5 by default).
   By default the box is cut out, blurred on its own and pasted back (PIL's usual
   ``crop().filter().paste()``, so the blur sees replicated box edges); with ``blur_context`` it is
   blurred together with the pixels around it (no seam at the box edge).
@@ -113,7 +113,7 @@ def box_mask(height, width, box):
 def blur_box(image, box, radius=DEFAULT_BLUR_RADIUS, context=False):
     """Copy of ``image`` whose ``box`` is blurred with PIL ``GaussianBlur(radius)``.
 
-    ``context=False``: the box is blurred on its own (the seed's crop/filter/paste). ``context=True``:
+    ``context=False``: the box is blurred on its own (crop, filter, paste). ``context=True``:
     as if the whole image were blurred and only the box kept (only a margin around the box is
     blurred, wide enough that the result is identical).
     """

@@ -188,7 +188,7 @@ def _chw(image):
 @register()
 class MaskedImageDataset(data.Dataset):
     """Inpainting pairs from clean images: ``gt``, a hole ``mask`` and ``lq`` = ``gt`` with the hole
-    filled (pix2pix / VGG inpainting GAN of the seed; Isola et al., CVPR 2017).
+    filled (pix2pix and VGG-encoder inpainting GANs; Isola et al., CVPR 2017, https://arxiv.org/abs/1611.07004).
 
     Items (float [0, 1] RGB CHW): ``lq`` (the masked image: hole pixels = ``hole_fill``), ``mask``
     (1 x H x W, 1 = hole; models feed ``cat(lq, mask)`` to the generator and pass the mask to the
@@ -201,7 +201,7 @@ class MaskedImageDataset(data.Dataset):
             ``index % count``) or 'random' (any mask, drawn per sample in training, per file name
             otherwise).
         'box': the FFHQ inpainting box rule of :mod:`ext.data.inpaint_pairs` (``box_x``, ``box_y``
-            fractions, default the seed's [0.5, 0.8] each; ``random_box`` moves it).
+            fractions, default [0.5, 0.8] each; ``random_box`` moves it).
         'random': free-form strokes and boxes (:func:`random_mask`; ``random_mask`` overrides
             :data:`RANDOM_MASK_DEFAULTS`).
     Training draws random masks and boxes from the sample's seed (``ext.engine.sampling`` seeds every draw of
@@ -210,7 +210,7 @@ class MaskedImageDataset(data.Dataset):
 
     Option keys: ``dataroot_gt`` (an image folder, searched recursively, or a BasicSR LMDB with
     ``io_backend: {type: lmdb}``), ``meta_info_file``, ``image_size`` (centre-crop and resize to this
-    square first, PIL bicubic; the seed's 256 / 512), ``crop_size`` (random crop in training, centre
+    square first, PIL bicubic; 256 or 512 in the option files), ``crop_size`` (random crop in training, centre
     crop otherwise), ``use_flip`` (horizontal, training), ``mask_mode``, ``dataroot_mask``, ``mask_pairing``,
     ``box_x``, ``box_y``, ``random_box``, ``random_mask``, ``mask_seed`` (0), ``random_scale`` ([low, high]:
     in training, the image is rescaled by a factor drawn uniformly from this range before the crop, area

@@ -1,7 +1,7 @@
 """A texture score that tells one-coloured and pattern-less images (or crops) from textured ones.
 
-Seed 004 trained A-ESRGAN on a "reduced" material set without one-coloured and pattern-less
-photos. ``scripts/filter_low_texture.py`` builds that list with this score, and
+A material-photo A-ESRGAN project trained on a "reduced" set without one-coloured and pattern-less
+photos (docs/methods/aesrgan.md). ``scripts/filter_low_texture.py`` builds that list with this score, and
 ``MaterialMultiscaleDataset`` can reject flat training crops with the same score, so one
 threshold means the same thing in both places.
 

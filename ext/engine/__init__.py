@@ -9,6 +9,8 @@ table of what this package puts into it. The modules, bottom to top:
 - :mod:`~ext.engine.bad_data`: unreadable training files, named, skipped and limited;
 - :mod:`~ext.engine.sampling`: the per-draw seeded training set and the resumable sampler;
 - :mod:`~ext.engine.resume`: exact ``.state`` files and finding the newest usable one;
-- :mod:`~ext.engine.stopping`: signals, guards and bad data stop every rank after the same iteration;
+- :mod:`~ext.engine.schedules`: the option file's scheduler and lr applied on resume (``train.restart_scheduler``);
+- :mod:`~ext.engine.nan_guard`: a step with a non-finite loss or gradient is skipped; too many in a row stop the run;
+- :mod:`~ext.engine.stopping`: signals, guards, bad data and out-of-memory stop every rank after the same iteration;
 - :mod:`~ext.engine.patching`: which BasicSR functions are replaced, by what, and why.
 """

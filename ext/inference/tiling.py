@@ -122,7 +122,7 @@ class TiledUpscaler:
         dtype (torch.dtype): tile dtype on the device (``torch.float16`` for ``--fp16``).
         self_ensemble (bool): average the outputs for the 8 flips / transposes of each tile, each mapped
             back (the geometric self-ensemble of EDSR+, Lim et al., CVPRW 2017): 8x the compute, a
-            steadier estimate (measured: +0.04 to +0.09 dB PSNR for the demo's small Real-ESRNet).
+            steadier estimate (a slightly higher PSNR).
     """
 
     def __init__(self, net, scale, tile=0, tile_pad=10, pre_pad=0, size_multiple=1, min_size=0, device='cpu',

@@ -11,7 +11,7 @@ class HoleWeightedL1Loss(nn.Module):
 
     pix2pix (Isola et al., CVPR 2017) adds λ·L1 with λ = 100 on images in [-1, 1]; this package's
     images are in [0, 1], so the difference is multiplied by ``range_scale`` = 2 and λ = 100 means
-    what it means in the paper (and in the seed). With the default weights (1, 1) it is plain L1;
+    what it means in the paper. With the default weights (1, 1) it is plain L1;
     ``valid_weight: 0`` counts the hole only; ``hole_weight: 6`` stresses it (as partial-conv
     inpainting's 6:1).
 

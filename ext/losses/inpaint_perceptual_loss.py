@@ -19,8 +19,9 @@ class InpaintPerceptualLoss(nn.Module):
 
     Args:
         loss_weight (float): 0.5.
-        layer_weights (dict): BasicSR VGG19 layer names -> weights (default the seed's three, 1 each).
-        criterion (str): 'mse' (the seed) or 'l1'.
+        layer_weights (dict): BasicSR VGG19 layer names -> weights (default relu1_2, relu2_2, relu3_4, 1 each: the reproduced
+            inpainting runs' layers; docs/methods/pix2pix_inpaint.md).
+        criterion (str): 'mse' (default) or 'l1'.
         vgg_weights_path (str | None): explicit VGG19 file instead of the lookup.
     """
     uses_vgg_weights = True

@@ -8,7 +8,7 @@ from basicsr.losses.loss_util import get_refined_artifact_map
 from basicsr.models.srgan_model import SRGANModel
 from ext.errors import OptionError
 from ext.models.ema_schedule import EMASchedule
-from ext.models.image_validation import SideBySideGrids, validate_images
+from ext.models.image_validation import SideBySideGrids
 from ext.models.option_keys import OptionKeys
 from ext.models.policy_hooks import PolicyHooks
 from ext.models.realesrgan_synthesis import RealESRGANSynthesis
@@ -107,8 +107,8 @@ class MultiScaleRealESRGANModel(PolicyHooks, SRGANModel):
     def resumable_parts(self):
         return {**super().resumable_parts(), 'pair_queue': self.synthesis.pair_queue}
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        validate_images(self, dataloader, current_iter, tb_logger, save_img, extras=(SideBySideGrids(), ))
+    def validation_extras(self):
+        return (SideBySideGrids(), )
 
     def _discriminate(self, image):
         with self.speed.autocast():

@@ -20,6 +20,7 @@ from tqdm import tqdm
 from basicsr.metrics import calculate_metric
 from basicsr.utils import tensor2img
 from ext.utils.atomic_io import atomic_write_bytes
+from ext.utils.color_fix import fix_colors
 
 
 def validation_image_path(opt, img_name, dataset_name, current_iter):
@@ -103,7 +104,9 @@ def validate_images(model, dataloader, current_iter, tb_logger, save_img, extras
 
     The model runs with ``is_train`` false, as in Real-ESRGAN's validation, so a model that synthesises its
     training data feeds the dataset's own ``lq``; ``ext.engine.seeding`` keeps the training random streams
-    untouched around every validation.
+    untouched around every validation. ``val.color_fix`` (``none``, ``wavelet``, ``adain``) colour-fixes each
+    output against the model's input before it is scored and saved (:mod:`ext.utils.color_fix`, the same fix as
+    ``--color_fix`` at inference; meant for super-resolution: an inpainting input's hole has no colour to take).
     """
     dataset_name = dataloader.dataset.opt['name']
     val_opt = model.opt['val']
@@ -112,12 +115,15 @@ def validate_images(model, dataloader, current_iter, tb_logger, save_img, extras
         model._initialize_best_metric_results(dataset_name)
         model.metric_results = {name: 0.0 for name in metrics}
     pbar = tqdm(total=len(dataloader), unit='image') if val_opt.get('pbar', False) else None
+    color_fix = val_opt.get('color_fix', 'none')
     count = 0
     was_training, model.is_train = model.is_train, False
     try:
         for val_data in dataloader:
             model.feed_data(val_data)
             model.test()
+            if color_fix != 'none':  # against the model's input, as --color_fix does at inference
+                model.output = fix_colors(model.output, model.lq, color_fix)
             batch = {name: getattr(model, name, None) for name in ('lq', 'output', 'gt', 'mask')}
             batch = {name: None if value is None else value.detach().cpu() for name, value in batch.items()}
             for name in ('lq', 'output', 'gt'):  # a set without gt must not see the last batch's

@@ -1,4 +1,4 @@
-"""pix2pix-style inpainting GAN (the seed's pix2pix and VGG-encoder generations): L1 + perceptual +
+"""pix2pix-style inpainting GAN (pix2pix U-Net and VGG19-encoder U-Net generators): L1 + perceptual +
 conditional adversarial losses, a frozen-then-unfrozen encoder and a plateau rule on the
 discriminator loss, with masked PSNR/SSIM and lq | output | gt grids at validation."""
 from collections import OrderedDict
@@ -12,7 +12,7 @@ from basicsr.utils import get_root_logger
 from ext.errors import OptionError
 from ext.models.ema_schedule import EMASchedule
 from ext.models.gan_setup import build_ema_and_discriminator
-from ext.models.image_validation import MaskedMetrics, SideBySideGrids, validate_images
+from ext.models.image_validation import MaskedMetrics, SideBySideGrids
 from ext.models.option_keys import OptionKeys
 from ext.models.plateau_rule import LearningRatePlateau
 from ext.models.policy_hooks import PolicyHooks
@@ -28,7 +28,8 @@ def _set_requires_grad(net, flag):
 @register()
 class Pix2PixInpaintModel(PolicyHooks, SRModel):
     """Image inpainting with a conditional GAN: pix2pix (Isola et al., "Image-to-Image Translation
-    with Conditional Adversarial Networks", CVPR 2017) and the seed's VGG-encoder generator.
+    with Conditional Adversarial Networks", CVPR 2017, https://arxiv.org/abs/1611.07004) and a U-Net
+    whose encoder is ImageNet VGG19 (docs/methods/pix2pix_inpaint.md).
 
     Data: :class:`~ext.data.masked_image_dataset.MaskedImageDataset` batches (``lq`` = masked image,
     ``mask``, ``gt``). The generator sees ``cat(lq, mask)``; a conditional discriminator
@@ -44,13 +45,12 @@ class Pix2PixInpaintModel(PolicyHooks, SRModel):
         conditional_d (bool, true): the discriminator also sees the generator's input.
         freeze_encoder_iters (int, 0): the generator's pretrained encoder (``encoder_parameters()``
             of ``VGGUNetGenerator``) is frozen for the first N *global* iterations, then trained, so
-            the other layers learn first (the seed); the schedule follows the iteration, so a resume
+            the other layers learn first; the schedule follows the iteration, so a resume
             keeps it. The encoder is always in ``optim_g`` (its own group, learning rate
             ``encoder_lr``, default ``optim_g.lr``); frozen, it has no gradient and Adam skips it.
         encoder_lr (float): learning rate of the encoder group.
         plateau (mapping, optional): ``monitor`` (a logged loss, 'l_d_total'), ``target`` ('g': the
-            seed halves the generator's learning rate; 'd': its variant multiplies the
-            discriminator's by 1.1), ``factor`` (0.5 for g, 1.1 for d), ``patience`` (checks without
+            generator's learning rate is halved; 'd': the discriminator's is multiplied by 1.1), ``factor`` (0.5 for g, 1.1 for d), ``patience`` (checks without
             improvement, 10), ``min_delta`` (0), ``smoothing`` (decay of the moving average, 0.9),
             ``check_interval`` (iterations between checks, 1), ``max_reductions`` (10), ``min_lr``
             (0). Its state is in the ``.state`` file: a SIGKILL + ``--auto_resume`` continues it
@@ -289,9 +289,8 @@ class Pix2PixInpaintModel(PolicyHooks, SRModel):
                 self.output = self.output * self.mask + self.lq * (1 - self.mask)
         net.train(was_training)
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        validate_images(self, dataloader, current_iter, tb_logger, save_img,
-                        extras=(MaskedMetrics(), SideBySideGrids()))
+    def validation_extras(self):
+        return (MaskedMetrics(), SideBySideGrids())
 
     def save(self, epoch, current_iter):
         if hasattr(self, 'net_g_ema'):

@@ -1,5 +1,5 @@
-"""A plateau rule on a smoothed training loss (the seed's early-stopping callback turned into a
-learning-rate change); its state goes into the training state, so it survives a resume."""
+"""A plateau rule on a smoothed training loss (an early-stopping callback on the discriminator loss turned
+into a learning-rate change); its state goes into the training state, so it survives a resume."""
 import math
 
 from ext.errors import OptionError
@@ -60,8 +60,8 @@ class PlateauRule:
 
 class LearningRatePlateau:
     """``train.plateau``: a :class:`PlateauRule` on a logged loss that multiplies the learning rates of
-    the generator's (``target: g``, ``factor`` 0.5: the seed) or the discriminator's (``target: d``,
-    ``factor`` 1.1: the seed's variant) optimizer when it fires."""
+    the generator's (``target: g``, ``factor`` 0.5) or the discriminator's (``target: d``,
+    ``factor`` 1.1) optimizer when it fires."""
 
     def __init__(self, monitor='l_d_total', target='g', factor=None, min_lr=0.0, **rule):
         self.monitor, self.target = monitor, target

@@ -1,4 +1,5 @@
 """The BasicSR hooks through which a model's policy objects reach the training engine (not a component)."""
+from ext.models.image_validation import validate_images
 from ext.models.option_keys import OptionKeys
 from ext.models.train_speed import TrainSpeed, uncompiled
 
@@ -9,7 +10,8 @@ class PolicyHooks:
     It lets the objects a model owns act where BasicSR and :mod:`ext.engine.resume` call every model:
     ``get_bare_model`` sees through the ``torch.compile`` wrapper of :class:`TrainSpeed` (checkpoints and
     the EMA use the plain module), and the extra training state of the ``.state`` files gathers the state
-    of each part :meth:`resumable_parts` names. Every model here owns a ``TrainSpeed`` as ``self.speed``.
+    of each part :meth:`resumable_parts` names. Validation is the one loop of
+    :func:`~ext.models.image_validation.validate_images`, with the hooks of :meth:`validation_extras`. Every model here owns a ``TrainSpeed`` as ``self.speed``.
 
     The option-key attributes are :class:`~ext.models.option_keys.OptionKeys`: a subclass declares the
     keys it reads itself, and reading the attribute on a model gives all of them, its policies' included.
@@ -17,7 +19,14 @@ class PolicyHooks:
 
     option_keys = OptionKeys()
     train_option_keys = OptionKeys()
-    val_option_keys = OptionKeys()
+    val_option_keys = OptionKeys({'color_fix'})  # read by validate_images
+
+    def validation_extras(self):
+        """The :class:`~ext.models.image_validation.ValidationExtra` hooks of this model's validation."""
+        return ()
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        validate_images(self, dataloader, current_iter, tb_logger, save_img, extras=self.validation_extras())
 
     def get_bare_model(self, net):
         return super().get_bare_model(uncompiled(net))

@@ -2,7 +2,7 @@
 import torch
 
 from ext.models.ext_sr_model import ExtSRModel
-from ext.models.image_validation import SideBySideGrids, validate_images
+from ext.models.image_validation import SideBySideGrids
 from ext.models.option_keys import OptionKeys
 from ext.models.realesrgan_synthesis import RealESRGANSynthesis
 from ext.registry import register
@@ -41,5 +41,5 @@ class RealESRNetPretrainModel(ExtSRModel):
     def resumable_parts(self):
         return {**super().resumable_parts(), 'pair_queue': self.synthesis.pair_queue}
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        validate_images(self, dataloader, current_iter, tb_logger, save_img, extras=(SideBySideGrids(), ))
+    def validation_extras(self):
+        return (SideBySideGrids(), )

@@ -1,4 +1,4 @@
-"""TTSR for reference-based inpainting (seed experiment 2): box-weighted reconstruction, a guard
+"""TTSR for reference-based inpainting (the FFHQ blurred-box setup): box-weighted reconstruction, a guard
 against saturated (white) outputs, and PSNR/SSIM inside and outside the box at validation."""
 import inspect
 
@@ -9,7 +9,7 @@ from torch import nn
 from basicsr.utils import get_root_logger
 from ext.engine.stopping import request_stop
 from ext.errors import OptionError
-from ext.models.image_validation import MaskedMetrics, ValidationExtra, validate_images
+from ext.models.image_validation import MaskedMetrics, ValidationExtra
 from ext.models.option_keys import OptionKeys
 from ext.models.ttsr_model import TTSRModel
 from ext.registry import register
@@ -151,8 +151,8 @@ class RegionWeightedPixelLoss(nn.Module):
 @register()
 class TTSRInpaintModel(TTSRModel):
     """TTSR trained to restore a blurred box from the reference (Yang et al., "Learning Texture
-    Transformer Network for Image Super-Resolution", CVPR 2020; the seed's FFHQ experiment 2), with
-    the guards that experiment needed. Data: :class:`~ext.data.ffhq_inpaint_dataset.FFHQInpaintDataset`
+    Transformer Network for Image Super-Resolution", CVPR 2020), with the guards a face-inpainting
+    experiment on FFHQ needed (it saturated to white images; docs/methods/ffhq_inpaint.md). Data: :class:`~ext.data.ffhq_inpaint_dataset.FFHQInpaintDataset`
     (its ``mask`` marks the box).
 
     Option keys, ``train``: :class:`~ext.models.ttsr_model.TTSRModel`'s, plus
@@ -224,6 +224,5 @@ class TTSRInpaintModel(TTSRModel):
         if self.saturation_guard is not None and 'saturation_streak' in state:
             self.saturation_guard.streak = int(state['saturation_streak'])
 
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        validate_images(self, dataloader, current_iter, tb_logger, save_img,
-                        extras=(MaskedMetrics(), SaturatedShare(self.saturation_guard)))
+    def validation_extras(self):
+        return (MaskedMetrics(), SaturatedShare(self.saturation_guard))

@@ -6,7 +6,7 @@ import math
 import cv2
 import numpy as np
 
-# The held-out split of the demo and of the SR learning benchmarks (README, "How learning is measured"): in
+# The held-out split of the demo and of the SR learning benchmarks (docs/results.md, "How learning is measured"): in
 # none of their training sets, and none of their settings was chosen on them. Of other kinds than the training
 # and validation photos: a colour street scene, a colour fundus photo (black surround), a graphic with flat
 # colours and sharp edges, grey handwriting on a board. Keep them out of training.

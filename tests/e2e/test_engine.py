@@ -204,7 +204,7 @@ def test_each_rank_resumes_its_own_extra_state():
 
 
 def test_stop_requests_are_agreed_and_a_signal_asks_for_a_saved_stop():
-    """BasicSR dies on SIGTERM (tests/test_train.py shows the clean stop end to end)."""
+    """BasicSR dies on SIGTERM (tests/e2e/test_train.py shows the clean stop end to end)."""
     import signal
     stop = stopping.StopControl()
     assert stop.agree() is None

@@ -77,7 +77,7 @@ def test_finetune_demo_on_minimal_budget_then_resumes(tmp_path):
                          '--min_gain', '100', '--json', json_copy], cwd=str(tmp_path), env={'OMP_NUM_THREADS': '1'},
                         timeout=600, check=False)
     output = second.stdout + second.stderr
-    assert second.returncode == 1 and 'FAILED: 1 quality check' in output, output[-3000:]
+    assert second.returncode == 1 and "FAILED: 1 quality check" in output, second.stdout[-3000:]
     assert output.count('Resuming training from epoch: ') == 1, output[-3000:]
     assert 'Start training from epoch: 0, iter: 0' not in output and 'already converted' in output
     assert output.count('already prepared by an earlier run') == 4 and 'create_lmdb.py' not in output

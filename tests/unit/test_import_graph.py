@@ -76,7 +76,7 @@ def _layer(module):
     for index, (_, prefixes) in enumerate(LAYERS):
         if any(module == prefix or module.startswith(prefix + '.') for prefix in prefixes):
             return index
-    raise AssertionError(f'{module} is in no layer of tests/test_import_graph.py: LAYERS; add it where it belongs')
+    raise AssertionError(f'{module} is in no layer of tests/unit/test_import_graph.py: LAYERS; add it where it belongs')
 
 
 def _cycles(edges):

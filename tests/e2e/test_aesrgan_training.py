@@ -47,7 +47,7 @@ def shrink(option_file, name, workdir, data, total_iter=4, perceptual=False):
     train.update(dataroot_gt=data['root'], meta_info=data['meta'], gt_size=80, crop_pad_size=96,
                  num_worker_per_gpu=0, batch_size_per_gpu=2)  # degrade 96 px regions (upstream: 400), crop 80
     opt['datasets']['val'].update(dataroot_gt=data['val_gt'], dataroot_lq=data['val_lq'])
-    opt['datasets'].pop('val_degraded', None)  # the degraded set: tests/test_degraded_val_niqe.py and the demo
+    opt['datasets'].pop('val_degraded', None)  # the degraded set: tests/e2e/test_degraded_val_niqe.py and the demo
     opt['val']['metrics'].pop('niqe', None)  # 64-px validation images hold fewer than two 96x96 NIQE blocks
     opt['network_g'].update(num_feat=8, num_block=1, num_grow_ch=4)
     if 'network_d' in opt:

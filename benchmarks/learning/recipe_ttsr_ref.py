@@ -63,10 +63,11 @@ MAX_ROTATION_DEG = 5.0
 CROPS_PER_PHOTO = 6
 MID_CHANNELS, NUM_BLOCKS = 16, (1, 1, 1, 1)
 NETWORK = ttsr_util.network_options(MID_CHANNELS, NUM_BLOCKS)
-BUDGETS = {'full': {'iterations': 600, 'batch': 8, 'lr': 1e-3, 'extractor_lr': 1e-4, 'warmup': 20,
+BUDGETS = {'full': {'iterations': 600, 'batch': 8, 'lr': 1e-3, 'extractor_lr': 0, 'warmup': 20,
                     'pairs_per_photo': 200},
-           'smoke': {'iterations': 2, 'batch': 2, 'lr': 1e-3, 'extractor_lr': 1e-4, 'warmup': -1,
+           'smoke': {'iterations': 2, 'batch': 2, 'lr': 1e-3, 'extractor_lr': 0, 'warmup': -1,
                      'pairs_per_photo': 2}}
+# extractor_lr 0: the random texture extractor frozen, chosen on the validation photos (docs/experiments/ttsr_ref.md)
 PICTURE_ZOOM = 2
 
 

@@ -146,3 +146,13 @@ def read_logs(folder):
 def iteration_logs(log_text):
     """{iteration: log line} of BasicSR's training log."""
     return {int(m.group(1)): line for line in log_text.splitlines() if (m := re.search(r'iter:\s*(\d+),', line))}
+
+
+def released_x4plus():
+    """Real-ESRGAN's released x4plus converted from the installed ncnn files (the `weights` extra; offline, seconds),
+    in eval mode. A missing package fails the test with the file and its source."""
+    from ext.utils.ncnn_convert import build_converted_network, convert_ncnn, released_model_files
+    conversion = convert_ncnn(*released_model_files('RealESRGAN_x4plus'))
+    net = build_converted_network(conversion.network_opt)
+    net.load_state_dict(conversion.state_dict, strict=True)
+    return net.eval()

@@ -13,7 +13,7 @@ import ext  # noqa: F401  (BasicSR 1.4.2 imports only after ext.compat)
 from basicsr.archs.rrdbnet_arch import RRDBNet
 from ext.inference import LoadedNetwork, Upscaler, UsageError, load_upscaler
 from ext.inference.precision import check_network_precision, cpu_bf16_units, resolve_precision
-from helpers import REPO_ROOT, load_script, run_script, skimage_rgb, write_paired_folders
+from helpers import REPO_ROOT, load_script, released_x4plus, run_script, skimage_rgb, write_paired_folders
 
 INFERENCE_PY = f'{REPO_ROOT}/scripts/inference.py'
 EVALUATE_PY = f'{REPO_ROOT}/scripts/evaluate.py'
@@ -23,14 +23,7 @@ SMALL = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 16, 'nu
 @pytest.fixture(scope='module')
 def x4plus():
     """Real-ESRGAN's released x4plus, converted from the installed ncnn files (offline, seconds)."""
-    from ext.utils.ncnn_convert import build_converted_network, convert_ncnn, released_model_files
-    try:
-        conversion = convert_ncnn(*released_model_files('RealESRGAN_x4plus'))
-    except FileNotFoundError as error:
-        pytest.skip(str(error))
-    net = build_converted_network(conversion.network_opt)
-    net.load_state_dict(conversion.state_dict, strict=True)
-    return net.eval()
+    return released_x4plus()
 
 
 @pytest.fixture

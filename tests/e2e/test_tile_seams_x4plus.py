@@ -13,7 +13,7 @@ import torch
 from ext.inference import LoadedNetwork, Upscaler
 from ext.inference.tile_pad import MOSAIC_STRIPS
 from ext.inference.tiling import TiledUpscaler, plan_tiles
-from helpers import skimage_rgb
+from helpers import released_x4plus, skimage_rgb
 
 # (sample, first row) of the photo reduced x2: none of them is in the auto probe
 STRIPS = (('chelsea', 44), ('coffee', 84), ('rocket', 68))
@@ -30,13 +30,7 @@ def photo_strips(width=160, rows=16):
 
 @pytest.fixture(scope='module')
 def x4plus():
-    from basicsr.archs import build_network
-
-    from ext.utils.ncnn_convert import convert_ncnn, released_model_files
-    conversion = convert_ncnn(*released_model_files('RealESRGAN_x4plus'))
-    net = build_network(dict(conversion.network_opt))
-    net.load_state_dict(conversion.state_dict, strict=True)
-    return LoadedNetwork(net.eval(), 4, 3, None, 0, True, 'RealESRGAN_x4plus')
+    return LoadedNetwork(released_x4plus(), 4, 3, None, 0, True, 'RealESRGAN_x4plus')
 
 
 @pytest.mark.slow

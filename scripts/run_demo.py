@@ -63,6 +63,7 @@ import yaml
 SCRIPTS = osp.dirname(osp.abspath(__file__))
 REPO_ROOT = osp.dirname(SCRIPTS)
 sys.path.insert(0, REPO_ROOT)  # this checkout's ext, installed or not
+sys.path.append(SCRIPTS)  # run_here imports the scripts by name, so worker processes can unpickle their functions
 from ext.utils.atomic_io import atomic_write_text  # noqa: E402
 from ext.utils import run_record  # noqa: E402
 from ext.utils.bundled_photos import HELD_OUT_PHOTOS, photo_bgr  # noqa: E402
@@ -176,8 +177,34 @@ class Steps:
         print(f'\n[{self.index}/{self.total}] {message}  (t = {time.time() - self.start:.0f} s)', flush=True)
 
 
+def run_here(script, argv, what):
+    """Run ``scripts/<script>.py`` as ``main(argv)`` in this process, showing its command and output; stop the
+    demo if it fails. Same code and output as running the script, without a new interpreter importing torch and
+    BasicSR again (about 4 s per script, and as much again for its worker processes' fork server)."""
+    import importlib
+    import torch
+    print('  $ ' + ' '.join([osp.join('scripts', f'{script}.py'), *argv]), flush=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the scripts got with OMP_NUM_THREADS=1 (see run)
+    try:
+        status = importlib.import_module(script).main(argv)
+    except SystemExit as stop:
+        status = stop.code
+    except KeyboardInterrupt:
+        print(f'\ndemo interrupted during: {what}; run the demo again to continue', flush=True)
+        raise SystemExit(130)
+    finally:
+        torch.set_num_threads(threads)
+    if status not in (None, 0):
+        if isinstance(status, str):
+            print(status, file=sys.stderr, flush=True)
+        raise SystemExit(f'demo stopped: {what} failed ({status if isinstance(status, int) else "error above"}); '
+                         'see the output above')
+
+
 def run(args, what):
-    """Run a script of this repository with this Python, showing its output; stop the demo if it fails."""
+    """Run a script of this repository (training) with this Python in a new process, showing its output; stop the
+    demo if it fails."""
     # One BLAS/OpenMP thread: these small convolutions barely gain from two, and on a busy machine two
     # spinning threads were 7x slower per iteration than one (measured on the 2-core CI machine).
     env = subprocess_env(threads=1)
@@ -351,10 +378,10 @@ BASELINES = {'bicubic': 'bicubic x4 (OpenCV)', 'bicubic_matlab': 'bicubic x4 (MA
 def infer(folder, output, options_path, model_path, suffix, budget, *extra):
     # tile_pad 48: RRDBNet's receptive field is far wider than Real-ESRGAN's default 10 (seams of up to 57
     # gray levels at tile 64 with pad 10, 7 with pad 48)
-    run([osp.join(SCRIPTS, 'inference.py'), '-i', folder, '-o', output, '-opt', options_path, '--model_path', model_path,
-         '--tile', str(budget['tile']), '--tile_pad', str(budget['tile_pad']), '--device', 'cpu', '--suffix', suffix,
-         '--ext', 'png', *extra],
-        f'inference.py ({suffix})')
+    run_here('inference', ['-i', folder, '-o', output, '-opt', options_path, '--model_path', model_path, '--tile',
+                           str(budget['tile']), '--tile_pad', str(budget['tile_pad']), '--device', 'cpu', '--suffix',
+                           suffix, '--ext', 'png', *extra],
+             f'inference.py ({suffix})')
 
 
 def write_degraded_inputs(scored, photos, draws):
@@ -533,25 +560,25 @@ def prepare_data(args, steps, data, photos):
 
     steps('multiscale copies (scales 0.75, 0.5, 1/3 and shortest edge 400, as upstream)')
     shortest_edge = '400' if not args.minimal else '64'
-    run([osp.join(SCRIPTS, 'generate_multiscale.py'), '--input', osp.join(data, 'HR'), '--output',
-         osp.join(data, 'multiscale'), '--shortest_edge', shortest_edge, *workers], 'generate_multiscale.py')
+    run_here('generate_multiscale', ['--input', osp.join(data, 'HR'), '--output',
+             osp.join(data, 'multiscale'), '--shortest_edge', shortest_edge, *workers], 'generate_multiscale.py')
 
     steps('meta info (every original and multiscale image, each checked to open)')
     meta = osp.join(data, 'meta_info', 'meta_info_multiscale.txt')
-    run([osp.join(SCRIPTS, 'generate_meta_info.py'), '--input', osp.join(data, 'HR'), osp.join(data, 'multiscale'),
-         '--root', data, '--meta_info', meta, '--check', *workers], 'generate_meta_info.py')
+    run_here('generate_meta_info', ['--input', osp.join(data, 'HR'), osp.join(data, 'multiscale'),
+             '--root', data, '--meta_info', meta, '--check', *workers], 'generate_meta_info.py')
 
     steps('the "reduced" list: one-coloured and pattern-less images dropped by texture score')
-    run([osp.join(SCRIPTS, 'filter_low_texture.py'), '--meta_info', meta, '--root', data, '--kept', reduced,
-         *workers], 'filter_low_texture.py')
+    run_here('filter_low_texture', ['--meta_info', meta, '--root', data, '--kept', reduced,
+             *workers], 'filter_low_texture.py')
 
     steps('LMDB of the multiscale set (BasicSR format); validation pairs, clean and degraded the training way')
-    run([osp.join(SCRIPTS, 'create_lmdb.py'), '--meta_info', meta, '--root', data, '--output',
-         osp.join(data, 'multiscale.lmdb'), '--overwrite', *workers], 'create_lmdb.py')
-    run([osp.join(SCRIPTS, 'make_val_pairs.py'), '--input', osp.join(photos, 'val'), '--gt', osp.join(data, 'val', 'gt'),
-         '--lq', osp.join(data, 'val', 'lq_x4'), '--scale', '4', *workers], 'make_val_pairs.py')
-    run([osp.join(SCRIPTS, 'make_degraded_val.py'), '--gt', osp.join(data, 'val', 'gt'), '--lq',
-         osp.join(data, 'val', 'lq_x4_degraded'), '--opt', AESRGAN_OPTIONS, '--seed', '0'], 'make_degraded_val.py')
+    run_here('create_lmdb', ['--meta_info', meta, '--root', data, '--output',
+             osp.join(data, 'multiscale.lmdb'), '--overwrite', *workers], 'create_lmdb.py')
+    run_here('make_val_pairs', ['--input', osp.join(photos, 'val'), '--gt', osp.join(data, 'val', 'gt'),
+             '--lq', osp.join(data, 'val', 'lq_x4'), '--scale', '4', *workers], 'make_val_pairs.py')
+    run_here('make_degraded_val', ['--gt', osp.join(data, 'val', 'gt'), '--lq',
+             osp.join(data, 'val', 'lq_x4_degraded'), '--opt', AESRGAN_OPTIONS, '--seed', '0'], 'make_degraded_val.py')
     atomic_write_text(marker, prepared)
     print_perceptual_note(args)
     return scored, reduced
@@ -574,7 +601,7 @@ def finetune_path(args, steps, data, photos, experiments):
         print(f'  already converted: {x4plus}')
     else:
         source = [args.x4plus] if args.x4plus else ['--released', 'RealESRGAN_x4plus']
-        run([osp.join(SCRIPTS, 'convert_ncnn_checkpoint.py'), *source, x4plus], 'convert_ncnn_checkpoint.py')
+        run_here('convert_ncnn_checkpoint', [*source, x4plus], 'convert_ncnn_checkpoint.py')
 
     steps(f'fine-tune A-ESRGAN-Multi from x4plus for {b["total_iter"]} iterations (the new two-scale attention '
           f'U-Net discriminator alone for the first {b["d_warmup"]}), ext/train.py --auto_resume')
@@ -806,7 +833,7 @@ def main(argv=None):
     steps('training curves')
     curves = osp.join(args.workdir, 'curves')
     for name in outcome['stages']:
-        run([osp.join(SCRIPTS, 'plot_curves.py'), '--input', osp.join(experiments, name), '--output',
+        run_here('plot_curves', ['--input', osp.join(experiments, name), '--output',
              osp.join(curves, name)], 'plot_curves.py')
     if outcome['curve']:
         plot_checkpoint_curve(outcome['curve'], osp.join(curves, outcome['main'], 'from_iteration_0.png'))

@@ -14,6 +14,16 @@ torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.
 torch.backends.mkldnn.enabled = False
 
 
+def pytest_collection_modifyitems(config, items):
+    """Longest first: tests marked ``slow`` start before the rest, the ones with the largest ``slow(seconds)``
+    first, so that with ``-n 2`` no long test is left to run alone at the end (the order is deterministic, as
+    xdist requires of every worker's collection)."""
+    def expected_seconds(item):
+        marker = item.get_closest_marker('slow')
+        return 0 if marker is None else (marker.args[0] if marker.args else 20)
+    items.sort(key=lambda item: -expected_seconds(item))  # stable: otherwise the collection order
+
+
 @pytest.fixture(scope='session')
 def vgg19_weights(tmp_path_factory):
     """A randomly initialised torchvision VGG19 state dict saved under torchvision's file name.

@@ -10,6 +10,7 @@ checkpoints are written atomically, so the previous one stays whole. A step that
 ends the run with exit status 4 and a message naming the iteration, the batch and patch sizes and the
 keys that lower memory; nothing is saved for that half-updated step.
 """
+import gc
 import os
 import signal
 import sys
@@ -195,6 +196,13 @@ def train_pipeline_stopping_cleanly(original, root_path):
     this_rank = rank()
     if distributed():  # BasicSR leaves the group up at the normal end; gloo's exit-time teardown can abort
         import torch.distributed as dist
+        # The model's DDP reducer holds the process group: left to the interpreter's exit (PROGRESS and a stop's
+        # traceback keep the model alive), its teardown raced gloo's and aborted a rank (SIGABRT, "terminate
+        # called without an active exception") about one run in four. Release it while every rank is here.
+        PROGRESS.model = None
+        if stopped is not None:
+            stopped.__traceback__ = stopped.__context__ = None
+        gc.collect()
         together = stopped is None or stopped.exit_code != EXIT_OUT_OF_MEMORY  # else the others are mid-step
         try:  # every rank past its last collective before any closes its connections
             if together:

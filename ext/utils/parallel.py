@@ -2,10 +2,14 @@
 
 Workers are started by ``forkserver`` (``spawn`` where it does not exist), never by plain ``fork``: forking
 a process whose OpenCV/OpenMP/torch thread pools are running can deadlock the children (e.g. a benchmark or
-test that already ran a training step in-process). The fork server imports the main script once (Python's
-default preload), and with it ``ext`` (torch, BasicSR: about 4 s and 1.2 GB), and forks every worker from it:
-the workers start in milliseconds and share those pages instead of each importing ``ext`` again. ``preload``
-names further modules a job's workers import.
+test that already ran a training step in-process). The fork server imports ``ext`` (torch, BasicSR: about 4 s
+and 1.2 GB) once per process, and every worker of every pool is forked from it: the workers start in
+milliseconds and share those pages. ``preload`` names further modules a job's workers import.
+
+Python 3.11's fork server never preloads ``__main__`` (it reads a ``main_path`` that the parent no longer sends)
+nor the parent's ``sys.path``; it only imports modules by name. Left to its default, every worker ran the main
+script again and imported ``ext`` itself: about 4 s per pool. So ``ext`` is preloaded by name, with the folder
+holding it on the server's ``PYTHONPATH``.
 """
 import collections
 import itertools
@@ -15,6 +19,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import cv2
 from tqdm import tqdm
+
+PACKAGES_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the folder of ext/
 
 
 def default_workers():
@@ -29,10 +35,20 @@ def add_workers_argument(parser):
 def _pool_context(preload=()):
     if 'forkserver' not in multiprocessing.get_all_start_methods():
         return multiprocessing.get_context('spawn')
-    context = multiprocessing.get_context('forkserver')
-    if preload:  # takes effect when this process starts its fork server, i.e. at its first pool
-        context.set_forkserver_preload(['__main__', *preload])
-    return context
+    from multiprocessing import forkserver
+    # takes effect when this process starts its fork server, i.e. at its first pool: later ``preload`` modules
+    # are imported by the workers themselves
+    forkserver.set_forkserver_preload(['ext', *preload])
+    saved = os.environ.get('PYTHONPATH')
+    os.environ['PYTHONPATH'] = PACKAGES_ROOT + (os.pathsep + saved if saved else '')
+    try:
+        forkserver.ensure_running()
+    finally:
+        if saved is None:
+            del os.environ['PYTHONPATH']
+        else:
+            os.environ['PYTHONPATH'] = saved
+    return multiprocessing.get_context('forkserver')
 
 
 def _init_worker():

@@ -154,6 +154,7 @@ def torchrun(args, workdir, check=True):
                        '--launcher', 'pytorch'], cwd=workdir, env={'OMP_NUM_THREADS': '1'}, check=check)
 
 
+@pytest.mark.slow(40)
 def test_ddp_sigterm_on_one_rank_then_sigkill_then_auto_resume_equals_an_uninterrupted_run(tmp_path, tiny_data):
     """2-process gloo DDP A-ESRGAN. Each rank has its own training-pair queue (other images): a SIGTERM to
     rank 1 alone stops both ranks after the same iteration with a checkpoint; a SIGKILL after 4.state and

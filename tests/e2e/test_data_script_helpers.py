@@ -1,11 +1,13 @@
 """The data scripts' helpers in ext.utils: a folder built through atomic_folder replaces its target only when
 complete; a pool whose fork server preloads ext gives what one process gives."""
+import operator
 import os
 import os.path as osp
 
 import pytest
 
 from ext.utils.atomic_io import atomic_folder
+from ext.utils.parallel import parallel_map
 from helpers import REPO_ROOT, run_script, write_image_folder
 
 
@@ -43,3 +45,15 @@ def test_workers_forked_from_a_server_that_preloaded_ext_give_what_one_process_g
         assert len(names) == 5 and sorted(os.listdir(tmp_path / '2' / folder)) == names
         for name in names:
             assert (tmp_path / '1' / folder / name).read_bytes() == (tmp_path / '2' / folder / name).read_bytes()
+
+
+def test_the_fork_server_has_ext_loaded_so_workers_do_not_import_it_again():
+    """Python 3.11's fork server preloads neither ``__main__`` nor the parent's sys.path: by default every
+    worker of every pool imported ext again (about 4 s a pool). The workers' parent, the fork server, must
+    hold torch already."""
+    for _ in range(2):  # two pools, one fork server
+        servers = set(parallel_map(operator.call, [os.getppid] * 2, workers=2, desc='pids'))
+        assert len(servers) == 1 and os.getpid() not in servers
+        server, = servers
+        with open(f'/proc/{server}/maps') as maps:
+            assert 'libtorch_cpu' in maps.read(), 'the fork server did not import ext'

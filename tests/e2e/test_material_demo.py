@@ -27,7 +27,7 @@ def _log(experiment):
     return ''.join(open(p).read() for p in sorted(glob.glob(osp.join(experiment, 'train_*.log'))))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(120)
 def test_finetune_demo_on_minimal_budget_then_resumes(tmp_path):
     workdir = str(tmp_path / 'demo')
     first = run_script([RUN_DEMO, '--minimal', '--workdir', workdir, '--workers', '2'], cwd=str(tmp_path),
@@ -86,7 +86,7 @@ def test_finetune_demo_on_minimal_budget_then_resumes(tmp_path):
     assert record == json.load(open(osp.join(workdir, 'metrics.json')))
 
 
-@pytest.mark.slow
+@pytest.mark.slow(90)
 def test_from_scratch_demo_on_minimal_budget(tmp_path):
     workdir = str(tmp_path / 'scratch')
     result = run_script([RUN_DEMO, '--minimal', '--from_scratch', '--workdir', workdir, '--workers', '2'],

@@ -37,6 +37,7 @@ def _two_nodes(yml, workdir, *driver_args):
     return [node.returncode for node in nodes], outputs
 
 
+@pytest.mark.slow(30)
 def test_two_nodes_keep_parameters_equal_and_resume_exactly_after_a_kill(photos, tmp_path):
     runs = {}
     for name, fault in (('uninterrupted', ()), ('killed', ('--kill-after-state', '3'))):

@@ -33,7 +33,7 @@ def x4plus():
     return LoadedNetwork(released_x4plus(), 4, 3, None, 0, True, 'RealESRGAN_x4plus')
 
 
-@pytest.mark.slow
+@pytest.mark.slow(35)
 def test_automatic_pad_keeps_the_released_x4plus_seam_free_at_tiles_64_and_128(x4plus):
     assert not {name for name, _ in STRIPS} & {name for name, _ in MOSAIC_STRIPS}
     image = photo_strips()

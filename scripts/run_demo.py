@@ -97,6 +97,13 @@ BORDER = 4
 # generator steps took the validation photos' NIQE from 3.79 to 6.66 (measured by this demo). A generator lr of
 # 5e-6 lets the new discriminator and the material set nudge x4plus without washing its texture out.
 FINETUNE_LR_G_WITHOUT_PERCEPTUAL = 5e-6
+# From scratch without VGG19, upstream's A-ESRGAN stage collapsed: streaks, a colour cast and a frame, 2.8 dB below
+# Real-ESRNet after 300 iterations. Measured on the validation photos (docs/experiments/demo_scratch_gan_stage.md):
+# the adversarial term does it (GAN weight 0 holds); a generator warm-up, an L1 stand-in x5 or a discriminator at
+# 3e-5 only delay it; a discriminator at 1e-5 holds (0.14 dB, no frame), and with MSE (stage 1's loss) instead of
+# L1 it moves the colours least (a lower generator lr did not help them). The GAN term then adds little texture at
+# this budget: the stage keeps Real-ESRNet's quality, no more.
+SCRATCH_STAGE_WITHOUT_PERCEPTUAL = dict(lr_d=1e-5, pixel_loss='MSELoss')
 
 # Per budget: fine-tune iterations and the discriminator's solo warm-up, validation/checkpoint interval, GT
 # crop (a multiple of 16 for the two-scale discriminator, >= 80 for Real-ESRGAN's 0.15x downscale before
@@ -316,6 +323,10 @@ def demo_options(args, base_options, name, data, experiments, total_iter, pretra
         t.pop('perceptual_opt', None)
         if pretrain_network_g and network_g is not None:  # fine-tuning the released x4plus
             t['optim_g']['lr'] = FINETUNE_LR_G_WITHOUT_PERCEPTUAL
+        elif 'network_d' in opt:  # the A-ESRGAN stage from scratch
+            stage = SCRATCH_STAGE_WITHOUT_PERCEPTUAL
+            t['optim_d']['lr'] = stage['lr_d']
+            t['pixel_opt']['type'] = stage['pixel_loss']
     val_freq = min(b['val_freq'] if 'network_d' in opt else b['esrnet_val_freq'], total_iter)
     opt['val'].update(val_freq=val_freq, save_img=True)
     opt['logger'].update(print_freq=max(1, min(50, total_iter // 10)), save_checkpoint_freq=val_freq,
@@ -585,11 +596,16 @@ def prepare_data(args, steps, data, photos):
 
 
 def print_perceptual_note(args):
-    if not args.vgg_weights:
-        print('\nnote: no VGG19 weights are downloaded, so the demo trains without the perceptual loss (pass '
-              '--vgg_weights FILE to keep it; the real configuration options/train_multiaesrgan_x4plus.yml uses it)'
-              + ('' if args.from_scratch else f'; without it the fine-tune keeps x4plus\'s texture with a generator '
-                 f'lr of {FINETUNE_LR_G_WITHOUT_PERCEPTUAL:g} instead of upstream\'s 1e-4'))
+    if args.vgg_weights:
+        return
+    stage = SCRATCH_STAGE_WITHOUT_PERCEPTUAL
+    instead = (f"the A-ESRGAN stage collapses at upstream's settings, so it trains with a discriminator lr of "
+               f"{stage['lr_d']:g} and {stage['pixel_loss']} (docs/experiments/demo_scratch_gan_stage.md)"
+               if args.from_scratch else f"the fine-tune keeps x4plus's texture with a generator lr of "
+               f"{FINETUNE_LR_G_WITHOUT_PERCEPTUAL:g} instead of upstream's 1e-4")
+    print('\nnote: no VGG19 weights are downloaded, so the demo trains without the perceptual loss (pass '
+          '--vgg_weights FILE to keep it; the real configuration options/train_multiaesrgan_x4plus.yml uses it); '
+          f'without it {instead}')
 
 
 def finetune_path(args, steps, data, photos, experiments):

@@ -5,6 +5,7 @@ import os.path as osp
 
 import cv2
 import pytest
+import yaml
 
 from helpers import REPO_ROOT, run_script
 
@@ -97,6 +98,10 @@ def test_from_scratch_demo_on_minimal_budget(tmp_path):
     assert osp.isfile(osp.join(experiments, 'demo_material_aesrgan', 'models', 'net_d_latest.pth'))
     assert 'demo_material_realesrnet/models/net_g_latest.pth' in _log(osp.join(experiments, 'demo_material_aesrgan'))
     assert not osp.exists(osp.join(workdir, 'pretrained'))  # no released weights on this path
+    # without VGG19 the stage trains with the settings that kept it from collapsing on the validation photos
+    stage = yaml.safe_load(open(osp.join(workdir, 'demo_material_aesrgan.yml')))['train']
+    assert 'perceptual_opt' not in stage and stage['optim_d']['lr'] == 1e-5 and stage['optim_g']['lr'] == 1e-4
+    assert stage['pixel_opt']['type'] == 'MSELoss' and stage['gan_opt']['loss_weight'] == 0.1
     metrics = json.load(open(osp.join(workdir, 'metrics.json')))
     scores = metrics['per_photo']
     assert set(scores['validation']) == {'chelsea', 'chelsea draw 1'}

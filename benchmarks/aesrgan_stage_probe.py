@@ -137,8 +137,10 @@ def main(argv=None):
         rounded = {kind: {m: round(v, 3) if isinstance(v, float) else [round(x, 2) for x in v] for m, v in s.items()}
                    for kind, s in results[label]['summary'].items()}
         print(f'{args.variant} {label}: {json.dumps(rounded)}', flush=True)
-    record = {'variant': args.variant, 'settings': args.set, 'training': times, 'results': results}
+    from ext.utils import run_record
     from ext.utils.atomic_io import atomic_write_text
+    record = {'variant': args.variant, 'settings': args.set, 'training': times, 'results': results,
+              **run_record.record(REPO_ROOT, 1, 'full')}
     atomic_write_text(osp.join(args.workdir, f'{args.variant}.json'), json.dumps(record, indent=1))
     rows = [common.crop_row([images['bicubic'], *(images[label] for label in generators), images['original']], 112)
             for images in pictures.values()]

@@ -399,6 +399,56 @@ def render_demo(root, path, splits=None):
     return '\n'.join(out).rstrip() + '\n'
 
 
+STAGE_PROBES_DIR = 'benchmarks/results/demo/scratch_stage_probes'
+# The probes of the from-scratch demo's A-ESRGAN stage (benchmarks/aesrgan_stage_probe.py), in the order told
+STAGE_PROBES = (
+    ('base', "upstream's settings as the demo ran them: GAN 0.1, L1 1, D lr 1e-4 (scored, not retrained)"),
+    ('gan0', 'GAN weight 0'),
+    ('gan001', 'GAN weight 0.01'),
+    ('warmup50', '50-iteration generator lr warm-up'),
+    ('pix5', 'L1 weight 5 (a stand-in for the missing perceptual term)'),
+    ('dlr3e5', 'discriminator lr 3e-5'),
+    ('dlr', 'discriminator lr 1e-5'),
+    ('dlr_mse', 'discriminator lr 1e-5, MSE instead of L1 (the chosen settings)'),
+    ('dlr_mse_glr', 'discriminator lr 1e-5, MSE, generator lr 2e-5'),
+)
+
+
+def render_stage_probes(root):
+    """The A-ESRGAN stage probes on the demo's validation photos: each variant's drift from Real-ESRNet."""
+    rows, first = [], None
+    for name, label in STAGE_PROBES:
+        record = read_json(root, f'{STAGE_PROBES_DIR}/{name}.json')
+        if record is None:
+            continue
+        first = first or record
+        results, start = record['results'], record['results']['init']
+        last = max((k for k in results if k != 'init'), key=lambda k: int(k[2:]))
+        summary = {k: v['summary'] for k, v in results.items()}
+        shift = max(abs(a - b) for now, then in zip(results[last]['per_input'], start['per_input'])
+                    for a, b in zip(now['colour_offset'], then['colour_offset']))
+        curve = ' / '.join(number(summary[k]['degraded']['psnr'], '.2f') for k in results if k != 'init')
+        rows.append([label, curve, number(start['summary']['degraded']['psnr'] - summary[last]['degraded']['psnr'], '.2f'),
+                     number(max(summary[last][k]['border_ratio_worst'] for k in ('clean', 'degraded')), '.2f'),
+                     number(shift, '.1f'), number(summary[last]['degraded']['texture_ratio']),
+                     number(record['training'].get('cpu_s'), '.0f') if record.get('training') else '-'])
+    if not rows:
+        return not_measured('python benchmarks/aesrgan_stage_probe.py --base RUN/demo_material_aesrgan.yml '
+                            '--variant NAME --set KEY=VALUE', f' (nothing in `{STAGE_PROBES_DIR}`)')
+    start = first['results']['init']['summary']
+    note = first.get('provenance_note')
+    return '\n'.join([
+        record_provenance(first, missing_note=f'({note}.)' if note else '').rstrip(),
+        '',
+        table(['variant', 'PSNR-Y degraded, per checkpoint (dB)', 'drop at the end (dB)', 'border ratio (worst)',
+               'largest colour shift', 'texture ratio', 'CPU s'], rows),
+        '',
+        f"The start, the Real-ESRNet stage: {number(start['degraded']['psnr'], '.2f')} dB on the degraded inputs, "
+        f"border ratio {number(max(start[k]['border_ratio_worst'] for k in ('clean', 'degraded')), '.2f')}, "
+        f"texture ratio {number(start['degraded']['texture_ratio'])}.",
+    ]) + '\n'
+
+
 # --------------------------------------------------------------------------------------------------
 # inference quality: colour fix, tile seams
 # --------------------------------------------------------------------------------------------------
@@ -690,6 +740,7 @@ def region_renderers():
         'tile-seams': (render_tile_seams, 'benchmarks/results/tile_seams_x4plus_*.json'),
         'train-step-cpu': (render_train_step, TRAIN_STEP_JSON),
         'gpu-suite': (render_gpu, GPU_JSON),
+        'demo-stage-probes': (render_stage_probes, STAGE_PROBES_DIR),
     }
     for section in TILED_COMMAND:
         regions[f'tiled-{section}'] = ((lambda s: lambda root: render_tiled(root, s))(section), TILED_JSON)
@@ -711,6 +762,7 @@ REQUIRED = {
     'docs/methods/ttsr.md': ['learning-ttsr_ref'],
     'docs/methods/ffhq_inpaint.md': ['learning-ttsr_inpaint'],
     'docs/methods/pix2pix_inpaint.md': ['learning-pix2pix_inpaint'],
+    'docs/experiments/demo_scratch_gan_stage.md': ['demo-stage-probes'],
 }
 
 

@@ -13,7 +13,7 @@ from PIL import Image, ImageFilter
 
 from ext.data import inpaint_pairs
 from ext.data.ffhq_inpaint_dataset import FFHQInpaintDataset
-from helpers import REPO_ROOT, run_script, skimage_rgb
+from helpers import REPO_ROOT, load_script, run_script, skimage_rgb
 
 SCRIPT = osp.join(REPO_ROOT, 'scripts', 'prepare_ffhq_inpaint.py')
 
@@ -173,12 +173,14 @@ def test_script_reruns_identically_and_added_files_keep_their_split(face_folder,
     assert len(everything) == 19 and 'batch01/00013.png' in everything
 
 
-def test_script_rejects_bad_flags(face_folder, tmp_path):
+def test_script_rejects_bad_flags(face_folder, tmp_path, capsys):
+    script = load_script(SCRIPT)  # main(argv) in this process: argparse's exit status 2 and message, no start-up
     for flags, message in ((['--sizes', '30'], 'multiples of 4'), (['--box_x', '0.9', '0.2'], 'box_x'),
                            (['--test_fraction', '2'], 'test_fraction')):
-        result = run_script([SCRIPT, '--input', str(face_folder), '--output', str(tmp_path / 'x'), *flags],
-                            cwd=str(tmp_path), check=False)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+        with pytest.raises(SystemExit) as stop:
+            script.main(['--input', str(face_folder), '--output', str(tmp_path / 'x'), *flags])
+        stderr = capsys.readouterr().err
+        assert stop.value.code == 2 and message in stderr, stderr
     assert not (tmp_path / 'x').exists()
 
 

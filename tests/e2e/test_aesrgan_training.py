@@ -118,13 +118,17 @@ def test_multiscale_aesrgan_trains_validates_and_resumes_exactly(tmp_path, tiny_
         return
     assert resumed_losses == {i: losses[i] for i in (3, 4)}
     for name, expected in finished.items():
-        resumed = load(f'{root}/models/{name}_4.pth')
-        for key in expected:
-            if key == 'network_options':  # the run's network options, not weights
-                assert resumed[key] == expected[key]
-                continue
-            for param, value in expected[key].items():
-                assert torch.equal(resumed[key][param], value), f'{name} {key} {param} differs after resume'
+        assert_same_checkpoint(load(f'{root}/models/{name}_4.pth'), expected, f'{name} after resume')
+
+
+def assert_same_checkpoint(got, expected, what):
+    """Bitwise-equal weights under every key, and the same recorded network options."""
+    for key in expected:
+        if key == 'network_options':  # the run's network options, not weights
+            assert got[key] == expected[key], what
+            continue
+        for param, value in expected[key].items():
+            assert torch.equal(got[key][param], value), f'{what}: {key} {param} differs'
 
 
 def test_realesrnet_then_single_discriminator_aesrgan_from_its_generator(tmp_path, tiny_data):
@@ -192,14 +196,9 @@ def test_ddp_sigterm_on_one_rank_then_sigkill_then_auto_resume_equals_an_uninter
     resumed = torchrun([osp.join(REPO_ROOT, 'ext', 'train.py'), '-opt', yml, '--auto_resume'], str(tmp_path))
     assert 'Resuming training from epoch: 1, iter: 4' in resumed.stdout + resumed.stderr
     for name in ('net_g', 'net_d'):
-        expected = load(f"{base['path']['experiments_root']}/models/{name}_latest.pth")
-        got = load(f'{root}/models/{name}_latest.pth')
-        for key in expected:
-            if key == 'network_options':  # the run's network options, not weights
-                assert got[key] == expected[key]
-                continue
-            for param, value in expected[key].items():
-                assert torch.equal(got[key][param], value), f'{name} {key} {param} differs (SIGTERM at {iteration})'
+        assert_same_checkpoint(load(f'{root}/models/{name}_latest.pth'),
+                               load(f"{base['path']['experiments_root']}/models/{name}_latest.pth"),
+                               f'{name} (SIGTERM at {iteration})')
 
 
 def test_real_and_synthetic_pairs_in_one_run_resume_exactly_after_sigkill(tmp_path, tiny_data):

@@ -1,7 +1,6 @@
 """benchmarks/bench_learning.py: every recipe runs at its smoke budget and writes its figures, pictures and
 check results; a failed check, or a learning check its control passes, makes the command exit non-zero."""
 import json
-import os
 import os.path as osp
 import sys
 
@@ -12,9 +11,7 @@ from helpers import REPO_ROOT, load_script, run_script
 
 BENCH = osp.join(REPO_ROOT, 'benchmarks', 'bench_learning.py')
 RECIPE_DIR = osp.join(REPO_ROOT, 'benchmarks', 'learning')
-# every recipe file: a new one is covered without editing this list
-RECIPES = tuple(sorted(f[len('recipe_'):-3] for f in os.listdir(RECIPE_DIR)
-                      if f.startswith('recipe_') and f.endswith('.py')))
+RECIPES = tuple(load_script(BENCH).available_recipes(RECIPE_DIR))  # every recipe file, as the command finds them
 sys.path.insert(0, RECIPE_DIR)
 
 # A recipe without training: per seed, the model scores MODEL_GAIN (+ seed / 10) above the stronger of two

@@ -5,9 +5,9 @@ cannot run DDP without CUDA, knows only Adam, downloads VGG weights at run time,
 option files, writes checkpoints non-atomically and loads them with pickle. Each fix below is small, named after what it fixes, and
 has a test in ``tests/e2e/test_compat.py`` that fails without it.
 
-This module only defines the fixes (and applies the import shim, which must precede the first
-``import basicsr``). :mod:`ext.engine.patching` lists where each one goes, beside the package's own
-training engine, and applies them all when ``ext`` is imported. A fix that needs the function it
+This module only defines the fixes (the import shim, which must precede the first ``import basicsr``, is
+:mod:`ext.import_hooks`). :mod:`ext.engine.patching` lists where each one goes, beside the package's own
+training engine, and applies them all when :func:`ext.activate` runs. A fix that needs the function it
 replaces takes it as its first argument, ``original``.
 """
 import argparse
@@ -16,7 +16,6 @@ import json
 import os
 import re
 import sys
-import types
 from os import path as osp
 
 import torch
@@ -24,24 +23,9 @@ import yaml
 
 
 # --- torchvision >= 0.17 removed transforms.functional_tensor --------------------------------------
-# basicsr/data/degradations.py imports rgb_to_grayscale from it, and basicsr/__init__.py imports
-# everything, so `import basicsr` fails. Must run before the first basicsr import.
-def install_functional_tensor_shim():
-    name = 'torchvision.transforms.functional_tensor'
-    if name in sys.modules:
-        return
-    try:
-        import torchvision.transforms.functional_tensor  # noqa: F401  (old torchvision has it)
-        return
-    except ImportError:
-        pass
-    from torchvision.transforms import functional
-    shim = types.ModuleType(name)
-    shim.rgb_to_grayscale = functional.rgb_to_grayscale
-    sys.modules[name] = shim
-
-
-install_functional_tensor_shim()
+# basicsr/data/degradations.py imports rgb_to_grayscale from it, and basicsr/__init__.py imports everything,
+# so `import basicsr` fails. That fix must be in place before anything imports basicsr, without importing torch:
+# ext.import_hooks.FunctionalTensorShim, which `import ext` installs.
 
 from basicsr.archs import vgg_arch  # noqa: E402
 from basicsr.utils import dist_util, get_root_logger  # noqa: E402

@@ -21,15 +21,16 @@ from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
+from ext.components import MODULE_SUFFIXES
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
 
 SCOPE = 'ext'
 
 # MMEngine child registries: `MODELS.build(dict(type='ext.X'))` works from the root registries too.
-MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, locations=[SCOPE])
-DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE, locations=[SCOPE])
-METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE, locations=[SCOPE])
+MODELS = Registry('model', parent=MMENGINE_MODELS, scope=SCOPE, locations=[f'{SCOPE}.activation'])
+DATASETS = Registry('dataset', parent=MMENGINE_DATASETS, scope=SCOPE, locations=[f'{SCOPE}.activation'])
+METRICS = Registry('metric', parent=MMENGINE_METRICS, scope=SCOPE, locations=[f'{SCOPE}.activation'])
 
 # kind -> (BasicSR registry, MMEngine registry)
 KINDS = {
@@ -40,8 +41,6 @@ KINDS = {
     'metric': (METRIC_REGISTRY, METRICS),
 }
 
-# File-name suffix -> kind; ext/__init__.py imports every module with one of these suffixes.
-MODULE_SUFFIXES = {'_arch': 'arch', '_model': 'model', '_loss': 'loss', '_dataset': 'dataset', '_metric': 'metric'}
 
 # Every (kind, name) that ext registered, for tests and tools that walk all components.
 REGISTERED = {}
@@ -145,5 +144,9 @@ def closest(name, candidates):
 
 
 def registry_get(registry, name):
-    """BasicSR's lookup (including its ``_basicsr`` fallback) without its print; None when unknown."""
-    return registry._obj_map.get(name) or registry._obj_map.get(f'{name}_basicsr')
+    """BasicSR's lookup (including its ``_basicsr`` fallback) without its print; None when unknown. The membership
+    test is BasicSR's, so that it activates ``ext`` first (see :mod:`ext`)."""
+    for key in (name, f'{name}_basicsr'):
+        if key in registry:
+            return registry._obj_map[key]
+    return None

@@ -10,7 +10,9 @@ import sys
 if __name__ == '__main__' and not __package__:
     sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-import ext  # noqa: E402,F401
+import ext  # noqa: E402
+
+ext.activate()  # applies ext.engine.patching, registers every component
 import basicsr.test  # noqa: E402
 from ext.options import main_guard, parse_options  # noqa: E402
 from ext.paths import project_root  # noqa: E402

@@ -15,7 +15,9 @@ if __name__ == '__main__' and not __package__:
     # Run as a script: import the package from the repository, not ext/'s modules as top-level ones.
     sys.path[0] = osp.dirname(osp.dirname(osp.abspath(__file__)))
 
-import ext  # noqa: E402,F401  (applies ext.engine.patching, registers components)
+import ext  # noqa: E402
+
+ext.activate()  # applies ext.engine.patching, registers every component
 import basicsr.train  # noqa: E402
 from ext.options import main_guard, parse_options  # noqa: E402
 from ext.paths import project_root  # noqa: E402

@@ -162,7 +162,8 @@ def discriminator_options(net_d):
 def verify(net_g, net_d):
     """Load the converted states into freshly built networks (strict); raise naming any mismatch."""
     sys.path.insert(0, REPO_ROOT)
-    import ext  # noqa: F401  (registers the networks)
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.archs.ttsr_disc_arch import TTSRDiscriminator
     from ext.archs.ttsr_net_arch import TTSRNet
     pairs = []

@@ -191,7 +191,8 @@ def format_summary(summaries, metrics):
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
-    import ext  # noqa: F401  (registers the package's networks and metrics)
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.utils import sr_benchmark
 
     metric_kwargs = {}

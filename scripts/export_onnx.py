@@ -19,10 +19,12 @@ import sys
 
 def _import_ext():
     try:
-        import ext  # noqa: F401
+        import ext
+        ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     except ImportError:  # run from a checkout without installing: the repository root is one level up
         sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-        import ext  # noqa: F401
+        import ext
+        ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
 
 
 def build_parser():

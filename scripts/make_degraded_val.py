@@ -37,7 +37,8 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     from tqdm import tqdm
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.data.degraded_pairs import DEGRADED_SUFFIX, TrainingDegradation
     from ext.errors import OptionError
     from ext.utils.option_file import read_option_file

@@ -90,7 +90,8 @@ def interpolate_checkpoints(psnr_path, gan_path, alpha, param_key='params_ema'):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
-        import ext  # noqa: F401
+        import ext
+        ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     except ImportError:  # run from a checkout without installing
         sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from ext.utils.checkpoint import CheckpointError, save_network_file

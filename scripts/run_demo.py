@@ -339,7 +339,8 @@ def demo_options(args, base_options, name, data, experiments, total_iter, pretra
 def score(image_bgr, original_bgr):
     """NIQE (BasicSR's, Y, crop 4; lower is better), PSNR-Y/SSIM-Y against the original, the border error ratio
     and the mean colour offset per channel (R, G, B; grey levels)."""
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.metrics import calculate_psnr, calculate_ssim
     from ext.metrics.niqe_metric import calculate_niqe_sr
     from ext.metrics.output_bias import border_error_ratio, mean_colour_offset
@@ -378,7 +379,8 @@ def upscale(lq_bgr, shape, method):
     """The non-learned x4 up-scalings: OpenCV's bicubic, MATLAB's (BasicSR's ``imresize``)."""
     if method == 'bicubic':
         return cv2.resize(lq_bgr, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.utils.matlab_functions import imresize
     return np.clip(np.round(imresize(lq_bgr.astype(np.float32) / 255., 4) * 255.), 0, 255).astype(np.uint8)
 
@@ -399,7 +401,8 @@ def write_degraded_inputs(scored, photos, draws):
     """Each scored photo degraded the training way ``draws`` times (seeds 1, 2, ...) into ``photos/lq_degraded``;
     returns ``[(split, name, key, stem)]``. One draw of so random a degradation is no measurement (its gain over
     bicubic spreads over ~3 dB), so the checks average several."""
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.data.degraded_pairs import TrainingDegradation
     with open(AESRGAN_OPTIONS, encoding='utf-8') as handle:
         option = yaml.safe_load(handle)
@@ -491,7 +494,8 @@ def checkpoint_curve(experiments, name, start_generator, network_g, data):
     control on the same curve as the training."""
     import re
     import torch
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.archs import build_network
     from ext.utils.checkpoint import load_into_network, load_network_file
     torch.set_num_threads(1)
@@ -699,7 +703,8 @@ def generator_movement(scored, degraded, inference_dir, results, method, control
 def untrained_control_scores(esrnet_yml, scored, degraded, photos):
     """PSNR-Y of the untrained Real-ESRNet (the options' network, random init, seed 0) on the degraded inputs."""
     import torch
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.archs import build_network
     from basicsr.metrics import calculate_psnr
     with open(esrnet_yml, encoding='utf-8') as handle:

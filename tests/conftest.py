@@ -5,7 +5,9 @@ import os.path as osp
 import pytest
 import torch
 
-import ext  # noqa: F401  (BasicSR 1.4.2 cannot be imported before ext's compat shims)
+import ext
+
+ext.activate()  # the BasicSR fixes and every component, for the in-process tests
 
 os.environ.setdefault('OPENCV_LOG_LEVEL', 'ERROR')
 torch.set_num_threads(1 if os.environ.get('PYTEST_XDIST_WORKER') else min(2, os.cpu_count() or 1))

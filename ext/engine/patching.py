@@ -1,6 +1,6 @@
 """The one table of what this package replaces in BasicSR 1.4.2: target, replacement, why, and its test.
 
-``import ext`` calls :func:`apply` once. Each row replaces ``owner.name``; a row with ``wraps`` calls
+:func:`ext.activate` calls :func:`apply` once. Each row replaces ``owner.name``; a row with ``wraps`` calls
 its replacement with the function it replaces as the first argument (``original``), and ``also`` lists
 the BasicSR modules that imported the name by value (``from x import name``), where it is replaced
 too. The host fixes live in :mod:`ext.compat`, the package's own training engine in :mod:`ext.engine`.
@@ -154,7 +154,6 @@ def apply():
     """Apply every row of :data:`PATCHES` (once; later calls do nothing)."""
     if ORIGINALS:
         return
-    compat.install_functional_tensor_shim()
     for patch in PATCHES:
         _apply(patch)
 

@@ -15,7 +15,6 @@ import os
 import secrets
 import shutil
 
-import torch
 
 _CREATE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, 'O_BINARY', 0) | getattr(os, 'O_CLOEXEC', 0)
 
@@ -103,5 +102,6 @@ def atomic_folder(path):
 
 def atomic_torch_save(obj, path):
     """``torch.save`` that never leaves a partial file at ``path``."""
+    import torch  # here: the scripts import this module without starting torch
     with atomic_open(path, 'wb') as handle:
         torch.save(obj, handle)

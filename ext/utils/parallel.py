@@ -2,14 +2,14 @@
 
 Workers are started by ``forkserver`` (``spawn`` where it does not exist), never by plain ``fork``: forking
 a process whose OpenCV/OpenMP/torch thread pools are running can deadlock the children (e.g. a benchmark or
-test that already ran a training step in-process). The fork server imports ``ext`` (torch, BasicSR: about 4 s
-and 1.2 GB) once per process, and every worker of every pool is forked from it: the workers start in
-milliseconds and share those pages. ``preload`` names further modules a job's workers import.
+test that already ran a training step in-process). The fork server imports ``ext`` (light: no torch) and the
+modules a job names in ``preload`` (e.g. ``ext.utils.sr_benchmark``, torch: about 2 s) once per process, and
+every worker of every pool is forked from it: the workers start in milliseconds and share those pages.
 
 Python 3.11's fork server never preloads ``__main__`` (it reads a ``main_path`` that the parent no longer sends)
 nor the parent's ``sys.path``; it only imports modules by name. Left to its default, every worker ran the main
-script again and imported ``ext`` itself: about 4 s per pool. So ``ext`` is preloaded by name, with the folder
-holding it on the server's ``PYTHONPATH``.
+script again and imported what it needed itself (torch: seconds per pool). So ``ext`` and ``preload`` are
+imported by name, with the folder holding ``ext`` on the server's ``PYTHONPATH``.
 """
 import collections
 import itertools

@@ -1,6 +1,5 @@
 """The data scripts' helpers in ext.utils: a folder built through atomic_folder replaces its target only when
 complete; a pool whose fork server preloads ext gives what one process gives."""
-import operator
 import os
 import os.path as osp
 
@@ -47,13 +46,24 @@ def test_workers_forked_from_a_server_that_preloaded_ext_give_what_one_process_g
             assert (tmp_path / '1' / folder / name).read_bytes() == (tmp_path / '2' / folder / name).read_bytes()
 
 
-def test_the_fork_server_has_ext_loaded_so_workers_do_not_import_it_again():
-    """Python 3.11's fork server preloads neither ``__main__`` nor the parent's sys.path: by default every
-    worker of every pool imported ext again (about 4 s a pool). The workers' parent, the fork server, must
-    hold torch already."""
+FORK_SERVER_PROBE = """
+import operator, os, sys
+from ext.utils.parallel import parallel_map
+if __name__ == '__main__':  # the workers run this file again, as every script's workers do
+    assert 'torch' not in sys.modules  # the data scripts' helpers are light
     for _ in range(2):  # two pools, one fork server
-        servers = set(parallel_map(operator.call, [os.getppid] * 2, workers=2, desc='pids'))
+        servers = set(parallel_map(operator.call, [os.getppid] * 2, workers=2, desc='pids', preload=['torch']))
         assert len(servers) == 1 and os.getpid() not in servers
         server, = servers
-        with open(f'/proc/{server}/maps') as maps:
-            assert 'libtorch_cpu' in maps.read(), 'the fork server did not import ext'
+        print('libtorch_cpu' in open(f'/proc/{server}/maps').read())
+"""
+
+
+def test_the_fork_server_imports_what_a_job_preloads_so_workers_do_not_import_it_again(tmp_path):
+    """Python 3.11's fork server preloads neither ``__main__`` nor the parent's sys.path: by default every
+    worker of every pool imported its heavy modules again (torch: seconds a pool). A job's ``preload`` (here
+    torch) is imported once, by the workers' parent, the fork server; the parent script never imports it."""
+    script = tmp_path / 'probe.py'
+    script.write_text(FORK_SERVER_PROBE)
+    result = run_script([str(script)], cwd=str(tmp_path), env={'PYTHONPATH': REPO_ROOT})
+    assert result.stdout.split() == ['True', 'True'], result.stdout + result.stderr[-2000:]

@@ -2,7 +2,7 @@
 
 Read with ``ast`` (module-level and function-level imports alike), so a cycle hidden inside a function
 counts too. :data:`LAYERS` is the architecture, bottom to top; a module may import its own layer and
-those below it. ``ext/__init__.py`` (which applies the patches and imports every component) stands with the
+those below it. ``ext/__init__.py`` (whose ``activate()`` applies the patches and imports every component) stands with the
 entry points, at the top.
 """
 import ast
@@ -15,7 +15,7 @@ PACKAGE = osp.join(REPO_ROOT, 'ext')
 
 # bottom to top: (layer, module prefixes)
 LAYERS = (
-    ('foundation', ('ext.errors', 'ext.paths', 'ext.utils', 'ext.registry')),
+    ('foundation', ('ext.errors', 'ext.paths', 'ext.import_hooks', 'ext.components', 'ext.utils', 'ext.registry')),
     ('host fixes', ('ext.compat', )),
     ('data', ('ext.data', )),
     ('engine', ('ext.engine', )),
@@ -23,7 +23,7 @@ LAYERS = (
     ('models', ('ext.models', )),
     ('options', ('ext.options', )),
     ('inference', ('ext.inference', )),
-    ('entry points', ('ext.train', 'ext.test')),
+    ('entry points', ('ext.train', 'ext.test', 'ext.activation')),
 )
 
 
@@ -130,7 +130,7 @@ def test_the_checks_see_a_cycle_and_an_upward_import():
 
 
 def test_no_module_imports_compat_for_its_side_effect():
-    """``import ext`` applies the patches once (ext/__init__.py); a bare ``from ext import compat`` elsewhere
+    """``ext.activate()`` applies the patches once (ext/__init__.py); a bare ``from ext import compat`` elsewhere
     would hide that order again."""
     offenders = []
     for module, path in _modules().items():

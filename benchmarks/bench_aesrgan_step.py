@@ -25,7 +25,8 @@ import torch  # noqa: E402
 import yaml  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
-import ext  # noqa: E402,F401
+import ext  # noqa: E402
+ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
 from basicsr.models import build_model  # noqa: E402
 from basicsr.utils import set_random_seed  # noqa: E402
 

@@ -69,7 +69,8 @@ def main():
     import cv2
     import torch
 
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.inference import load_upscaler
     from ext.utils.atomic_io import atomic_write_text
     from ext.utils.color_fix import fix_image_colors

@@ -67,7 +67,8 @@ def main():
 
     import torch
 
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.inference import load_upscaler
     from ext.inference.tile_pad import auto_tile_pad, measure_tile_pad
     from ext.inference.tiling import TiledUpscaler

@@ -614,7 +614,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    import ext  # noqa: F401  (BasicSR's import fixes before basicsr.archs)
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     if args.memory_child:
         return memory_child(args)
     if args.tiling_child:

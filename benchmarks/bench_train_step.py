@@ -268,7 +268,8 @@ def run_worker(spec):
     if spec.get('threads'):
         torch.set_num_threads(spec['threads'])
     sys.path[:0] = [HERE, LEARNING_DIR]  # once per worker: bench_aesrgan_step, peak_rss, learning/common
-    import ext  # noqa: F401  (registers the models; BasicSR's compat shims)
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from peak_rss import peak_rss_bytes, reset_peak_rss, rss_bytes
     from basicsr.models import build_model
     from basicsr.utils import set_random_seed

@@ -212,7 +212,8 @@ def main(argv=None):
     if not args.smoke and not torch.cuda.is_available():
         raise SystemExit(f'gpu_suite.py: no CUDA device (torch {torch.__version__} sees none); run it on a GPU '
                          'machine, or pass --smoke for the CPU check')
-    import ext  # noqa: F401  (BasicSR's import fixes)
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     device = torch.device('cpu' if args.smoke else 'cuda')
     name = 'CPU (--smoke)' if args.smoke else torch.cuda.get_device_name(device)
     report = {'device': name, 'smoke': args.smoke, 'torch': torch.__version__, 'cuda': torch.version.cuda,

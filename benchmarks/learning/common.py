@@ -110,7 +110,8 @@ def bicubic_up(lq_rgb, scale):
 
 def matlab_resize(rgb_uint8, scale):
     """MATLAB's ``imresize`` (bicubic, antialiased when shrinking: BasicSR's port), uint8 in and out."""
-    import ext  # noqa: F401  (BasicSR 1.4.2 needs ext's compat shims before its first import)
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.utils.matlab_functions import imresize
     out = imresize(rgb_uint8.astype(np.float32) / 255.0, scale)
     return np.clip(np.round(out * 255.0), 0, 255).astype(np.uint8)
@@ -146,7 +147,8 @@ def to_rgb(tensor):
 
 def load_generator(network_opt, checkpoint_path, param_key='params'):
     """Build ``network_opt`` from the registry and load ``checkpoint_path`` strictly (weights only)."""
-    import ext  # noqa: F401  registers the package's components
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.archs import build_network
     from ext.utils.checkpoint import load_into_network, load_network_file
     net = build_network(copy.deepcopy(network_opt))

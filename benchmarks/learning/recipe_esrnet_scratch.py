@@ -61,7 +61,8 @@ def score_split(photos, networks, draws):
 
 def run(ctx):
     import torch
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.archs import build_network
     torch.set_num_threads(ctx.threads)
     dataroot, meta = util.write_training_set(osp.join(ctx.shared_dir, 'data'))

@@ -94,7 +94,8 @@ def score_split(split, photos, networks, draws, side):
 
 def run(ctx):
     import torch
-    import ext  # noqa: F401
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.utils.checkpoint import save_network_file
     from ext.utils.ncnn_convert import convert_ncnn, released_model_files
     torch.set_num_threads(ctx.threads)

@@ -58,7 +58,8 @@ def train_and_load(opt, ctx):
 def untrained(network, seed):
     """The network as training starts it (same seed): the learning checks' control."""
     import torch
-    import ext  # noqa: F401  registers TTSRNet
+    import ext
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from basicsr.archs import build_network
     torch.manual_seed(seed)
     return build_network(copy.deepcopy(network)).eval()

@@ -5,6 +5,10 @@ its replacement with the function it replaces as the first argument (``original`
 the BasicSR modules that imported the name by value (``from x import name``), where it is replaced
 too. The host fixes live in :mod:`ext.compat`, the package's own training engine in :mod:`ext.engine`.
 :func:`original` gives a replaced function back, for tests that show what a fix fixes.
+
+Two changes come before this table, at ``import ext`` (:mod:`ext.__init__`, :mod:`ext.import_hooks`): the
+torchvision ``functional_tensor`` finder, and BasicSR's registry lookups wrapped so that the first one applies
+this table.
 """
 import functools
 import sys

@@ -121,7 +121,7 @@ def parse_args(argv=None):
                                                                       'budget too')
     parser.add_argument('--fresh', action='store_true', help="delete each recipe's work folder first")
     args = parser.parse_args(argv)
-    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    args.command = run_record.script_argv(__file__, argv)
     args.paths = available_recipes(args.recipe_dir)
     args.recipes = args.recipes or sorted(args.paths)
     unknown = [name for name in args.recipes if name not in args.paths]

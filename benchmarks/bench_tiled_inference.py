@@ -48,6 +48,8 @@ for path in (REPO_ROOT, HERE):  # run from a checkout without installing; the si
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from ext.utils import run_record  # noqa: E402  (light: torch only when the machine is recorded)
+
 from peak_rss import peak_rss_bytes, reset_peak_rss, rss_bytes  # noqa: E402
 
 SECTIONS = ('precision', 'memory', 'tiling')
@@ -605,10 +607,9 @@ def parse_args(argv=None):
     if parser.parse_known_args(argv)[0].quick:  # the quick sizes as defaults: options given still count
         parser.set_defaults(**QUICK, tile_compact=QUICK['tile'])
     args = parser.parse_args(argv)
-    if args.json is None:
-        args.json = (osp.join(REPO_ROOT, 'results', 'bench_tiled_inference_quick.json') if args.quick else
-                     osp.join(HERE, 'results', 'tiled_inference.json'))
-    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    args.json = args.json or run_record.default_json(REPO_ROOT, args.quick, 'bench_tiled_inference_quick.json',
+                                                     'tiled_inference.json')
+    args.command = run_record.script_argv(__file__, argv)
     return args
 
 
@@ -629,7 +630,6 @@ def main(argv=None):
         raise SystemExit('--device cuda: torch sees no CUDA device on this machine')
     info = system_info(device)
     print(describe_system(info), flush=True)
-    from ext.utils import run_record
     # where, when and how (machine, date, command, commit, budget): every section keeps its own, for the docs
     record = run_record.record(REPO_ROOT, args.threads, 'quick' if args.quick else 'full', args.command)
     report = {'system': info, 'quick': args.quick}

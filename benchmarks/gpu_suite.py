@@ -35,6 +35,8 @@ for path in (REPO_ROOT, HERE):
     if path not in sys.path:
         sys.path.insert(0, path)
 
+from ext.utils import run_record  # noqa: E402  (light: torch only when the machine is recorded)
+
 TRAIN_CONFIGS = ('fp32', 'bf16', 'bf16_cl', 'bf16_cl_compile')
 TTSR_CONFIGS = ('fp32', 'bf16')
 INFERENCE_VARIANTS = ('realesrganer', 'fp32', 'fp16', 'bf16', 'bf16_cl')
@@ -62,10 +64,8 @@ def parse_args(argv=None):
     parser.add_argument('--inference-repeats', type=int, default=3, help='timed rounds (default: %(default)s)')
     parser.add_argument('--model_path', help='x4plus checkpoint (default: convert the released one)')
     args = parser.parse_args(argv)
-    if args.json is None:
-        args.json = (osp.join(REPO_ROOT, 'results', 'gpu_suite_smoke.json') if args.smoke else
-                     osp.join(HERE, 'results', 'gpu_suite.json'))
-    args.command = [osp.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    args.json = args.json or run_record.default_json(REPO_ROOT, args.smoke, 'gpu_suite_smoke.json', 'gpu_suite.json')
+    args.command = run_record.script_argv(__file__, argv)
     return args
 
 
@@ -219,7 +219,6 @@ def main(argv=None):
     report = {'device': name, 'smoke': args.smoke, 'torch': torch.__version__, 'cuda': torch.version.cuda,
               'date': datetime.datetime.now(datetime.timezone.utc).isoformat(timespec='seconds'),
               'budget_s': args.budget, 'parts': {}, 'errors': {}}
-    from ext.utils import run_record
     # the command line and the commit, for the docs' tables (the device above is the GPU's name)
     report.update(command=run_record.command(REPO_ROOT, args.command), **run_record.commit(REPO_ROOT),
                   host=run_record.machine(torch.get_num_threads()))

@@ -787,7 +787,7 @@ def fill(text, renderers, root, page, cache):
         if name not in cache:
             cache[name] = renderers[name][0](root)
         # links to files of the repository are written from its root ('](/path)'): relative to this page here
-        body = re.sub(r'\]\(/([^)]*)\)', lambda link: f'](' + osp.relpath(link.group(1), osp.dirname(page) or '.') + ')',
+        body = re.sub(r'\]\(/([^)]*)\)', lambda link: '](' + osp.relpath(link.group(1), osp.dirname(page) or '.') + ')',
                       cache[name])
         return f'<!-- generated:{name} -->\n{body}<!-- end generated -->'
     return MARKER.sub(replace, text)

@@ -28,14 +28,8 @@ import os.path as osp
 import sys
 
 
-def _import_ext():
-    try:
-        import ext
-        ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
-    except ImportError:  # run from a checkout without installing: the repository root is one level up
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
-        import ext
-        ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+import ext  # noqa: E402  (light: no torch until ext.activate())
 
 
 def build_parser():
@@ -95,7 +89,7 @@ def build_parser():
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    _import_ext()
+    ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
     from ext.inference import run_cli
     return run_cli(args, prog='inference.py')
 

@@ -388,7 +388,19 @@ def upscale(lq_bgr, shape, method):
 BASELINES = {'bicubic': 'bicubic x4 (OpenCV)', 'bicubic_matlab': 'bicubic x4 (MATLAB)'}
 
 
-def infer(folder, output, options_path, model_path, suffix, budget, *extra):
+def train_stage(args, name, base_options, data, experiments, total_iter, what, **network):
+    """Write ``<workdir>/<name>.yml`` (the demo's options for this stage) and train it with ext/train.py
+    --auto_resume; returns the option file's path and its options."""
+    options_path = osp.join(args.workdir, f'{name}.yml')
+    options = demo_options(args, base_options, name, data, experiments, total_iter, **network)
+    write_options(options_path, options)
+    run([TRAIN_PY, '-opt', options_path, '--auto_resume'], what)
+    return options_path, options
+
+
+def infer(photos, inference_dir, kind, options_path, model_path, suffix, budget, *extra):
+    """Tiled inference of ``photos/<kind>`` into ``inference_dir/<kind>``, output names ending in ``_<suffix>``."""
+    folder, output = osp.join(photos, kind), osp.join(inference_dir, kind)
     # tile_pad 48: RRDBNet's receptive field is far wider than Real-ESRGAN's default 10 (seams of up to 57
     # gray levels at tile 64 with pad 10, 7 with pad 48)
     run_here('inference', ['-i', folder, '-o', output, '-opt', options_path, '--model_path', model_path, '--tile',
@@ -625,10 +637,8 @@ def finetune_path(args, steps, data, photos, experiments):
 
     steps(f'fine-tune A-ESRGAN-Multi from x4plus for {b["total_iter"]} iterations (the new two-scale attention '
           f'U-Net discriminator alone for the first {b["d_warmup"]}), ext/train.py --auto_resume')
-    options_path = osp.join(args.workdir, f'{FINETUNE_NAME}.yml')
-    write_options(options_path, demo_options(
-        args, AESRGAN_OPTIONS, FINETUNE_NAME, data, experiments, b['total_iter'], x4plus, network_g=X4PLUS))
-    run([TRAIN_PY, '-opt', options_path, '--auto_resume'], 'A-ESRGAN fine-tuning')
+    options_path, _ = train_stage(args, FINETUNE_NAME, AESRGAN_OPTIONS, data, experiments, b['total_iter'],
+                                  'A-ESRGAN fine-tuning', pretrain_network_g=x4plus, network_g=X4PLUS)
 
     draws = b['degraded_draws']
     steps(f'inference on the scored photos ({", ".join(n for _, n, _, _ in scored)}), downscaled x4 and degraded the '
@@ -637,8 +647,8 @@ def finetune_path(args, steps, data, photos, experiments):
     inference_dir = osp.join(args.workdir, 'inference')
     finetuned = osp.join(experiments, FINETUNE_NAME, 'models', 'net_g_latest.pth')
     for kind in ('lq', 'lq_degraded'):
-        infer(osp.join(photos, kind), osp.join(inference_dir, kind), options_path, x4plus, 'x4plus', b)
-        infer(osp.join(photos, kind), osp.join(inference_dir, kind), options_path, finetuned, 'finetuned', b)
+        infer(photos, inference_dir, kind, options_path, x4plus, 'x4plus', b)
+        infer(photos, inference_dir, kind, options_path, finetuned, 'finetuned', b)
 
     steps('scores (NIQE, PSNR/SSIM against the original, border, colour), the curve from iteration 0, side_by_side.png')
     methods = [('bicubic', BASELINES['bicubic']), ('bicubic_matlab', BASELINES['bicubic_matlab']),
@@ -729,19 +739,16 @@ def scratch_path(args, steps, data, photos, experiments):
     steps(f'stage 1: Real-ESRNet (MSE only) from random weights for {b["esrnet_iter"]} iterations, the generator\'s '
           'initialisation (ext/train.py --auto_resume)')
     if b['esrnet_iter']:
-        esrnet_yml = osp.join(args.workdir, f'{ESRNET_NAME}.yml')
-        write_options(esrnet_yml, demo_options(args, ESRNET_OPTIONS, ESRNET_NAME, data, experiments, b['esrnet_iter']))
-        run([TRAIN_PY, '-opt', esrnet_yml, '--auto_resume'], 'Real-ESRNet training')
+        esrnet_yml, _ = train_stage(args, ESRNET_NAME, ESRNET_OPTIONS, data, experiments, b['esrnet_iter'],
+                                    'Real-ESRNet training')
         pretrained = osp.join(experiments, ESRNET_NAME, 'models', 'net_g_latest.pth')
     else:
         print('  skipped (--esrnet_iter 0): A-ESRGAN starts from random weights')
 
     steps(f'stage 2: A-ESRGAN (two-scale attention U-Net discriminator) for {b["total_iter"]} iterations '
           '(ext/train.py --auto_resume)')
-    options_path = osp.join(args.workdir, f'{NAME}.yml')
-    stage_options = demo_options(args, AESRGAN_OPTIONS, NAME, data, experiments, b['total_iter'], pretrained)
-    write_options(options_path, stage_options)
-    run([TRAIN_PY, '-opt', options_path, '--auto_resume'], 'A-ESRGAN training')
+    options_path, stage_options = train_stage(args, NAME, AESRGAN_OPTIONS, data, experiments, b['total_iter'],
+                                              'A-ESRGAN training', pretrain_network_g=pretrained)
 
     draws = b['degraded_draws']
     steps(f'tiled inference on the scored photos ({", ".join(n for _, n, _, _ in scored)}), downscaled x4 and '
@@ -755,10 +762,9 @@ def scratch_path(args, steps, data, photos, experiments):
         esrnet_methods if esrnet_yml else []) + [('aesrgan', f'A-ESRGAN ({b["total_iter"]} it)')]
     for kind in ('lq', 'lq_degraded'):
         if esrnet_yml:
-            infer(osp.join(photos, kind), osp.join(inference_dir, kind), esrnet_yml, pretrained, 'realesrnet', b)
-            infer(osp.join(photos, kind), osp.join(inference_dir, kind), esrnet_yml, pretrained, 'realesrnet_x8', b,
-                  '--self_ensemble')
-        infer(osp.join(photos, kind), osp.join(inference_dir, kind), options_path, model_path, 'aesrgan', b)
+            infer(photos, inference_dir, kind, esrnet_yml, pretrained, 'realesrnet', b)
+            infer(photos, inference_dir, kind, esrnet_yml, pretrained, 'realesrnet_x8', b, '--self_ensemble')
+        infer(photos, inference_dir, kind, options_path, model_path, 'aesrgan', b)
 
     steps('scores (NIQE, PSNR/SSIM against the original, border, colour), the curve from iteration 0, side_by_side.png')
     results, rows = score_outputs(scored, degraded, photos, inference_dir, methods)

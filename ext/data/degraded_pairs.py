@@ -8,7 +8,6 @@ with kernels drawn as :class:`ext.data.material_multiscale_dataset.MaterialMulti
 them), from a seed derived from ``seed`` and the image's name, so the same set comes out on every
 machine and every run. ``scripts/make_degraded_val.py`` writes such a set. Not a component file.
 """
-import contextlib
 import random
 import zlib
 
@@ -16,23 +15,9 @@ import numpy as np
 import torch
 
 from ext.data.second_order_degradation import SecondOrderDegradation
+from ext.utils.random_states import seeded
 
 DEGRADED_SUFFIX = '_degraded'  # LQ file name = GT name + suffix (PairedImageDataset filename_tmpl '{}_degraded')
-
-
-@contextlib.contextmanager
-def seeded(seed):
-    """Seed Python's, NumPy's and torch's global generators (the degradation draws from them), then restore them."""
-    saved = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    try:
-        yield
-    finally:
-        random.setstate(saved[0])
-        np.random.set_state(saved[1])
-        torch.set_rng_state(saved[2])
 
 
 def image_seed(seed, name):

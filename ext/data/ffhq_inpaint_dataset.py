@@ -4,11 +4,11 @@ import random
 import torch
 from torch.utils import data
 
-from basicsr.utils import FileClient
 from ext.data import inpaint_pairs
-from ext.data.gt_image_paths import gt_image_paths
-from ext.data.ref_sr_util import down_up, lq_pair, mod_crop, random_flip_rot, read_rgb, resize_bicubic, to_tensor
+from ext.data.gt_image_paths import GTImageFiles
+from ext.data.ref_sr_util import down_up, lq_pair, mod_crop, random_flip_rot, resize_bicubic, to_tensor
 from ext.registry import register
+
 
 @register()
 class FFHQInpaintDataset(data.Dataset):
@@ -86,17 +86,14 @@ class FFHQInpaintDataset(data.Dataset):
                 raise ValueError(f'{name}: split must be one of {inpaint_pairs.SPLITS} or omitted, got {split!r}')
             fraction, seed = opt.get('test_fraction', inpaint_pairs.DEFAULT_TEST_FRACTION), opt.get('split_seed', 0)
             keep, selection = (lambda p: inpaint_pairs.split_of(p, fraction, seed) == split), f' for split {split!r}'
-        self.paths, self.io_backend_opt = gt_image_paths(opt, name, keep, selection)
-        self.file_client = None
+        self.gt_files = GTImageFiles(opt, name, keep, selection)
+        self.paths = self.gt_files.paths
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.gt_files)
 
     def read_gt(self, index):
-        if self.file_client is None:
-            backend = dict(self.io_backend_opt)
-            self.file_client = FileClient(backend.pop('type'), **backend)
-        gt = read_rgb(self.file_client, self.paths[index], 'gt')
+        gt = self.gt_files.read(index)
         if self.image_size is not None:
             gt = inpaint_pairs.square_resize(gt, int(self.image_size))
         gt = mod_crop(gt, self.scale)
@@ -128,4 +125,3 @@ class FFHQInpaintDataset(data.Dataset):
         return {'lq': to_tensor(lq), 'lq_up': to_tensor(lq_up), 'gt': to_tensor(gt), 'ref': to_tensor(ref),
                 'ref_down_up': to_tensor(ref_down_up), 'mask': torch.from_numpy(mask[None]),
                 'box': torch.tensor(box, dtype=torch.int64), 'lq_path': path, 'gt_path': path, 'ref_path': path}
-

@@ -1,11 +1,12 @@
-"""Where the clean images of the inpainting datasets come from: a folder searched recursively or a BasicSR
-LMDB, optionally narrowed by a meta info file (not a component file)."""
+"""Where the clean images of the inpainting datasets come from (a folder searched recursively or a BasicSR
+LMDB, optionally narrowed by a meta info file) and how they are read (not a component file)."""
 import os
 import os.path as osp
 import re
 
 from ext.data.lmdb_keys import read_lmdb_keys
 from ext.data.ref_cufed_dataset import IMAGE_EXTENSIONS
+from ext.data.ref_sr_util import LazyFileClient
 
 # '<name> (h,w,c) [compress level]' (BasicSR meta info), or just '<name>'; names may hold spaces.
 META_INFO_LINE = re.compile(r'^(.*?)(?: \(\d+,\d+,\d+\)(?: \d+)?)?$')
@@ -58,3 +59,18 @@ def gt_image_paths(opt, name, keep=None, selection=''):
     if not paths:
         raise ValueError(f'{name}: no images in {root}{selection}')
     return (paths if lmdb else [osp.join(root, p) for p in paths]), io_backend_opt
+
+
+class GTImageFiles:
+    """A dataset's clean images: ``paths`` (from :func:`gt_image_paths`, same arguments) and ``read(index)``,
+    an RGB uint8 array."""
+
+    def __init__(self, opt, name, keep=None, selection=''):
+        self.paths, io_backend_opt = gt_image_paths(opt, name, keep, selection)
+        self.files = LazyFileClient(io_backend_opt)
+
+    def __len__(self):
+        return len(self.paths)
+
+    def read(self, index):
+        return self.files.read_rgb(self.paths[index], 'gt')

@@ -10,10 +10,8 @@ import numpy as np
 import torch
 from torch.utils import data
 
-from basicsr.utils import FileClient
 from ext.data import inpaint_pairs
-from ext.data.gt_image_paths import gt_image_paths, list_images_recursive
-from ext.data.ref_sr_util import read_rgb
+from ext.data.gt_image_paths import GTImageFiles, list_images_recursive
 from ext.registry import register
 
 MASK_MODES = ('file', 'box', 'random')
@@ -263,8 +261,8 @@ class MaskedImageDataset(data.Dataset):
                              f'{sorted(RANDOM_MASK_DEFAULTS)}')
         self.random_mask_spec = {**RANDOM_MASK_DEFAULTS, **spec}
 
-        self.paths, self.io_backend_opt = gt_image_paths(opt, name)
-        self.file_client = None
+        self.gt_files = GTImageFiles(opt, name)
+        self.paths = self.gt_files.paths
 
         self.mask_paths = []
         if self.mask_mode == 'file':
@@ -285,13 +283,10 @@ class MaskedImageDataset(data.Dataset):
                 self.mask_by_stem = by_stem
 
     def __len__(self):
-        return len(self.paths)
+        return len(self.gt_files)
 
     def read_gt(self, index):
-        if self.file_client is None:
-            backend = dict(self.io_backend_opt)
-            self.file_client = FileClient(backend.pop('type'), **backend)
-        gt = read_rgb(self.file_client, self.paths[index], 'gt')
+        gt = self.gt_files.read(index)
         if self.image_size is not None:
             gt = inpaint_pairs.square_resize(gt, int(self.image_size))
         if self.train_phase and self.random_scale is not None:

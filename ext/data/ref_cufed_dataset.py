@@ -4,9 +4,8 @@ import os.path as osp
 
 from torch.utils import data
 
-from basicsr.utils import FileClient
 from ext.data.lmdb_keys import read_lmdb_keys
-from ext.data.ref_sr_util import fit_reference, lq_pair, mod_crop, random_flip_rot, read_rgb, to_tensor
+from ext.data.ref_sr_util import LazyFileClient, fit_reference, lq_pair, mod_crop, random_flip_rot, to_tensor
 from ext.registry import register
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -47,11 +46,10 @@ class RefCUFEDDataset(data.Dataset):
         self.ref_fit = opt.get('ref_fit', 'pad')
         if self.ref_fit not in ('pad', 'resize'):
             raise ValueError(f"{opt.get('name', 'dataset')}: ref_fit must be 'pad' or 'resize', got {self.ref_fit!r}")
-        self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
-        self.file_client = None
+        io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         gt_root, ref_root = opt['dataroot_gt'], opt['dataroot_ref']
-        if self.io_backend_opt['type'] == 'lmdb':
-            self.io_backend_opt.update(db_paths=[gt_root, ref_root], client_keys=['gt', 'ref'])
+        if io_backend_opt['type'] == 'lmdb':
+            io_backend_opt.update(db_paths=[gt_root, ref_root], client_keys=['gt', 'ref'])
             self.gt_paths = read_lmdb_keys(gt_root)
             ref_keys = set(read_lmdb_keys(ref_root))
             missing = [key for key in self.gt_paths if key not in ref_keys]
@@ -67,17 +65,13 @@ class RefCUFEDDataset(data.Dataset):
             self.ref_paths = [osp.join(ref_root, name) for name in ref_names]
         if not self.gt_paths:
             raise ValueError(f'no images in {gt_root}')
+        self.files = LazyFileClient(io_backend_opt)
 
     def __len__(self):
         return len(self.gt_paths)
 
     def load_pair(self, index):
-        if self.file_client is None:
-            backend = dict(self.io_backend_opt)
-            self.file_client = FileClient(backend.pop('type'), **backend)
-        gt = read_rgb(self.file_client, self.gt_paths[index], 'gt')
-        ref = read_rgb(self.file_client, self.ref_paths[index], 'ref')
-        return gt, ref
+        return self.files.read_rgb(self.gt_paths[index], 'gt'), self.files.read_rgb(self.ref_paths[index], 'ref')
 
     def __getitem__(self, index):
         gt, ref = self.load_pair(index)

@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from basicsr.utils import FileClient
 from ext.data.image_reader import read_image
 
 
@@ -20,6 +21,22 @@ def read_rgb(file_client, path, client_key='default'):
     if image.ndim == 2:
         image = np.stack([image] * 3, axis=-1)
     return cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+
+
+class LazyFileClient:
+    """BasicSR's ``FileClient`` for ``io_backend_opt``, opened at the first read, so that each DataLoader worker
+    opens its own (an LMDB environment must not cross a fork)."""
+
+    def __init__(self, io_backend_opt):
+        self.io_backend_opt = dict(io_backend_opt)
+        self._client = None
+
+    def read_rgb(self, path, client_key='default'):
+        """:func:`read_rgb` through this client."""
+        if self._client is None:
+            backend = dict(self.io_backend_opt)
+            self._client = FileClient(backend.pop('type'), **backend)
+        return read_rgb(self._client, path, client_key)
 
 
 def resize_bicubic(image, width, height):

@@ -4,7 +4,7 @@ BasicSR's loop stays the host's (``basicsr.train.train_pipeline``); :mod:`ext.en
 table of what this package puts into it. The modules, bottom to top:
 
 - :mod:`~ext.engine.dist`: rank helpers (work with and without a process group);
-- :mod:`~ext.engine.seeding`: the random states of a process, per-draw seeds;
+- :mod:`~ext.engine.seeding`: per-draw seeds, validation that keeps the training streams;
 - :mod:`~ext.engine.progress`: what the running job knows (loader length, model, iteration);
 - :mod:`~ext.engine.bad_data`: unreadable training files, named, skipped and limited;
 - :mod:`~ext.engine.sampling`: the per-draw seeded training set and the resumable sampler;

@@ -1,7 +1,7 @@
 """Exact resume: what a ``.state`` file holds, and finding the newest usable one.
 
 BasicSR's ``.state`` holds the optimizers and schedulers. Here it also holds every rank's random states
-(:mod:`ext.engine.seeding`), the loader length (so the sampler can skip what the epoch already trained:
+(:mod:`ext.utils.random_states`), the loader length (so the sampler can skip what the epoch already trained:
 :mod:`ext.engine.sampling`) and a model's own extra state if it defines ``extra_training_state()`` /
 ``load_extra_training_state()`` (a training-pair queue, a guard's streak, GradScalers). ``--auto_resume``
 finds the states from the experiment path (not the working directory), loads them on any machine with
@@ -19,8 +19,8 @@ from ext.compat import save_with_retry
 from ext.engine import schedules
 from ext.engine.dist import gather_on_rank0, own_rank_entry, rank
 from ext.engine.progress import PROGRESS
-from ext.engine.seeding import rng_state
 from ext.utils import checkpoint
+from ext.utils.random_states import rng_state
 
 _STATE_FILE = re.compile(r'^(\d+)\.state$')
 

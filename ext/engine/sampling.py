@@ -16,8 +16,9 @@ from ext.data.image_reader import BadImageFile
 from ext.engine.bad_data import BadFileGuard, BadTrainingData
 from ext.engine.dist import own_rank_entry
 from ext.engine.progress import PROGRESS
-from ext.engine.seeding import sample_seed, seeded, set_rng_state
+from ext.engine.seeding import sample_seed
 from ext.errors import OptionError
+from ext.utils.random_states import seeded, set_rng_state
 
 
 class PerSampleSeededDataset(torch.utils.data.Dataset):

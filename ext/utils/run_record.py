@@ -36,6 +36,18 @@ def command(root, argv=None):
     return ' '.join(shlex.quote(a) for a in [script] + argv[1:])
 
 
+def script_argv(script, argv=None):
+    """The command line of a script's ``main(argv)``: the script's absolute path, then ``argv`` (default: this
+    process's arguments), for :func:`record`."""
+    return [osp.abspath(script)] + list(sys.argv[1:] if argv is None else argv)
+
+
+def default_json(root, trial, trial_name, committed_name):
+    """Where a benchmark writes its JSON when not told: a trial run (quick or smoke: figures not for the docs) to
+    ``<root>/results/<trial_name>`` (ignored by git), a full run to the committed ``<root>/benchmarks/results/``."""
+    return osp.join(root, 'results', trial_name) if trial else osp.join(root, 'benchmarks', 'results', committed_name)
+
+
 def commit(root):
     """``{'commit': git HEAD of root, 'uncommitted_changes': [tracked files that differ from it]}`` (None values
     outside a git checkout)."""

@@ -6,7 +6,6 @@ import os.path as osp
 import pytest
 
 from ext.utils.atomic_io import atomic_folder
-from ext.utils.parallel import parallel_map
 from helpers import REPO_ROOT, run_script, write_image_folder
 
 

@@ -10,7 +10,7 @@ import torch
 import ext  # noqa: F401
 import basicsr.train as basicsr_train
 from basicsr.models.base_model import BaseModel
-from basicsr.utils import FileClient, dist_util, img_util
+from basicsr.utils import dist_util, img_util
 from ext.engine import resume, sampling, seeding, stopping
 from ext.engine.patching import PATCHES, original
 from ext.engine.progress import PROGRESS

@@ -2,14 +2,12 @@
 them (torchrun --nnodes 2 --node_rank 0/1 with a shared rendezvous, and SLURM's launcher), on gloo."""
 import os
 import os.path as osp
-import signal
 import subprocess
-import sys
 
 import pytest
 import torch
 
-from helpers import PYTHON, REPO_ROOT, free_port, subprocess_env, write_options, write_paired_folders
+from helpers import PYTHON, free_port, subprocess_env, write_options, write_paired_folders
 from test_train import FAULT_DRIVER, esrgan_options, load, max_difference
 
 

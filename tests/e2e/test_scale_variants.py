@@ -4,7 +4,6 @@ import os
 import os.path as osp
 
 import cv2
-import numpy as np
 import pytest
 
 from helpers import REPO_ROOT, run_script, run_train, write_image_folder, write_paired_folders

@@ -571,7 +571,7 @@ def test_pix2pix_with_bf16_and_accumulation_resumes_exactly(tmp_path):
     """4 iterations in one go against 2, a checkpoint (.pth + .state as ext/train.py writes them), a fresh
     model resumed from it and 2 more: bitwise the same G, EMA, D and plateau (BatchNorm, dropout replay,
     bf16 autocast, accum_iter 2)."""
-    from ext.engine.seeding import set_rng_state as _set_rng_state
+    from ext.utils.random_states import set_rng_state as _set_rng_state
     spec = SPECS['pix2pix']
     train = dict(BF16, accum_iter=2, ema_warmup=True)
     batches = [spec.data(4, seed) for seed in range(2)]

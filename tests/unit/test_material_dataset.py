@@ -234,7 +234,7 @@ def pairs(tmp_path_factory):
 
 
 def _draw(dataset, seed):
-    from ext.engine.seeding import seeded
+    from ext.utils.random_states import seeded
     with seeded(seed):
         return dataset[seed % len(dataset)]
 

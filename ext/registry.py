@@ -21,9 +21,9 @@ from mmengine.registry import METRICS as MMENGINE_METRICS
 from mmengine.registry import MODELS as MMENGINE_MODELS
 from mmengine.registry import Registry
 
-from ext.components import MODULE_SUFFIXES
 from basicsr.utils.registry import (ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY,
                                     MODEL_REGISTRY)
+from ext.components import MODULE_SUFFIXES
 
 SCOPE = 'ext'
 

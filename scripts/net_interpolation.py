@@ -18,6 +18,8 @@ import argparse
 import os.path as osp
 import sys
 
+sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))  # this checkout's ext, installed or not
+
 PARAM_KEY_CHOICES = ('params_ema', 'params', 'all')
 
 
@@ -89,11 +91,6 @@ def interpolate_checkpoints(psnr_path, gan_path, alpha, param_key='params_ema'):
 
 def main(argv=None):
     args = build_parser().parse_args(argv)
-    try:
-        import ext
-        ext.activate()  # the BasicSR fixes and every component, before BasicSR code runs
-    except ImportError:  # run from a checkout without installing
-        sys.path.insert(0, osp.dirname(osp.dirname(osp.abspath(__file__))))
     from ext.utils.checkpoint import CheckpointError, save_network_file
     try:
         result = interpolate_checkpoints(args.psnr_model, args.gan_model, args.alpha, args.param_key)

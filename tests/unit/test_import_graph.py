@@ -2,8 +2,8 @@
 
 Read with ``ast`` (module-level and function-level imports alike), so a cycle hidden inside a function
 counts too. :data:`LAYERS` is the architecture, bottom to top; a module may import its own layer and
-those below it. ``ext/__init__.py`` (whose ``activate()`` applies the patches and imports every component) stands with the
-entry points, at the top.
+those below it. ``ext/__init__.py`` (whose ``activate()`` applies the patches and imports every component)
+stands with the entry points, at the top.
 """
 import ast
 import os
